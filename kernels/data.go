@@ -1,0 +1,53 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+// Inputs are generated from a seed with PCG, so the CPU and GPU implementations (and gpucheck)
+// see the same numbers for the same params.
+
+func newRand(seed uint64, stream uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, stream))
+}
+
+// UniformSlice returns n values uniform in [-1, 1).
+func UniformSlice(seed, stream uint64, n int) []float32 {
+	r := newRand(seed, stream)
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = 2*r.Float32() - 1
+	}
+	return s
+}
+
+// NormalSlice returns n values from N(0, std²).
+func NormalSlice(seed, stream uint64, n int, std float64) []float32 {
+	r := newRand(seed, stream)
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(r.NormFloat64() * std)
+	}
+	return s
+}
+
+// Checksum sums a buffer in float64, a cheap fingerprint to compare runs and devices.
+func Checksum(s []float32) float64 {
+	var sum float64
+	for _, v := range s {
+		sum += float64(v)
+	}
+	return sum
+}
+
+// MaxRelErr is max |a-b| / max(|b|, floor) over two equal-length buffers.
+func MaxRelErr(a, b []float32, floor float64) float64 {
+	worst := 0.0
+	for i := range b {
+		d := math.Abs(float64(a[i]) - float64(b[i]))
+		den := math.Max(math.Abs(float64(b[i])), floor)
+		worst = math.Max(worst, d/den)
+	}
+	return worst
+}
