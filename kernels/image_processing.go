@@ -30,9 +30,6 @@ func imageProcessingSpec() Spec {
 		New: func() Params {
 			return &ImageProcessing{BatchSize: 32, ImageSize: 224, Channels: 3, Filters: 64, KernelSize: 3, Iterations: 50, Seed: 42}
 		},
-		CPU: func(ctx context.Context, p Params, r Reporter) (Output, error) {
-			return p.(*ImageProcessing).RunCPU(ctx, r)
-		},
 	}
 }
 

@@ -21,6 +21,9 @@ type Params interface {
 	Validate() error
 	// Work estimates what the job costs, for scheduling, timeouts and memory checks.
 	Work() Work
+	// RunCPU runs the job on the CPU, reporting progress after each iteration or epoch and
+	// stopping within one step once ctx is done.
+	RunCPU(ctx context.Context, report Reporter) (Output, error)
 }
 
 // Work is an estimate of what one job costs. Rates (GFLOP/s, GB/s) are computed from it too, so
@@ -62,9 +65,6 @@ type Output struct {
 	// Info names what ran: blas backend, gemm implementation, threads.
 	Info map[string]string
 }
-
-// Func runs one job type on one kind of device.
-type Func func(ctx context.Context, p Params, report Reporter) (Output, error)
 
 // ParamError says which field of which job type is wrong and what is allowed.
 type ParamError struct {

@@ -12,11 +12,7 @@ import (
 )
 
 func cpuRun(ctx context.Context, p kernels.Params, r kernels.Reporter) (kernels.Output, error) {
-	s, err := kernels.Default().Spec(p.Kind())
-	if err != nil {
-		return kernels.Output{}, err
-	}
-	return s.CPU(ctx, p, r)
+	return p.RunCPU(ctx, r)
 }
 
 func TestConformanceCPU(t *testing.T) {

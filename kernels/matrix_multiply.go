@@ -25,9 +25,6 @@ func matrixMultiplySpec() Spec {
 		Kind:    MatrixMultiplyKind,
 		Summary: "NxN float32 GEMM, reports GFLOP/s",
 		New:     func() Params { return &MatrixMultiply{Size: 1000, Iterations: 10, Precision: "fp32", Seed: 42} },
-		CPU: func(ctx context.Context, p Params, r Reporter) (Output, error) {
-			return p.(*MatrixMultiply).RunCPU(ctx, r)
-		},
 	}
 }
 

@@ -40,9 +40,6 @@ func neuralNetworkSpec() Spec {
 		New: func() Params {
 			return &NeuralNetwork{Epochs: 5, BatchSize: 64, InputSize: 784, HiddenSize: 256, OutputSize: 10, LearningRate: 1e-3, Seed: 42}
 		},
-		CPU: func(ctx context.Context, p Params, r Reporter) (Output, error) {
-			return p.(*NeuralNetwork).RunCPU(ctx, r)
-		},
 	}
 }
 

@@ -9,16 +9,14 @@ import (
 	"strings"
 )
 
-// Spec describes one job type: its name, its defaults and its CPU implementation. A GPU
-// implementation is registered by kernels/cuda under the same Kind.
+// Spec describes one job type: its name and its defaults. The params carry the CPU
+// implementation; a GPU implementation is registered by kernels/cuda under the same Kind.
 type Spec struct {
 	Kind string
 	// Summary is one line for help texts.
 	Summary string
 	// New returns params filled with the defaults.
 	New func() Params
-	// CPU runs the job on the CPU.
-	CPU Func
 }
 
 // Registry maps job-type names to their specs.
@@ -32,7 +30,7 @@ type Registry struct {
 func NewRegistry(specs ...Spec) (*Registry, error) {
 	r := &Registry{specs: make(map[string]Spec, len(specs))}
 	for _, s := range specs {
-		if s.Kind == "" || s.New == nil || s.CPU == nil {
+		if s.Kind == "" || s.New == nil {
 			return nil, fmt.Errorf("job spec %q is incomplete", s.Kind)
 		}
 		if _, dup := r.specs[s.Kind]; dup {

@@ -20,9 +20,6 @@ func vectorAdditionSpec() Spec {
 		Kind:    VectorAdditionKind,
 		Summary: "c = a + b over float32 vectors, reports GB/s",
 		New:     func() Params { return &VectorAddition{Size: 10_000_000, Iterations: 100, Seed: 42} },
-		CPU: func(ctx context.Context, p Params, r Reporter) (Output, error) {
-			return p.(*VectorAddition).RunCPU(ctx, r)
-		},
 	}
 }
 
