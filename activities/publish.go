@@ -1,0 +1,29 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/gpujobs/gpujobs/workflows"
+)
+
+// Broker is where results go: the RabbitMQ publisher in production, a fake in unit tests.
+type Broker interface {
+	Publish(ctx context.Context, messageID string, body []byte) error
+}
+
+// Publisher is the PublishResult local activity.
+type Publisher struct {
+	Broker Broker
+}
+
+// PublishResult sends the result as JSON with message_id = job ID and waits for the broker's
+// confirm. An error is retried by the workflow.
+func (p *Publisher) PublishResult(ctx context.Context, res workflows.JobResult) error {
+	body, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encode result %s: %w", res.JobID, err)
+	}
+	return p.Broker.Publish(ctx, res.JobID, body)
+}

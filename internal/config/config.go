@@ -1,0 +1,108 @@
+// Package config holds the settings shared by the gpujobs commands: where Temporal and RabbitMQ
+// are, how to log. Every setting is a flag whose default comes from an environment variable, so
+// the same binaries run from a shell, docker-compose and Kubernetes.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Env returns the environment variable name, or def when it is unset or empty.
+func Env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// EnvInt is Env for integers; a malformed value falls back to def (flag parsing reports it).
+func EnvInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+// EnvDuration is Env for durations such as "30s".
+func EnvDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+// Temporal says which Temporal cluster and namespace to use.
+type Temporal struct {
+	Address   string // host:port of the frontend
+	Namespace string
+	UIURL     string // base URL of the Web UI, for links
+}
+
+// AddFlags registers --temporal-address, --namespace and --ui-url.
+func (t *Temporal) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&t.Address, "temporal-address", Env("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
+	fs.StringVar(&t.Namespace, "namespace", Env("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
+	fs.StringVar(&t.UIURL, "ui-url", Env("TEMPORAL_UI_URL", "http://127.0.0.1:8233"), "Temporal Web UI base URL, for links (env TEMPORAL_UI_URL)")
+}
+
+// WorkflowURL links to a workflow in the Web UI.
+func (t Temporal) WorkflowURL(workflowID string) string {
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", t.UIURL, url.PathEscape(t.Namespace), url.PathEscape(workflowID))
+}
+
+// RabbitMQ says where the result queue lives.
+type RabbitMQ struct {
+	URL string
+	// QueueType is "classic" (single node) or "quorum" (replicated, for RabbitMQ clusters).
+	QueueType string
+}
+
+// AddFlags registers --rabbitmq-url and --queue-type.
+func (r *RabbitMQ) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&r.URL, "rabbitmq-url", DefaultRabbitURL(), "AMQP URL (env RABBITMQ_URL, or RABBITMQ_HOST/PORT/USER/PASS/VHOST)")
+	fs.Lookup("rabbitmq-url").DefValue = Redact(r.URL) // --help must not print a password
+	fs.StringVar(&r.QueueType, "queue-type", Env("RABBITMQ_QUEUE_TYPE", "classic"), "type of result_queue when declaring it: classic or quorum (env RABBITMQ_QUEUE_TYPE)")
+}
+
+// DefaultRabbitURL is RABBITMQ_URL, else a URL built from the seed's RABBITMQ_HOST/PORT/USER/PASS
+// variables, else RabbitMQ's local default.
+func DefaultRabbitURL() string {
+	if v := os.Getenv("RABBITMQ_URL"); v != "" {
+		return v
+	}
+	u := url.URL{
+		Scheme: "amqp",
+		User:   url.UserPassword(Env("RABBITMQ_USER", "guest"), Env("RABBITMQ_PASS", "guest")),
+		Host:   net.JoinHostPort(Env("RABBITMQ_HOST", "127.0.0.1"), Env("RABBITMQ_PORT", "5672")),
+		Path:   "/" + os.Getenv("RABBITMQ_VHOST"),
+	}
+	return u.String()
+}
+
+// Redact hides the password of a URL, for logs and error messages.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
+}
+
+// Log says how to log.
+type Log struct {
+	Format string // console or json
+	Level  string // debug, info, warn, error
+}
+
+// AddFlags registers --log-format and --log-level.
+func (l *Log) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&l.Format, "log-format", Env("LOG_FORMAT", "console"), "console or json (env LOG_FORMAT)")
+	fs.StringVar(&l.Level, "log-level", Env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+}

@@ -1,0 +1,163 @@
+// Package rabbit owns gpujobs's RabbitMQ topology and the result publisher. Every component that
+// declares result_queue does it through Declare, so the queue's arguments (dead-lettering, queue
+// type) are the same everywhere: RabbitMQ refuses a redeclaration with different arguments.
+package rabbit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/zap"
+
+	"github.com/gpujobs/gpujobs/internal/config"
+)
+
+const (
+	// ResultQueue receives one message per finished job (completed, failed or canceled).
+	ResultQueue = "result_queue"
+	// DeadLetterExchange and DeadLetterQueue receive results the monitor rejects as malformed,
+	// so a poison message is kept for inspection and never redelivered in a loop.
+	DeadLetterExchange = "result_queue.dlx"
+	DeadLetterQueue    = "result_queue.dlq"
+)
+
+// Dial connects to RabbitMQ with a connection name that shows in the management UI.
+func Dial(c config.RabbitMQ, name string) (*amqp.Connection, error) {
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(name)
+	conn, err := amqp.DialConfig(c.URL, amqp.Config{Properties: props, Heartbeat: 10 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("connect to RabbitMQ at %s: %w", config.Redact(c.URL), err)
+	}
+	return conn, nil
+}
+
+// Declare creates (or checks) the result queue and its dead-letter queue. queueType is
+// "classic" or "quorum"; a RabbitMQ cluster should use quorum queues.
+func Declare(ch *amqp.Channel, queueType string) error {
+	switch queueType {
+	case "", "classic", "quorum":
+	default:
+		return fmt.Errorf("queue type %q: use classic or quorum", queueType)
+	}
+	if queueType == "" {
+		queueType = "classic"
+	}
+	if err := ch.ExchangeDeclare(DeadLetterExchange, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", DeadLetterExchange, err)
+	}
+	qargs := amqp.Table{amqp.QueueTypeArg: queueType}
+	if _, err := ch.QueueDeclare(DeadLetterQueue, true, false, false, false, qargs); err != nil {
+		return fmt.Errorf("declare queue %s: %w", DeadLetterQueue, err)
+	}
+	if err := ch.QueueBind(DeadLetterQueue, "", DeadLetterExchange, false, nil); err != nil {
+		return fmt.Errorf("bind %s: %w", DeadLetterQueue, err)
+	}
+	args := amqp.Table{amqp.QueueTypeArg: queueType, "x-dead-letter-exchange": DeadLetterExchange}
+	if _, err := ch.QueueDeclare(ResultQueue, true, false, false, false, args); err != nil {
+		return fmt.Errorf("declare queue %s (declared elsewhere with other arguments? delete it or match RABBITMQ_QUEUE_TYPE): %w", ResultQueue, err)
+	}
+	return nil
+}
+
+// Publisher publishes results as persistent messages and waits for the broker's confirm, so a
+// result counts as published only once RabbitMQ has taken responsibility for it. It reconnects
+// lazily: the first publish after a broken connection dials again.
+type Publisher struct {
+	cfg    config.RabbitMQ
+	name   string
+	logger *zap.Logger
+
+	mu      sync.Mutex
+	conn    *amqp.Connection
+	ch      *amqp.Channel
+	returns chan amqp.Return
+}
+
+// NewPublisher returns a publisher; it connects on first use.
+func NewPublisher(cfg config.RabbitMQ, name string, logger *zap.Logger) *Publisher {
+	return &Publisher{cfg: cfg, name: name, logger: logger}
+}
+
+// ErrNotRouted means the broker accepted the message but no queue took it.
+var ErrNotRouted = errors.New("message not routed to any queue")
+
+// Publish sends body to result_queue with message_id id and waits for the broker's confirm.
+func (p *Publisher) Publish(ctx context.Context, id string, body []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.connect(); err != nil {
+		return err
+	}
+	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, "", ResultQueue, true, false, amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    id,
+		Timestamp:    time.Now(),
+		Type:         "gpujobs.result",
+		Body:         body,
+	})
+	if err != nil {
+		p.reset()
+		return fmt.Errorf("publish %s: %w", id, err)
+	}
+	acked, err := dc.WaitContext(ctx)
+	if err != nil {
+		p.reset() // the confirm may still come on this channel; a fresh one keeps tags simple
+		return fmt.Errorf("wait for confirm of %s: %w", id, err)
+	}
+	if !acked {
+		return fmt.Errorf("broker refused %s (nack)", id)
+	}
+	// A mandatory message that no queue took is returned before it is acked.
+	select {
+	case r := <-p.returns:
+		return fmt.Errorf("publish %s: %w (%d %s)", r.MessageId, ErrNotRouted, r.ReplyCode, r.ReplyText)
+	default:
+	}
+	return nil
+}
+
+func (p *Publisher) connect() error {
+	if p.ch != nil && !p.ch.IsClosed() && !p.conn.IsClosed() {
+		return nil
+	}
+	p.reset()
+	conn, err := Dial(p.cfg, p.name)
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err == nil {
+		err = Declare(ch, p.cfg.QueueType)
+	}
+	if err == nil {
+		err = ch.Confirm(false)
+	}
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("set up publishing channel: %w", err)
+	}
+	p.conn, p.ch = conn, ch
+	p.returns = ch.NotifyReturn(make(chan amqp.Return, 16))
+	p.logger.Info("connected to RabbitMQ", zap.String("url", config.Redact(p.cfg.URL)))
+	return nil
+}
+
+func (p *Publisher) reset() {
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	p.conn, p.ch, p.returns = nil, nil, nil
+}
+
+// Close closes the connection.
+func (p *Publisher) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reset()
+}

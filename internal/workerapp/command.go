@@ -1,0 +1,90 @@
+package workerapp
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/gpujobs/gpujobs/activities"
+	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/internal/logging"
+	"github.com/gpujobs/gpujobs/internal/temporalx"
+)
+
+// RunnerFor returns the kernel runner of an executing role, or an error saying why this binary
+// cannot take that role.
+type RunnerFor func(role string, logger *zap.Logger) (activities.Runner, func(), error)
+
+// Command is the worker command line, shared by the worker and worker-gpu binaries.
+func Command(name, defaultRole string, runnerFor RunnerFor) *cobra.Command {
+	var (
+		o   Options
+		tc  config.Temporal
+		lc  config.Log
+		hbt time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   name,
+		Short: "Run a gpujobs worker: scheduler (workflows), cpu or gpu (kernels)",
+		Long: `Run a gpujobs worker in one role:
+  scheduler  runs JobWorkflow and its local activities on job_queue, publishes results to RabbitMQ
+  cpu        runs jobs' kernels on this machine's CPU, from cpu_queue
+  gpu        runs jobs' kernels on this machine's GPUs, from gpu_queue (the worker-gpu binary)`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Scheduler.HeartbeatTimeout = hbt
+			logger, err := logging.New(lc)
+			if err != nil {
+				return err
+			}
+			defer logger.Sync() //nolint:errcheck // stderr
+			logger = logger.With(zap.String("worker_id", o.WorkerID), zap.String("role", o.Role))
+			return run(cmd.Context(), o, tc, runnerFor, logger)
+		},
+	}
+	hostname, _ := os.Hostname()
+	fs := cmd.Flags()
+	fs.StringVar(&o.Role, "role", config.Env("WORKER_TYPE", defaultRole), "scheduler, cpu or gpu (env WORKER_TYPE)")
+	fs.StringVar(&o.WorkerID, "id", config.Env("WORKER_ID", fmt.Sprintf("%s-%d", hostname, os.Getpid())), "worker identity shown in results and the Web UI (env WORKER_ID)")
+	fs.IntVar(&o.Concurrency, "concurrency", config.EnvInt("WORKER_CONCURRENCY", 0), "jobs run at once (env WORKER_CONCURRENCY; default 1 for cpu, one per GPU for gpu)")
+	fs.DurationVar(&o.StopTimeout, "stop-timeout", config.EnvDuration("WORKER_STOP_TIMEOUT", 30*time.Second), "on SIGTERM, how long running jobs may finish before they are handed back (env WORKER_STOP_TIMEOUT)")
+	fs.DurationVar(&hbt, "heartbeat-timeout", config.EnvDuration("HEARTBEAT_TIMEOUT", 10*time.Second), "scheduler: a worker silent this long is presumed dead and its job retried elsewhere (env HEARTBEAT_TIMEOUT)")
+	fs.DurationVar(&o.Scheduler.PreferGPUWait, "prefer-gpu-wait", config.EnvDuration("PREFER_GPU_WAIT", 2*time.Minute), "scheduler: how long a GPU-preferring job waits for a GPU worker before it falls back to CPU (env PREFER_GPU_WAIT)")
+	fs.DurationVar(&o.Scheduler.RequireGPUWait, "require-gpu-wait", config.EnvDuration("REQUIRE_GPU_WAIT", 10*time.Minute), "scheduler: how long a gpu! job waits for a GPU worker before it fails (env REQUIRE_GPU_WAIT)")
+	tc.AddFlags(fs)
+	o.RabbitMQ.AddFlags(fs)
+	lc.AddFlags(fs)
+	return cmd
+}
+
+func run(ctx context.Context, o Options, tc config.Temporal, runnerFor RunnerFor, logger *zap.Logger) error {
+	if o.Role != RoleScheduler {
+		runner, closeRunner, err := runnerFor(o.Role, logger)
+		if err != nil {
+			return err
+		}
+		defer closeRunner()
+		o.Runner = runner
+		dev := runner.Device()
+		logger.Info("kernel runner ready", zap.String("device", dev.Name), zap.String("memory", formatMem(dev.Memory)))
+	}
+	c, err := temporalx.Dial(ctx, tc, logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return Run(ctx, c, o, logger)
+}
+
+func formatMem(n int64) string {
+	if n <= 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+}

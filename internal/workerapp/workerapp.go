@@ -1,0 +1,91 @@
+// Package workerapp runs a gpujobs worker in one of its roles. The worker command (CPU and
+// scheduler roles) and the GPU worker binary share it; they differ only in the Runner they pass.
+package workerapp
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"go.uber.org/zap"
+
+	"github.com/gpujobs/gpujobs/activities"
+	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/internal/rabbit"
+	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/workflows"
+)
+
+// Roles.
+const (
+	RoleScheduler = "scheduler"
+	RoleCPU       = "cpu"
+	RoleGPU       = "gpu"
+)
+
+// Options configure one worker.
+type Options struct {
+	Role     string
+	WorkerID string
+	RabbitMQ config.RabbitMQ // scheduler only: where results are published
+	// Concurrency is the number of jobs an executing worker runs at once. Default 1: one kernel
+	// already uses every core (or the whole GPU).
+	Concurrency int
+	Scheduler   activities.SchedulerOptions
+	// StopTimeout is how long a stopping worker lets running jobs finish before cancelling them
+	// (they are then retried elsewhere). Default 30s.
+	StopTimeout time.Duration
+	// Runner runs kernels (cpu and gpu roles).
+	Runner activities.Runner
+}
+
+// Run polls the role's task queue until ctx is done, then drains: it stops polling and gives
+// running activities StopTimeout to finish.
+func Run(ctx context.Context, c client.Client, o Options, logger *zap.Logger) error {
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 30 * time.Second
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
+	}
+	registry := kernels.Default()
+	wo := worker.Options{Identity: o.WorkerID, WorkerStopTimeout: o.StopTimeout}
+	var w worker.Worker
+	switch o.Role {
+	case RoleScheduler:
+		pub := rabbit.NewPublisher(o.RabbitMQ, "gpujobs-scheduler "+o.WorkerID, logger.Named("rabbitmq"))
+		defer pub.Close()
+		w = worker.New(c, workflows.JobQueue, wo)
+		w.RegisterWorkflowWithOptions(workflows.JobWorkflow, workflow.RegisterOptions{Name: "JobWorkflow"})
+		sched := &activities.Scheduler{Registry: registry, Inspector: activities.TemporalInspector{Client: c}, Logger: logger, Options: o.Scheduler}
+		w.RegisterActivityWithOptions(sched.Schedule, activity.RegisterOptions{Name: workflows.ScheduleActivity})
+		w.RegisterActivityWithOptions((&activities.Publisher{Broker: pub}).PublishResult, activity.RegisterOptions{Name: workflows.PublishActivity})
+	case RoleCPU, RoleGPU:
+		if o.Runner == nil {
+			return fmt.Errorf("role %s needs a kernel runner", o.Role)
+		}
+		queue := workflows.CPUQueue
+		if o.Role == RoleGPU {
+			queue = workflows.GPUQueue
+		}
+		wo.MaxConcurrentActivityExecutionSize = o.Concurrency
+		w = worker.New(c, queue, wo)
+		ex := &activities.Executor{Registry: registry, Runner: o.Runner, WorkerID: o.WorkerID, Logger: logger}
+		w.RegisterActivityWithOptions(ex.Execute, activity.RegisterOptions{Name: workflows.ExecuteActivity})
+	default:
+		return fmt.Errorf("unknown role %q: use scheduler, cpu or gpu", o.Role)
+	}
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start %s worker: %w", o.Role, err)
+	}
+	logger.Info("worker polling", zap.String("role", o.Role), zap.String("worker_id", o.WorkerID), zap.Int("concurrency", o.Concurrency))
+	<-ctx.Done()
+	logger.Info("worker stopping: no new jobs, running ones get a grace period", zap.Duration("stop_timeout", o.StopTimeout))
+	w.Stop()
+	logger.Info("worker stopped")
+	return nil
+}

@@ -1,0 +1,306 @@
+package workflows_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/gpujobs/gpujobs/activities"
+	"github.com/gpujobs/gpujobs/internal/logging"
+	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/workflows"
+)
+
+// fakeInspector reports a fixed number of pollers.
+type fakeInspector struct{ pollers int }
+
+func (f fakeInspector) Inspect(context.Context, string) (activities.QueueState, error) {
+	return activities.QueueState{Pollers: f.pollers}, nil
+}
+
+// fakeBroker records what is published and fails the first failures calls.
+type fakeBroker struct {
+	mu       sync.Mutex
+	failures int
+	calls    int
+	results  []workflows.JobResult
+}
+
+func (b *fakeBroker) Publish(_ context.Context, id string, body []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls++
+	if b.calls <= b.failures {
+		return errors.New("connection refused")
+	}
+	var r workflows.JobResult
+	if err := json.Unmarshal(body, &r); err != nil || r.JobID != id {
+		return errors.New("bad message")
+	}
+	b.results = append(b.results, r)
+	return nil
+}
+
+type harness struct {
+	testsuite.WorkflowTestSuite
+	env    *testsuite.TestWorkflowEnvironment
+	broker *fakeBroker
+	queues []string // task queue of each Execute attempt
+}
+
+func newHarness(t *testing.T, gpuPollers int) *harness {
+	h := &harness{broker: &fakeBroker{}}
+	h.SetLogger(logging.Temporal(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))))
+	h.env = h.NewTestWorkflowEnvironment()
+	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "job-0123456789ab"})
+	h.env.RegisterWorkflow(workflows.JobWorkflow)
+	sched := &activities.Scheduler{Registry: kernels.Default(), Inspector: fakeInspector{gpuPollers}, Logger: zap.NewNop()}
+	h.env.RegisterActivityWithOptions(sched.Schedule, activity.RegisterOptions{Name: workflows.ScheduleActivity})
+	h.env.RegisterActivityWithOptions((&activities.Publisher{Broker: h.broker}).PublishResult, activity.RegisterOptions{Name: workflows.PublishActivity})
+	h.env.RegisterActivityWithOptions(func(context.Context, workflows.ExecuteInput) (workflows.JobResult, error) {
+		return workflows.JobResult{}, errors.New("not mocked")
+	}, activity.RegisterOptions{Name: workflows.ExecuteActivity})
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == workflows.ExecuteActivity {
+			h.queues = append(h.queues, info.TaskQueue)
+		}
+	})
+	t.Cleanup(func() { h.env.AssertExpectations(t) })
+	return h
+}
+
+// worker returns what a worker of that type reports for a completed job.
+func worker(workerType string) workflows.JobResult {
+	return workflows.JobResult{WorkerID: workerType + "-1", WorkerType: workerType, Device: workerType + " device", ProcessingTime: 0.5, Metrics: map[string]float64{"gflops": 100}}
+}
+
+func request(device, params string) workflows.JobRequest {
+	return workflows.JobRequest{JobID: "job-0123456789ab", JobType: "matrix_multiply", Params: json.RawMessage(params), Device: device, SubmitTime: time.Unix(1700000000, 0)}
+}
+
+func (h *harness) run(t *testing.T, req workflows.JobRequest) (workflows.JobResult, error) {
+	t.Helper()
+	h.env.ExecuteWorkflow(workflows.JobWorkflow, req)
+	if !h.env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	var res workflows.JobResult
+	err := h.env.GetWorkflowError()
+	if err == nil {
+		if gerr := h.env.GetWorkflowResult(&res); gerr != nil {
+			t.Fatal(gerr)
+		}
+	}
+	return res, err
+}
+
+func (h *harness) published(t *testing.T) workflows.JobResult {
+	t.Helper()
+	if len(h.broker.results) != 1 {
+		t.Fatalf("published %d results, want exactly 1", len(h.broker.results))
+	}
+	return h.broker.results[0]
+}
+
+func TestGPURouteWhenAGPUWorkerPolls(t *testing.T) {
+	h := newHarness(t, 1)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("gpu"), nil).Once()
+	res, err := h.run(t, request("gpu", `{"size": 64}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(h.queues, ","); got != workflows.GPUQueue {
+		t.Errorf("Execute ran on %q, want gpu_queue", got)
+	}
+	if res.WorkerType != "gpu" || res.Fallback != "" || res.Status != workflows.StatusCompleted {
+		t.Errorf("result %+v, want a completed GPU run without fallback", res)
+	}
+	if !strings.Contains(string(res.Params), `"size":64`) || !strings.Contains(string(res.Params), `"iterations":10`) {
+		t.Errorf("params %s: want the validated params with defaults filled in", res.Params)
+	}
+	pub := h.published(t)
+	if pub.JobID != "job-0123456789ab" || pub.WorkerType != "gpu" || pub.Status != workflows.StatusCompleted || pub.SubmitTime.IsZero() {
+		t.Errorf("published %+v", pub)
+	}
+}
+
+func TestCPURouteWhenCPURequested(t *testing.T) {
+	h := newHarness(t, 3) // GPU workers are up, but the job asks for the CPU
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("cpu"), nil).Once()
+	res, err := h.run(t, request("cpu", `{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(h.queues, ","); got != workflows.CPUQueue {
+		t.Errorf("Execute ran on %q, want cpu_queue", got)
+	}
+	if res.Fallback != "" || res.ScheduleReason != "device cpu requested" || res.RequestedDevice != "cpu" {
+		t.Errorf("result %+v", res)
+	}
+}
+
+func TestFallbackToCPUWhenNoGPUWorkerPolls(t *testing.T) {
+	h := newHarness(t, 0)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("cpu"), nil).Once()
+	res, err := h.run(t, request("", `{"size": 8}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(h.queues, ","); got != workflows.CPUQueue {
+		t.Errorf("Execute ran on %q, want cpu_queue", got)
+	}
+	if res.WorkerType != "cpu" || res.Fallback != "no GPU worker polling gpu_queue" || res.RequestedDevice != "gpu" {
+		t.Errorf("result %+v, want a CPU run labelled as a fallback", res)
+	}
+	if pub := h.published(t); pub.Fallback != res.Fallback {
+		t.Errorf("published fallback %q", pub.Fallback)
+	}
+}
+
+func TestFallbackWhenNoGPUWorkerStartsTheJob(t *testing.T) {
+	h := newHarness(t, 1)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(workflows.JobResult{},
+		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)).Once()
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("cpu"), nil).Once()
+	res, err := h.run(t, request("gpu", `{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(h.queues, ","); got != "gpu_queue,cpu_queue" {
+		t.Errorf("Execute ran on %q, want gpu_queue then cpu_queue", got)
+	}
+	if res.WorkerType != "cpu" || !strings.Contains(res.Fallback, "no GPU worker started the job within 2m0s") {
+		t.Errorf("result %+v", res)
+	}
+}
+
+func TestRequireGPUFailsClearlyWhenNoGPUWorkerComes(t *testing.T) {
+	h := newHarness(t, 0)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(workflows.JobResult{},
+		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)).Once()
+	_, err := h.run(t, request("gpu!", `{}`))
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrNoWorker {
+		t.Fatalf("err = %v, want a %s application error", err, workflows.ErrNoWorker)
+	}
+	if got := strings.Join(h.queues, ","); got != workflows.GPUQueue {
+		t.Errorf("Execute ran on %q, want gpu_queue only (never a CPU for gpu!)", got)
+	}
+	if pub := h.published(t); pub.Status != workflows.StatusFailed || !strings.Contains(pub.Error, "no GPU worker started the job within 10m0s") {
+		t.Errorf("published %+v", pub)
+	}
+}
+
+func TestInvalidParamsFailFastWithoutRetry(t *testing.T) {
+	h := newHarness(t, 1)
+	_, err := h.run(t, request("gpu", `{"size": -1}`))
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrInvalidParams || !appErr.NonRetryable() {
+		t.Fatalf("err = %v, want a non-retryable %s application error", err, workflows.ErrInvalidParams)
+	}
+	if want := "matrix_multiply: invalid size: -1 is out of range, allowed 1..32768"; appErr.Message() != want {
+		t.Errorf("message %q, want %q", appErr.Message(), want)
+	}
+	if len(h.queues) != 0 {
+		t.Errorf("Execute ran %d times for invalid params", len(h.queues))
+	}
+	pub := h.published(t)
+	if pub.Status != workflows.StatusFailed || pub.ErrorType != workflows.ErrInvalidParams || !strings.Contains(pub.Error, "size") {
+		t.Errorf("published %+v, want the failure with its error type", pub)
+	}
+}
+
+func TestUnknownJobTypeIsInvalidParams(t *testing.T) {
+	h := newHarness(t, 0)
+	req := request("cpu", `{}`)
+	req.JobType = "sorting"
+	_, err := h.run(t, req)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrInvalidParams || !strings.Contains(appErr.Message(), "known types are") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestPublishIsRetried(t *testing.T) {
+	h := newHarness(t, 0)
+	h.broker.failures = 2
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("cpu"), nil).Once()
+	if _, err := h.run(t, request("cpu", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if h.broker.calls != 3 {
+		t.Errorf("broker called %d times, want 3 (two failures, then success)", h.broker.calls)
+	}
+	h.published(t)
+}
+
+func TestExecuteRetriedAfterWorkerLoss(t *testing.T) {
+	h := newHarness(t, 0)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(workflows.JobResult{},
+		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, nil)).Once()
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("cpu"), nil).Once()
+	res, err := h.run(t, request("cpu", `{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.queues) != 2 || res.Status != workflows.StatusCompleted {
+		t.Errorf("%d attempts, result %+v: want a retry that completes", len(h.queues), res)
+	}
+}
+
+func TestResourceExhaustedIsNotRetried(t *testing.T) {
+	h := newHarness(t, 0)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(workflows.JobResult{},
+		temporal.NewNonRetryableApplicationError("job needs 12.0 GiB of memory, this CPU worker may use 4.0 GiB", workflows.ErrResourceExhausted, nil)).Once()
+	_, err := h.run(t, request("cpu", `{}`))
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrResourceExhausted {
+		t.Fatalf("err = %v", err)
+	}
+	if len(h.queues) != 1 {
+		t.Errorf("%d attempts, want 1", len(h.queues))
+	}
+}
+
+func TestCancelStopsTheJobAndPublishesCanceled(t *testing.T) {
+	h := newHarness(t, 0)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(func(ctx context.Context, _ workflows.ExecuteInput) (workflows.JobResult, error) {
+		<-ctx.Done() // a kernel that only stops when canceled
+		return workflows.JobResult{}, ctx.Err()
+	}).Once()
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, time.Second)
+	_, err := h.run(t, request("cpu", `{}`))
+	var canceled *temporal.CanceledError
+	if !errors.As(err, &canceled) {
+		t.Fatalf("err = %v, want canceled", err)
+	}
+	if pub := h.published(t); pub.Status != workflows.StatusCanceled || pub.ErrorType != workflows.ErrCanceled {
+		t.Errorf("published %+v, want status canceled", pub)
+	}
+}
+
+func TestLabelComesFromTheHardwareThatRanIt(t *testing.T) {
+	// A misconfigured CPU worker polling gpu_queue: the result must say CPU, flagged.
+	h := newHarness(t, 1)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("cpu"), nil).Once()
+	res, err := h.run(t, request("gpu", `{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.WorkerType != "cpu" || res.Fallback != "a CPU worker took the job from gpu_queue" {
+		t.Errorf("result %+v", res)
+	}
+}

@@ -1,0 +1,8 @@
+package workflows_test
+
+import "github.com/stretchr/testify/mock"
+
+var (
+	anyCtx = mock.Anything
+	anyArg = mock.Anything
+)
