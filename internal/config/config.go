@@ -60,14 +60,17 @@ func (t Temporal) WorkflowURL(workflowID string) string {
 // RabbitMQ says where the result queue lives.
 type RabbitMQ struct {
 	URL string
+	// Queue is the result queue's name; its dead-letter queue is Queue+".dlq".
+	Queue string
 	// QueueType is "classic" (single node) or "quorum" (replicated, for RabbitMQ clusters).
 	QueueType string
 }
 
-// AddFlags registers --rabbitmq-url and --queue-type.
+// AddFlags registers --rabbitmq-url, --result-queue and --queue-type.
 func (r *RabbitMQ) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&r.URL, "rabbitmq-url", DefaultRabbitURL(), "AMQP URL (env RABBITMQ_URL, or RABBITMQ_HOST/PORT/USER/PASS/VHOST)")
 	fs.Lookup("rabbitmq-url").DefValue = Redact(r.URL) // --help must not print a password
+	fs.StringVar(&r.Queue, "result-queue", Env("RESULT_QUEUE", "result_queue"), "name of the durable result queue (env RESULT_QUEUE)")
 	fs.StringVar(&r.QueueType, "queue-type", Env("RABBITMQ_QUEUE_TYPE", "classic"), "type of result_queue when declaring it: classic or quorum (env RABBITMQ_QUEUE_TYPE)")
 }
 

@@ -16,14 +16,16 @@ import (
 	"github.com/gpujobs/gpujobs/internal/config"
 )
 
-const (
-	// ResultQueue receives one message per finished job (completed, failed or canceled).
-	ResultQueue = "result_queue"
-	// DeadLetterExchange and DeadLetterQueue receive results the monitor rejects as malformed,
-	// so a poison message is kept for inspection and never redelivered in a loop.
-	DeadLetterExchange = "result_queue.dlx"
-	DeadLetterQueue    = "result_queue.dlq"
-)
+// DefaultQueue receives one message per finished job (completed, failed or canceled). Tests and
+// parallel deployments sharing a broker use other names (config.RabbitMQ.Queue).
+const DefaultQueue = "result_queue"
+
+// DeadLetterExchange and DeadLetterQueue receive the results the monitor rejects as malformed,
+// so a poison message is kept for inspection and never redelivered in a loop.
+func DeadLetterExchange(queue string) string { return queue + ".dlx" }
+
+// DeadLetterQueue is where queue's rejected messages end up.
+func DeadLetterQueue(queue string) string { return queue + ".dlq" }
 
 // Dial connects to RabbitMQ with a connection name that shows in the management UI.
 func Dial(c config.RabbitMQ, name string) (*amqp.Connection, error) {
@@ -36,9 +38,14 @@ func Dial(c config.RabbitMQ, name string) (*amqp.Connection, error) {
 	return conn, nil
 }
 
-// Declare creates (or checks) the result queue and its dead-letter queue. queueType is
+// Declare creates (or checks) the result queue and its dead-letter queue. c.QueueType is
 // "classic" or "quorum"; a RabbitMQ cluster should use quorum queues.
-func Declare(ch *amqp.Channel, queueType string) error {
+func Declare(ch *amqp.Channel, c config.RabbitMQ) error {
+	queue, queueType := c.Queue, c.QueueType
+	if queue == "" {
+		queue = DefaultQueue
+	}
+	dlx, dlq := DeadLetterExchange(queue), DeadLetterQueue(queue)
 	switch queueType {
 	case "", "classic", "quorum":
 	default:
@@ -47,19 +54,19 @@ func Declare(ch *amqp.Channel, queueType string) error {
 	if queueType == "" {
 		queueType = "classic"
 	}
-	if err := ch.ExchangeDeclare(DeadLetterExchange, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declare exchange %s: %w", DeadLetterExchange, err)
+	if err := ch.ExchangeDeclare(dlx, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", dlx, err)
 	}
 	qargs := amqp.Table{amqp.QueueTypeArg: queueType}
-	if _, err := ch.QueueDeclare(DeadLetterQueue, true, false, false, false, qargs); err != nil {
-		return fmt.Errorf("declare queue %s: %w", DeadLetterQueue, err)
+	if _, err := ch.QueueDeclare(dlq, true, false, false, false, qargs); err != nil {
+		return fmt.Errorf("declare queue %s: %w", dlq, err)
 	}
-	if err := ch.QueueBind(DeadLetterQueue, "", DeadLetterExchange, false, nil); err != nil {
-		return fmt.Errorf("bind %s: %w", DeadLetterQueue, err)
+	if err := ch.QueueBind(dlq, "", dlx, false, nil); err != nil {
+		return fmt.Errorf("bind %s: %w", dlq, err)
 	}
-	args := amqp.Table{amqp.QueueTypeArg: queueType, "x-dead-letter-exchange": DeadLetterExchange}
-	if _, err := ch.QueueDeclare(ResultQueue, true, false, false, false, args); err != nil {
-		return fmt.Errorf("declare queue %s (declared elsewhere with other arguments? delete it or match RABBITMQ_QUEUE_TYPE): %w", ResultQueue, err)
+	args := amqp.Table{amqp.QueueTypeArg: queueType, "x-dead-letter-exchange": dlx}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, args); err != nil {
+		return fmt.Errorf("declare queue %s (declared elsewhere with other arguments? delete it or match RABBITMQ_QUEUE_TYPE): %w", queue, err)
 	}
 	return nil
 }
@@ -80,20 +87,23 @@ type Publisher struct {
 
 // NewPublisher returns a publisher; it connects on first use.
 func NewPublisher(cfg config.RabbitMQ, name string, logger *zap.Logger) *Publisher {
+	if cfg.Queue == "" {
+		cfg.Queue = DefaultQueue
+	}
 	return &Publisher{cfg: cfg, name: name, logger: logger}
 }
 
 // ErrNotRouted means the broker accepted the message but no queue took it.
 var ErrNotRouted = errors.New("message not routed to any queue")
 
-// Publish sends body to result_queue with message_id id and waits for the broker's confirm.
+// Publish sends body to the result queue with message_id id and waits for the broker's confirm.
 func (p *Publisher) Publish(ctx context.Context, id string, body []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.connect(); err != nil {
 		return err
 	}
-	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, "", ResultQueue, true, false, amqp.Publishing{
+	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, "", p.cfg.Queue, true, false, amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		MessageId:    id,
@@ -133,7 +143,7 @@ func (p *Publisher) connect() error {
 	}
 	ch, err := conn.Channel()
 	if err == nil {
-		err = Declare(ch, p.cfg.QueueType)
+		err = Declare(ch, p.cfg)
 	}
 	if err == nil {
 		err = ch.Confirm(false)

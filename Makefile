@@ -1,0 +1,69 @@
+# gpujobs — two commands on a fresh Debian machine:
+#   make demo   install what is missing, start the dev stack, run the seed's jobs, print the report
+#   make test   the same setup, then unit and end-to-end tests; stops what it started
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO      ?= go
+TAGS    ?= openblas
+BIN     := $(CURDIR)/bin
+GOBUILD := $(GO) build -tags '$(TAGS)' -trimpath
+# The dev server is its own module (Temporal server v1.32 cannot share go.mod with SDK v1.51).
+DEVSERVER_SRC := $(wildcard devserver/*.go) devserver/go.mod devserver/go.sum
+
+.PHONY: help setup deps build dev stop demo test test-unit test-e2e vet bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: deps build ## install missing packages (apt), start RabbitMQ, build bin/
+	@scripts/rabbitmq.sh start
+
+deps: ## install the Debian packages the build and the stack need (only the missing ones)
+	@. scripts/lib.sh && apt_install rabbitmq-server libopenblas-dev
+
+build: $(BIN)/devserver ## build bin/devserver, bin/worker, bin/starter, bin/monitor
+	$(GOBUILD) -o $(BIN)/worker ./workers
+	$(GOBUILD) -o $(BIN)/starter ./starter
+	$(GOBUILD) -o $(BIN)/monitor ./monitor
+
+$(BIN)/devserver: $(DEVSERVER_SRC)
+	@echo "building the embedded Temporal dev server (first build takes a few minutes)"
+	cd devserver && $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/devserver .
+
+dev: setup ## start the dev stack in the background (logs and pids in run/)
+	@scripts/dev.sh start
+
+stop: ## stop the dev stack and a RabbitMQ that make started
+	@scripts/dev.sh stop
+	@scripts/rabbitmq.sh stop
+
+demo: dev ## run the seed's four jobs on CPU and GPU-preferred, print the result table
+	@scripts/demo.sh
+
+vet: ## go vet and gofmt, with and without the openblas tag
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags openblas ./...
+	cd devserver && $(GO) vet ./...
+
+test: setup ## vet, unit tests, end-to-end tests against a real dev server and RabbitMQ
+	@trap 'scripts/rabbitmq.sh stop' EXIT; $(MAKE) --no-print-directory vet test-unit test-e2e
+
+test-unit:
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags openblas ./kernels/... ./activities/... ./workflows/...
+	cd devserver && $(GO) test -count=1 ./...
+
+test-e2e:
+	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -tags openblas -timeout 15m -v ./internal/e2e/ 2>&1 \
+		| grep -E '^(=== RUN|--- |PASS|FAIL|ok|e2e:|\s+\S+_test.go)' || true; \
+	exit $${PIPESTATUS[0]}
+
+bench: setup ## benchmarks: kernels (gonum vs OpenBLAS) and the pipeline's latency against a bare workflow
+	$(GO) test -run XXX -bench . -benchtime 3x ./kernels/
+	$(GO) test -run XXX -bench . -benchtime 3x -tags openblas ./kernels/
+
+clean: stop ## remove build outputs, run state and local data
+	rm -rf bin run data

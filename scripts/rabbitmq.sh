@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# rabbitmq.sh start|stop|status — a local RabbitMQ for development and tests.
+# start is idempotent; stop only stops a broker that start started (run/rabbitmq.started), so a
+# broker the machine already ran is left alone.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+running() { rabbitmqctl -q status >/dev/null 2>&1; }
+
+case "${1:-}" in
+start)
+	apt_install rabbitmq-server
+	if running; then
+		log "RabbitMQ already running"
+		exit 0
+	fi
+	mkdir -p "$RUN_DIR"
+	log "starting RabbitMQ"
+	as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+	as_root timeout 120 rabbitmqctl -q await_startup || die "RabbitMQ did not start: see /var/log/rabbitmq/"
+	touch "$RUN_DIR/rabbitmq.started"
+	wait_tcp 127.0.0.1 5672 30 || die "RabbitMQ is not listening on 5672"
+	;;
+stop)
+	if [ -f "$RUN_DIR/rabbitmq.started" ]; then
+		log "stopping RabbitMQ"
+		as_root rabbitmqctl -q stop >/dev/null 2>&1 || true
+		rm -f "$RUN_DIR/rabbitmq.started"
+	fi
+	;;
+status)
+	running && echo "RabbitMQ running" || { echo "RabbitMQ not running"; exit 1; }
+	;;
+*)
+	die "usage: $0 start|stop|status"
+	;;
+esac

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/internal/jobclient"
+	"github.com/gpujobs/gpujobs/internal/logging"
+	"github.com/gpujobs/gpujobs/internal/temporalx"
+	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/workflows"
+)
+
+// app holds what every subcommand shares: where Temporal is, how to log.
+type app struct {
+	temporal config.Temporal
+	log      config.Log
+}
+
+func (a *app) dial(cmd *cobra.Command) (client.Client, error) {
+	logger, err := logging.New(a.log)
+	if err != nil {
+		return nil, err
+	}
+	return temporalx.Dial(cmd.Context(), a.temporal, logger)
+}
+
+func newRoot() *cobra.Command {
+	a := &app{}
+	root := &cobra.Command{
+		Use:           "starter",
+		Short:         "Submit gpujobs jobs and read their results",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	a.temporal.AddFlags(root.PersistentFlags())
+	root.PersistentFlags().StringVar(&a.log.Format, "log-format", "console", "console or json")
+	root.PersistentFlags().StringVar(&a.log.Level, "log-level", config.Env("LOG_LEVEL", "warn"), "SDK log level: debug, info, warn or error")
+	root.AddCommand(a.submitCmd(), a.resultCmd())
+	return root
+}
+
+// paramFlags are the seed's per-param flags; each sets the param of the same name.
+var paramFlags = []struct{ flag, field, help string }{
+	{"size", "size", "matrix size N (matrix_multiply) or vector length (vector_addition)"},
+	{"iterations", "iterations", "timed iterations"},
+	{"epochs", "epochs", "training epochs (neural_network)"},
+	{"batch-size", "batch_size", "batch size (neural_network, image_processing)"},
+	{"image-size", "image_size", "image height and width (image_processing)"},
+}
+
+func (a *app) submitCmd() *cobra.Command {
+	var (
+		s       jobclient.Spec
+		cpu     bool
+		count   int
+		wait    bool
+		asJSON  bool
+		intVals = make([]int, len(paramFlags))
+	)
+	kinds := kernels.Default().Kinds()
+	cmd := &cobra.Command{
+		Use:   "submit <job_type> [flags]",
+		Short: "Submit jobs: " + strings.Join(kinds, ", "),
+		Example: `  starter submit matrix_multiply --size 2000 --iterations 5 --wait
+  starter submit neural_network --epochs 3 --device cpu
+  starter submit --params '{"job_type": "vector_addition", "size": 1000000, "prefer_gpu": true}'
+  starter submit image_processing --count 4 --wait --json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				s.JobType = args[0]
+			}
+			if cpu {
+				if s.Device != "" && s.Device != workflows.DeviceCPU {
+					return fmt.Errorf("--cpu and --device %s contradict each other", s.Device)
+				}
+				s.Device = workflows.DeviceCPU
+			}
+			if err := workflows.ValidateDevice(s.Device); err != nil {
+				return err
+			}
+			if count < 1 || count > 10000 {
+				return fmt.Errorf("invalid --count %d: allowed 1..10000", count)
+			}
+			if count > 1 && s.JobID != "" {
+				return errors.New("--id names one job: it cannot be combined with --count")
+			}
+			s.Set = map[string]any{}
+			for i, pf := range paramFlags {
+				if cmd.Flags().Changed(pf.flag) {
+					s.Set[pf.field] = intVals[i]
+				}
+			}
+			return a.submit(cmd, s, count, wait, asJSON)
+		},
+	}
+	fs := cmd.Flags()
+	for i, pf := range paramFlags {
+		fs.IntVar(&intVals[i], pf.flag, 0, pf.help)
+	}
+	fs.StringVar(&s.Params, "params", "", `params as a JSON object, e.g. '{"size": 1000, "iterations": 10}' (the seed's job JSON with job_type and prefer_gpu is accepted)`)
+	fs.StringVar(&s.Device, "device", "", "gpu (prefer a GPU, fall back to CPU), gpu! (GPU only), cpu, or auto (default gpu)")
+	fs.BoolVar(&cpu, "cpu", false, "run on a CPU worker (same as --device cpu)")
+	fs.IntVar(&s.Priority, "priority", 0, "1 (dispatched first) .. 5 (last); default 3")
+	fs.StringVar(&s.Tenant, "tenant", "", "tenant name for fair sharing of the workers")
+	fs.DurationVar(&s.Timeout, "timeout", 0, "per-attempt timeout (default: derived from the job's estimate)")
+	fs.StringVar(&s.JobID, "id", "", "job ID (job-<12 hex>); resubmitting the same ID is rejected, so retries are safe")
+	fs.IntVar(&count, "count", 1, "submit N identical jobs")
+	fs.BoolVar(&wait, "wait", false, "wait for the jobs and print their results")
+	fs.BoolVar(&asJSON, "json", false, "print JSON lines instead of text")
+	return cmd
+}
+
+func (a *app) submit(cmd *cobra.Command, s jobclient.Spec, count int, wait, asJSON bool) error {
+	registry := kernels.Default()
+	reqs := make([]workflows.JobRequest, count)
+	for i := range reqs {
+		req, err := jobclient.Build(s, registry)
+		if err != nil {
+			return err
+		}
+		reqs[i] = req
+	}
+	c, err := a.dial(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	out := cmd.OutOrStdout()
+	var accepted []string
+	var failed error
+	for i, err := range jobclient.SubmitAll(cmd.Context(), c, reqs) {
+		r := reqs[i]
+		if err != nil {
+			failed = errors.Join(failed, err)
+			continue
+		}
+		accepted = append(accepted, r.JobID)
+		if asJSON {
+			if !wait {
+				writeJSON(out, map[string]string{"job_id": r.JobID, "job_type": r.JobType, "device": r.EffectiveDevice(), "url": a.temporal.WorkflowURL(r.JobID)})
+			}
+			continue
+		}
+		fmt.Fprintf(out, "submitted %s  %s  device=%s  %s\n", r.JobID, r.JobType, r.EffectiveDevice(), a.temporal.WorkflowURL(r.JobID))
+	}
+	if failed != nil {
+		return failed
+	}
+	if !wait {
+		return nil
+	}
+	return a.awaitAll(cmd, c, accepted, asJSON)
+}
+
+// awaitAll waits for every job, prints the results and fails if any job did not complete.
+func (a *app) awaitAll(cmd *cobra.Command, c client.Client, ids []string, asJSON bool) error {
+	results := make([]workflows.JobResult, len(ids))
+	for i, id := range ids {
+		r, err := jobclient.Await(cmd.Context(), c, id)
+		if err != nil {
+			return err
+		}
+		results[i] = r
+	}
+	return a.printResults(cmd.OutOrStdout(), results, asJSON)
+}
+
+func (a *app) printResults(out io.Writer, results []workflows.JobResult, asJSON bool) error {
+	bad := 0
+	for _, r := range results {
+		if r.Status != workflows.StatusCompleted {
+			bad++
+		}
+	}
+	if asJSON {
+		for _, r := range results {
+			writeJSON(out, r)
+		}
+	} else if err := jobclient.WriteTable(out, results); err != nil {
+		return err
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d jobs did not complete", bad, len(results))
+	}
+	return nil
+}
+
+func (a *app) resultCmd() *cobra.Command {
+	var asJSON bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "result <job-id>...",
+		Short: "Wait for jobs and print their results",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, id := range args {
+				if err := workflows.ValidateJobID(id); err != nil {
+					return err
+				}
+			}
+			c, err := a.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if timeout > 0 {
+				ctx, cancel := contextWithTimeout(cmd, timeout)
+				defer cancel()
+				cmd.SetContext(ctx)
+			}
+			return a.awaitAll(cmd, c, args, asJSON)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines instead of a table")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up waiting after this long (default: wait until the job ends)")
+	return cmd
+}
+
+func writeJSON(w io.Writer, v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintf(w, "%s\n", b)
+}
+
