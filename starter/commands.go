@@ -230,4 +230,3 @@ func writeJSON(w io.Writer, v any) {
 	b, _ := json.Marshal(v)
 	fmt.Fprintf(w, "%s\n", b)
 }
-

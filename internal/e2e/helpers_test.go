@@ -204,7 +204,7 @@ func deleteQueues(url, queue string) {
 	if err != nil {
 		return
 	}
-	ch.QueueDelete(queue, false, false, false)                       //nolint:errcheck
+	ch.QueueDelete(queue, false, false, false)                         //nolint:errcheck
 	ch.QueueDelete(rabbit.DeadLetterQueue(queue), false, false, false) //nolint:errcheck
 	ch.ExchangeDelete(rabbit.DeadLetterExchange(queue), false, false)  //nolint:errcheck
 }
