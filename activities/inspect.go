@@ -5,12 +5,16 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 )
 
-// TemporalInspector asks Temporal's DescribeTaskQueue which workers poll a queue.
+// TemporalInspector asks Temporal's DescribeTaskQueue which workers poll a queue and how many
+// tasks wait in it.
 type TemporalInspector struct {
-	Client client.Client
+	Client    client.Client
+	Namespace string
 	// Freshness is how recently a poller must have polled to count as alive. Idle workers re-poll
 	// about once a minute, and the server remembers a vanished worker for minutes, so the default
 	// is 90s.
@@ -18,7 +22,12 @@ type TemporalInspector struct {
 }
 
 func (t TemporalInspector) Inspect(ctx context.Context, queue string) (QueueState, error) {
-	resp, err := t.Client.DescribeTaskQueue(ctx, queue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+	resp, err := t.Client.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
+		Namespace:     t.Namespace,
+		TaskQueue:     &taskqueuepb.TaskQueue{Name: queue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+		TaskQueueType: enumspb.TASK_QUEUE_TYPE_ACTIVITY,
+		ReportStats:   true, // backlog count; servers before 1.28 ignore it and report none
+	})
 	if err != nil {
 		return QueueState{}, err
 	}
@@ -26,7 +35,7 @@ func (t TemporalInspector) Inspect(ctx context.Context, queue string) (QueueStat
 	if fresh <= 0 {
 		fresh = 90 * time.Second
 	}
-	var st QueueState
+	st := QueueState{Backlog: resp.GetStats().GetApproximateBacklogCount()}
 	for _, p := range resp.GetPollers() {
 		if time.Since(p.GetLastAccessTime().AsTime()) <= fresh {
 			st.Pollers++

@@ -16,6 +16,9 @@ type Broker interface {
 // Publisher is the PublishResult local activity.
 type Publisher struct {
 	Broker Broker
+	// Published, when set, sees every result once the broker has confirmed it; the scheduler
+	// worker feeds its run-time model from it.
+	Published func(workflows.JobResult)
 }
 
 // PublishResult sends the result as JSON with message_id = job ID and waits for the broker's
@@ -25,5 +28,11 @@ func (p *Publisher) PublishResult(ctx context.Context, res workflows.JobResult) 
 	if err != nil {
 		return fmt.Errorf("encode result %s: %w", res.JobID, err)
 	}
-	return p.Broker.Publish(ctx, res.JobID, body)
+	if err := p.Broker.Publish(ctx, res.JobID, body); err != nil {
+		return err
+	}
+	if p.Published != nil {
+		p.Published(res)
+	}
+	return nil
 }

@@ -18,6 +18,8 @@ import (
 type QueueState struct {
 	// Pollers is the number of workers that polled the queue recently.
 	Pollers int
+	// Backlog is the approximate number of tasks waiting for a worker.
+	Backlog int64
 }
 
 // Inspector reports the state of a task queue; the Temporal implementation asks DescribeTaskQueue.
@@ -60,18 +62,20 @@ func (o SchedulerOptions) withDefaults() SchedulerOptions {
 	return o
 }
 
-// Scheduler is the Schedule local activity: it validates a job and picks its task queue.
+// Scheduler is the Schedule local activity: it validates a job and picks its task queue from
+// the device policy, the run-time estimates and the load of each queue.
 type Scheduler struct {
 	Registry  *kernels.Registry
 	Inspector Inspector
-	Logger    *zap.Logger
-	Options   SchedulerOptions
+	// Model predicts run times; it learns from the results the scheduler worker publishes.
+	Model   *estimate.Model
+	Logger  *zap.Logger
+	Options SchedulerOptions
 }
 
 // Schedule validates the request and its params (invalid ones fail here, before any worker is
 // busy) and decides where the job runs.
 func (s *Scheduler) Schedule(ctx context.Context, req workflows.JobRequest) (workflows.Decision, error) {
-	o := s.Options.withDefaults()
 	if err := req.Validate(); err != nil {
 		return workflows.Decision{}, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrInvalidParams, err)
 	}
@@ -83,46 +87,133 @@ func (s *Scheduler) Schedule(ctx context.Context, req workflows.JobRequest) (wor
 	if err != nil {
 		return workflows.Decision{}, fmt.Errorf("encode params: %w", err)
 	}
-	w := p.Work()
-	cpuEst, gpuEst := estimate.DefaultCPU.Time(w), estimate.DefaultGPU.Time(w)
-	if req.Timeout > 0 {
-		cpuEst, gpuEst = min(cpuEst, req.Timeout), min(gpuEst, req.Timeout)
+	in := Situation{Request: req, Work: p.Work()}
+	model := s.Model
+	if model == nil {
+		model = estimate.NewModel()
 	}
+	in.CPU.Prediction = model.Predict(req.JobType, estimate.CPU, in.Work)
+	in.GPU.Prediction = model.Predict(req.JobType, estimate.GPU, in.Work)
+	in.CPU.MeanJob, _ = model.MeanProcessing(estimate.CPU)
+	in.GPU.MeanJob, _ = model.MeanProcessing(estimate.GPU)
+	if req.EffectiveDevice() != workflows.DeviceCPU && req.EffectiveDevice() != workflows.DeviceRequireGPU {
+		// Only policies that choose need the queues' load.
+		if in.GPU.Queue, err = s.Inspector.Inspect(ctx, workflows.GPUQueue); err != nil {
+			return workflows.Decision{}, fmt.Errorf("inspect %s: %w", workflows.GPUQueue, err)
+		}
+		if in.CPU.Queue, err = s.Inspector.Inspect(ctx, workflows.CPUQueue); err != nil {
+			return workflows.Decision{}, fmt.Errorf("inspect %s: %w", workflows.CPUQueue, err)
+		}
+	}
+	d := Decide(in, s.Options)
+	d.Params = params
+	s.Logger.Debug("scheduled", zap.String("job_id", req.JobID), zap.String("queue", d.Queue), zap.String("reason", d.Reason))
+	return d, nil
+}
+
+// Situation is everything a scheduling decision depends on.
+type Situation struct {
+	Request  workflows.JobRequest
+	Work     kernels.Work
+	CPU, GPU DeviceSituation
+}
+
+// DeviceSituation is one device kind's queue and predictions.
+type DeviceSituation struct {
+	Queue      QueueState
+	Prediction estimate.Prediction
+	// MeanJob is the mean processing time of recent jobs on this device kind (0: unknown).
+	MeanJob time.Duration
+}
+
+// Wait is the expected time before a worker starts a job queued now: the backlog shared by the
+// pollers, each job taking MeanJob (or this job's own prediction when nothing was measured).
+func (d DeviceSituation) Wait() time.Duration {
+	if d.Queue.Backlog <= 0 || d.Queue.Pollers <= 0 {
+		return 0
+	}
+	per := d.MeanJob
+	if per <= 0 {
+		per = d.Prediction.Total
+	}
+	return time.Duration(d.Queue.Backlog) * per / time.Duration(d.Queue.Pollers)
+}
+
+// Finish is the expected time to the job's end: the wait plus the job itself.
+func (d DeviceSituation) Finish() time.Duration { return d.Wait() + d.Prediction.Total }
+
+// Decide is the scheduling policy, a pure function of the situation:
+//   - cpu: the CPU queue.
+//   - gpu!: the GPU queue, waiting at most RequireGPUWait for a GPU worker.
+//   - gpu: the GPU queue, unless no GPU worker polls or the GPU's backlog would make the job end
+//     later than on a CPU: then the CPU, labelled as a fallback with the reason.
+//   - auto: whichever device is expected to finish the job first (wait + run + copies), so small
+//     jobs whose copies and launch overhead dominate go to the CPU.
+func Decide(in Situation, opts SchedulerOptions) workflows.Decision {
+	o := opts.withDefaults()
 	timeout := func(est time.Duration) time.Duration {
-		if req.Timeout > 0 {
-			return req.Timeout
+		if in.Request.Timeout > 0 {
+			return in.Request.Timeout
 		}
 		return estimate.Timeout(est, o.TimeoutFactor, o.TimeoutFloor)
 	}
-	d := workflows.Decision{
-		Params:           params,
-		Work:             w,
+	cpu := workflows.Decision{
+		Queue:            workflows.CPUQueue,
+		WorkerType:       workflows.WorkerTypeCPU,
+		Work:             in.Work,
 		HeartbeatTimeout: o.HeartbeatTimeout,
-		EstimatedCPUTime: cpuEst.Seconds(),
-		CPUStartToClose:  timeout(cpuEst),
+		EstimatedTime:    in.CPU.Prediction.Processing.Seconds(),
+		EstimatedCPUTime: in.CPU.Prediction.Processing.Seconds(),
+		StartToClose:     timeout(in.CPU.Prediction.Total),
+		CPUStartToClose:  timeout(in.CPU.Prediction.Total),
 	}
-	gpu := d
+	gpu := cpu
 	gpu.Queue, gpu.WorkerType = workflows.GPUQueue, workflows.WorkerTypeGPU
-	gpu.EstimatedTime, gpu.StartToClose = gpuEst.Seconds(), timeout(gpuEst)
+	gpu.EstimatedTime, gpu.StartToClose = in.GPU.Prediction.Processing.Seconds(), timeout(in.GPU.Prediction.Total)
+	gpu.ScheduleToStart = o.PreferGPUWait
 
-	switch req.EffectiveDevice() {
+	compare := fmt.Sprintf("GPU expected to finish in %s (wait %s), CPU in %s (wait %s)",
+		round(in.GPU.Finish()), round(in.GPU.Wait()), round(in.CPU.Finish()), round(in.CPU.Wait()))
+	switch in.Request.EffectiveDevice() {
 	case workflows.DeviceCPU:
-		d = d.OnCPU("")
-		d.Fallback, d.Reason = "", "device cpu requested"
-		return d, nil
+		cpu.Reason = "device cpu requested"
+		return cpu
 	case workflows.DeviceRequireGPU:
 		gpu.ScheduleToStart = o.RequireGPUWait
 		gpu.Reason = fmt.Sprintf("device gpu! requested: waits up to %s for a GPU worker", o.RequireGPUWait)
-		return gpu, nil
+		return gpu
+	case workflows.DeviceGPU:
+		switch {
+		case in.GPU.Queue.Pollers == 0:
+			return cpu.OnCPU("no GPU worker polling " + workflows.GPUQueue)
+		case in.CPU.Queue.Pollers > 0 && in.GPU.Finish() > in.CPU.Finish() && in.GPU.Queue.Backlog > 0:
+			return cpu.OnCPU(fmt.Sprintf("GPU backlog of %d jobs would make it slower than the CPU: %s", in.GPU.Queue.Backlog, compare))
+		}
+		gpu.Reason = fmt.Sprintf("GPU preferred, %d GPU worker(s) polling; %s", in.GPU.Queue.Pollers, compare)
+		return gpu
+	default: // auto
+		switch {
+		case in.GPU.Queue.Pollers == 0:
+			cpu.Reason = "auto: no GPU worker polling " + workflows.GPUQueue
+			return cpu
+		case in.CPU.Queue.Pollers == 0:
+			gpu.Reason = "auto: no CPU worker polling " + workflows.CPUQueue
+			return gpu
+		case in.GPU.Finish() < in.CPU.Finish():
+			gpu.Reason = "auto: " + compare
+			return gpu
+		}
+		cpu.Reason = "auto: " + compare
+		return cpu
 	}
-	st, err := s.Inspector.Inspect(ctx, workflows.GPUQueue)
-	if err != nil {
-		return workflows.Decision{}, fmt.Errorf("inspect %s: %w", workflows.GPUQueue, err)
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
 	}
-	if st.Pollers == 0 {
-		return d.OnCPU("no GPU worker polling " + workflows.GPUQueue), nil
-	}
-	gpu.ScheduleToStart = o.PreferGPUWait
-	gpu.Reason = fmt.Sprintf("GPU preferred and %d GPU worker(s) polling %s", st.Pollers, workflows.GPUQueue)
-	return gpu, nil
+	return d.Round(time.Microsecond)
 }

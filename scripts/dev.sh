@@ -42,7 +42,7 @@ start() {
 			--ui-port "$UI_PORT" --db-filename "$ROOT/data/temporal.db"
 		wait_tcp 127.0.0.1 "$TEMPORAL_PORT" 60 || die "Temporal dev server not up: see run/devserver.log"
 	fi
-	spawn scheduler "$BIN_DIR/worker" --role scheduler --id scheduler-1
+	spawn scheduler "$BIN_DIR/worker" --role scheduler --id scheduler-1 --estimates-file "$ROOT/data/estimates.json"
 	spawn cpu-worker "$BIN_DIR/worker" --role cpu --id "cpu-$(hostname)"
 	spawn monitor "$BIN_DIR/monitor" tail
 	wait_log scheduler "worker polling" 30

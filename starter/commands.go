@@ -108,7 +108,7 @@ func (a *app) submitCmd() *cobra.Command {
 		fs.IntVar(&intVals[i], pf.flag, 0, pf.help)
 	}
 	fs.StringVar(&s.Params, "params", "", `params as a JSON object, e.g. '{"size": 1000, "iterations": 10}' (the seed's job JSON with job_type and prefer_gpu is accepted)`)
-	fs.StringVar(&s.Device, "device", "", "gpu (prefer a GPU, fall back to CPU), gpu! (GPU only), cpu, or auto (default gpu)")
+	fs.StringVar(&s.Device, "device", "", "auto (default: whichever device is expected to finish first), gpu (prefer a GPU, fall back to CPU, labelled), gpu! (GPU only) or cpu")
 	fs.BoolVar(&cpu, "cpu", false, "run on a CPU worker (same as --device cpu)")
 	fs.IntVar(&s.Priority, "priority", 0, "1 (dispatched first) .. 5 (last); default 3")
 	fs.StringVar(&s.Tenant, "tenant", "", "tenant name for fair sharing of the workers")

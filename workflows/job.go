@@ -55,6 +55,7 @@ func JobWorkflow(ctx workflow.Context, req JobRequest) (JobResult, error) {
 	res.Fallback = d.Fallback
 	res.ScheduleReason = d.Reason
 	res.EstimatedTime = d.EstimatedTime
+	upsertWorkerType(ctx, d.WorkerType)
 
 	out, err := execute(ctx, req, d)
 	if err != nil && d.WorkerType == WorkerTypeGPU && req.EffectiveDevice() != DeviceRequireGPU && isScheduleToStartTimeout(err) {
@@ -62,6 +63,7 @@ func JobWorkflow(ctx workflow.Context, req JobRequest) (JobResult, error) {
 		d = d.OnCPU(fmt.Sprintf("no GPU worker started the job within %s", d.ScheduleToStart))
 		res.Fallback, res.ScheduleReason, res.EstimatedTime = d.Fallback, d.Reason, d.EstimatedTime
 		workflow.GetLogger(ctx).Info("falling back to CPU", "reason", d.Fallback)
+		upsertWorkerType(ctx, d.WorkerType)
 		out, err = execute(ctx, req, d)
 	}
 	if err != nil {
@@ -74,7 +76,7 @@ func JobWorkflow(ctx workflow.Context, req JobRequest) (JobResult, error) {
 	}
 	res = out.withJob(res)
 	res.Status = StatusCompleted
-	if req.EffectiveDevice() != DeviceCPU && res.WorkerType == WorkerTypeCPU && res.Fallback == "" {
+	if d.WorkerType == WorkerTypeGPU && res.WorkerType != WorkerTypeGPU {
 		// Labels come from the hardware that ran the job, never from the queue it was sent to.
 		res.Fallback = "a CPU worker took the job from " + d.Queue
 	}
@@ -82,6 +84,14 @@ func JobWorkflow(ctx workflow.Context, req JobRequest) (JobResult, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// upsertWorkerType records where the job was sent, so `starter list` and the Web UI can filter
+// on it. A failure only loses that label, never the job.
+func upsertWorkerType(ctx workflow.Context, workerType string) {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, SearchWorkerType.ValueSet(workerType)); err != nil {
+		workflow.GetLogger(ctx).Warn("search attribute WorkerType not set", "error", err)
+	}
 }
 
 // OnCPU returns the decision moved to the CPU queue, with the reason recorded as a fallback.

@@ -13,8 +13,11 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -56,9 +59,42 @@ func (b *fakeBroker) Publish(_ context.Context, id string, body []byte) error {
 
 type harness struct {
 	testsuite.WorkflowTestSuite
-	env    *testsuite.TestWorkflowEnvironment
-	broker *fakeBroker
-	queues []string // task queue of each Execute attempt
+	env     *testsuite.TestWorkflowEnvironment
+	broker  *fakeBroker
+	queues  []string                   // task queue of each Execute attempt
+	options []workflow.ActivityOptions // options the workflow scheduled Execute with
+}
+
+// recorder is a workflow interceptor that records the options of every Execute call (the test
+// environment's activity info lacks some of them, such as the priority).
+type recorder struct {
+	interceptor.WorkerInterceptorBase
+	h *harness
+}
+
+func (r *recorder) InterceptWorkflow(ctx workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
+	return &recorderInbound{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, h: r.h}
+}
+
+type recorderInbound struct {
+	interceptor.WorkflowInboundInterceptorBase
+	h *harness
+}
+
+func (r *recorderInbound) Init(outbound interceptor.WorkflowOutboundInterceptor) error {
+	return r.Next.Init(&recorderOutbound{WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: outbound}, h: r.h})
+}
+
+type recorderOutbound struct {
+	interceptor.WorkflowOutboundInterceptorBase
+	h *harness
+}
+
+func (r *recorderOutbound) ExecuteActivity(ctx workflow.Context, activityType string, args ...any) workflow.Future {
+	if activityType == workflows.ExecuteActivity {
+		r.h.options = append(r.h.options, workflow.GetActivityOptions(ctx))
+	}
+	return r.Next.ExecuteActivity(ctx, activityType, args...)
 }
 
 func newHarness(t *testing.T, gpuPollers int) *harness {
@@ -66,6 +102,7 @@ func newHarness(t *testing.T, gpuPollers int) *harness {
 	h.SetLogger(logging.Temporal(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))))
 	h.env = h.NewTestWorkflowEnvironment()
 	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "job-0123456789ab"})
+	h.env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{&recorder{h: h}}})
 	h.env.RegisterWorkflow(workflows.JobWorkflow)
 	sched := &activities.Scheduler{Registry: kernels.Default(), Inspector: fakeInspector{gpuPollers}, Logger: zap.NewNop()}
 	h.env.RegisterActivityWithOptions(sched.Schedule, activity.RegisterOptions{Name: workflows.ScheduleActivity})
@@ -82,8 +119,8 @@ func newHarness(t *testing.T, gpuPollers int) *harness {
 	return h
 }
 
-// worker returns what a worker of that type reports for a completed job.
-func worker(workerType string) workflows.JobResult {
+// ran returns what a worker of that type reports for a completed job.
+func ran(workerType string) workflows.JobResult {
 	return workflows.JobResult{WorkerID: workerType + "-1", WorkerType: workerType, Device: workerType + " device", ProcessingTime: 0.5, Metrics: map[string]float64{"gflops": 100}}
 }
 
@@ -117,7 +154,7 @@ func (h *harness) published(t *testing.T) workflows.JobResult {
 
 func TestGPURouteWhenAGPUWorkerPolls(t *testing.T) {
 	h := newHarness(t, 1)
-	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("gpu"), nil).Once()
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("gpu"), nil).Once()
 	res, err := h.run(t, request("gpu", `{"size": 64}`))
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +176,7 @@ func TestGPURouteWhenAGPUWorkerPolls(t *testing.T) {
 
 func TestCPURouteWhenCPURequested(t *testing.T) {
 	h := newHarness(t, 3) // GPU workers are up, but the job asks for the CPU
-	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("cpu"), nil).Once()
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
 	res, err := h.run(t, request("cpu", `{}`))
 	if err != nil {
 		t.Fatal(err)
@@ -154,8 +191,8 @@ func TestCPURouteWhenCPURequested(t *testing.T) {
 
 func TestFallbackToCPUWhenNoGPUWorkerPolls(t *testing.T) {
 	h := newHarness(t, 0)
-	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("cpu"), nil).Once()
-	res, err := h.run(t, request("", `{"size": 8}`))
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
+	res, err := h.run(t, request("gpu", `{"size": 8}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +211,7 @@ func TestFallbackWhenNoGPUWorkerStartsTheJob(t *testing.T) {
 	h := newHarness(t, 1)
 	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(workflows.JobResult{},
 		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)).Once()
-	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("cpu"), nil).Once()
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
 	res, err := h.run(t, request("gpu", `{}`))
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +274,7 @@ func TestUnknownJobTypeIsInvalidParams(t *testing.T) {
 func TestPublishIsRetried(t *testing.T) {
 	h := newHarness(t, 0)
 	h.broker.failures = 2
-	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("cpu"), nil).Once()
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
 	if _, err := h.run(t, request("cpu", `{}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +288,7 @@ func TestExecuteRetriedAfterWorkerLoss(t *testing.T) {
 	h := newHarness(t, 0)
 	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(workflows.JobResult{},
 		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, nil)).Once()
-	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("cpu"), nil).Once()
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
 	res, err := h.run(t, request("cpu", `{}`))
 	if err != nil {
 		t.Fatal(err)
@@ -295,12 +332,93 @@ func TestCancelStopsTheJobAndPublishesCanceled(t *testing.T) {
 func TestLabelComesFromTheHardwareThatRanIt(t *testing.T) {
 	// A misconfigured CPU worker polling gpu_queue: the result must say CPU, flagged.
 	h := newHarness(t, 1)
-	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(worker("cpu"), nil).Once()
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
 	res, err := h.run(t, request("gpu", `{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.WorkerType != "cpu" || res.Fallback != "a CPU worker took the job from gpu_queue" {
 		t.Errorf("result %+v", res)
+	}
+}
+
+func TestAutoChoosesCPUWithoutCallingItAFallback(t *testing.T) {
+	h := newHarness(t, 0)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
+	res, err := h.run(t, request("", `{"size": 8}`)) // auto is the default
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RequestedDevice != "auto" || res.Fallback != "" || res.ScheduleReason != "auto: no GPU worker polling gpu_queue" {
+		t.Errorf("result %+v", res)
+	}
+}
+
+func TestPriorityAndTenantReachTheActivity(t *testing.T) {
+	h := newHarness(t, 0)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
+	req := request("cpu", `{}`)
+	req.Priority, req.Tenant = 1, "team-a"
+	res, err := h.run(t, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.options) != 1 || h.options[0].Priority.PriorityKey != 1 || h.options[0].Priority.FairnessKey != "team-a" {
+		t.Fatalf("Execute scheduled with %+v, want priority key 1 and fairness key team-a", h.options)
+	}
+	if res.Priority != 1 || res.Tenant != "team-a" {
+		t.Errorf("result priority %d tenant %q", res.Priority, res.Tenant)
+	}
+	// The default priority is 3, the middle of 1..5.
+	h2 := newHarness(t, 0)
+	h2.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
+	if _, err := h2.run(t, request("cpu", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := h2.options[0].Priority.PriorityKey; got != 3 {
+		t.Errorf("default priority key %d, want 3", got)
+	}
+}
+
+func TestTimeoutsDerivedFromTheEstimate(t *testing.T) {
+	h := newHarness(t, 0)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
+	// 2·8000³·1000 FLOP at the default 20 GFLOP/s is 51200 s: 20x that.
+	if _, err := h.run(t, request("cpu", `{"size": 8000, "iterations": 1000}`)); err != nil {
+		t.Fatal(err)
+	}
+	o := h.options[0]
+	if want := 20 * 51200 * time.Second; o.StartToCloseTimeout < want*99/100 || o.StartToCloseTimeout > want*101/100 {
+		t.Errorf("start-to-close %s, want about %s", o.StartToCloseTimeout, want)
+	}
+	if o.HeartbeatTimeout != 10*time.Second || o.ScheduleToStartTimeout != 0 {
+		t.Errorf("heartbeat %s, schedule-to-start %s: want 10s and none for a CPU job", o.HeartbeatTimeout, o.ScheduleToStartTimeout)
+	}
+
+	// A small job gets the 5-minute floor; --timeout overrides it.
+	for _, tc := range []struct {
+		timeout, want time.Duration
+	}{{0, 5 * time.Minute}, {42 * time.Second, 42 * time.Second}} {
+		h := newHarness(t, 0)
+		h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
+		req := request("cpu", `{"size": 8}`)
+		req.Timeout = tc.timeout
+		if _, err := h.run(t, req); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.options[0].StartToCloseTimeout; got != tc.want {
+			t.Errorf("--timeout %s: start-to-close %s, want %s", tc.timeout, got, tc.want)
+		}
+	}
+}
+
+func TestRequireGPUWaitsOnlyOnTheGPUQueue(t *testing.T) {
+	h := newHarness(t, 0)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("gpu"), nil).Once()
+	if _, err := h.run(t, request("gpu!", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if o := h.options[0]; o.TaskQueue != workflows.GPUQueue || o.ScheduleToStartTimeout != 10*time.Minute {
+		t.Errorf("gpu! scheduled on %s with schedule-to-start %s, want gpu_queue and 10m", o.TaskQueue, o.ScheduleToStartTimeout)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
+
 	"github.com/gpujobs/gpujobs/kernels"
 )
 
@@ -53,11 +55,11 @@ const (
 
 // Device policies a job can ask for.
 const (
-	DeviceGPU        = "gpu"  // prefer a GPU, fall back to CPU (labelled) when none is available
+	DeviceGPU        = "gpu"  // prefer a GPU, fall back to CPU (labelled) when none is available or it is swamped
 	DeviceRequireGPU = "gpu!" // only a GPU; wait for one, fail clearly when none comes
 	DeviceCPU        = "cpu"  // CPU only
 	DeviceAuto       = "auto" // whichever is expected to finish first
-	DefaultDevice    = DeviceGPU
+	DefaultDevice    = DeviceAuto
 )
 
 // Worker types: the kind of hardware that really ran a job.
@@ -93,7 +95,7 @@ type JobRequest struct {
 	JobID   string          `json:"job_id"`
 	JobType string          `json:"job_type"`
 	Params  json.RawMessage `json:"params,omitempty"`
-	// Device is the device policy: gpu (default), gpu!, cpu or auto.
+	// Device is the device policy: auto (default), gpu, gpu! or cpu.
 	Device string `json:"device,omitempty"`
 	// Priority is 1 (first) to 5 (last); 0 means the default, 3.
 	Priority int `json:"priority,omitempty"`
@@ -218,7 +220,7 @@ type JobResult struct {
 	BLAS    string `json:"blas,omitempty"`
 	GEMM    string `json:"gemm,omitempty"`
 	Threads int    `json:"threads,omitempty"`
-	// RequestedDevice is the policy the job asked for: gpu, gpu!, cpu or auto.
+	// RequestedDevice is the policy the job asked for: auto, gpu, gpu! or cpu.
 	RequestedDevice string  `json:"requested_device,omitempty"`
 	Priority        int     `json:"priority,omitempty"`
 	Tenant          string  `json:"tenant,omitempty"`
@@ -244,3 +246,14 @@ func (r JobResult) Rate() (float64, string) {
 	}
 	return 0, ""
 }
+
+// Custom search attributes, registered by the dev server (and by the deployment's setup on a
+// real cluster): the starter sets them when it submits a job, the workflow sets WorkerType once
+// it knows where the job goes. `starter list` filters on them.
+var (
+	SearchJobType    = temporal.NewSearchAttributeKeyKeyword("JobType")
+	SearchDevice     = temporal.NewSearchAttributeKeyKeyword("Device") // the requested policy
+	SearchPriority   = temporal.NewSearchAttributeKeyInt64("Priority")
+	SearchTenant     = temporal.NewSearchAttributeKeyKeyword("Tenant")
+	SearchWorkerType = temporal.NewSearchAttributeKeyKeyword("WorkerType")
+)

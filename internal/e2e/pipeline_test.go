@@ -96,7 +96,7 @@ func TestGPUPreferredJobWithoutGPUWorkerIsLabelledFallback(t *testing.T) {
 	e := env
 	e.startWorker(t, "scheduler", "sched-2")
 	e.startWorker(t, "cpu", "cpu-2")
-	r := e.submitJSON(t, "vector_addition", "--size", "1000", "--iterations", "2") // device gpu is the default
+	r := e.submitJSON(t, "vector_addition", "--size", "1000", "--iterations", "2", "--device", "gpu")
 	if r.Status != workflows.StatusCompleted {
 		t.Fatalf("%+v", r)
 	}

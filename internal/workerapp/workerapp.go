@@ -15,6 +15,7 @@ import (
 
 	"github.com/gpujobs/gpujobs/activities"
 	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/internal/estimate"
 	"github.com/gpujobs/gpujobs/internal/rabbit"
 	"github.com/gpujobs/gpujobs/kernels"
 	"github.com/gpujobs/gpujobs/workflows"
@@ -29,9 +30,10 @@ const (
 
 // Options configure one worker.
 type Options struct {
-	Role     string
-	WorkerID string
-	RabbitMQ config.RabbitMQ // scheduler only: where results are published
+	Role      string
+	WorkerID  string
+	Namespace string
+	RabbitMQ  config.RabbitMQ // scheduler only: where results are published
 	// Concurrency is the number of jobs an executing worker runs at once. Default 1: one kernel
 	// already uses every core (or the whole GPU).
 	Concurrency int
@@ -41,6 +43,11 @@ type Options struct {
 	StopTimeout time.Duration
 	// Runner runs kernels (cpu and gpu roles).
 	Runner activities.Runner
+	// EstimatesFile keeps the scheduler's run-time model across restarts ("" keeps it in memory).
+	EstimatesFile string
+	// HeartbeatThrottle caps how long a heartbeat (and so the notice of a cancel) is held back by
+	// the SDK. Default 1s.
+	HeartbeatThrottle time.Duration
 }
 
 // Run polls the role's task queue until ctx is done, then drains: it stops polling and gives
@@ -52,8 +59,11 @@ func Run(ctx context.Context, c client.Client, o Options, logger *zap.Logger) er
 	if o.Concurrency <= 0 {
 		o.Concurrency = 1
 	}
+	if o.HeartbeatThrottle <= 0 {
+		o.HeartbeatThrottle = time.Second
+	}
 	registry := kernels.Default()
-	wo := worker.Options{Identity: o.WorkerID, WorkerStopTimeout: o.StopTimeout}
+	wo := worker.Options{Identity: o.WorkerID, WorkerStopTimeout: o.StopTimeout, MaxHeartbeatThrottleInterval: o.HeartbeatThrottle}
 	var w worker.Worker
 	switch o.Role {
 	case RoleScheduler:
@@ -61,9 +71,16 @@ func Run(ctx context.Context, c client.Client, o Options, logger *zap.Logger) er
 		defer pub.Close()
 		w = worker.New(c, workflows.JobQueue, wo)
 		w.RegisterWorkflowWithOptions(workflows.JobWorkflow, workflow.RegisterOptions{Name: "JobWorkflow"})
-		sched := &activities.Scheduler{Registry: registry, Inspector: activities.TemporalInspector{Client: c}, Logger: logger, Options: o.Scheduler}
+		model := estimate.NewModel()
+		if o.EstimatesFile != "" {
+			if err := model.Load(o.EstimatesFile); err != nil {
+				logger.Warn("starting with default estimates", zap.Error(err))
+			}
+		}
+		learner := &activities.Learner{Registry: registry, Model: model, Path: o.EstimatesFile, Logger: logger}
+		sched := &activities.Scheduler{Registry: registry, Inspector: activities.TemporalInspector{Client: c, Namespace: o.Namespace}, Model: model, Logger: logger, Options: o.Scheduler}
 		w.RegisterActivityWithOptions(sched.Schedule, activity.RegisterOptions{Name: workflows.ScheduleActivity})
-		w.RegisterActivityWithOptions((&activities.Publisher{Broker: pub}).PublishResult, activity.RegisterOptions{Name: workflows.PublishActivity})
+		w.RegisterActivityWithOptions((&activities.Publisher{Broker: pub, Published: learner.Learn}).PublishResult, activity.RegisterOptions{Name: workflows.PublishActivity})
 	case RoleCPU, RoleGPU:
 		if o.Runner == nil {
 			return fmt.Errorf("role %s needs a kernel runner", o.Role)

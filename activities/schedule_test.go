@@ -1,0 +1,88 @@
+package activities
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpujobs/gpujobs/internal/estimate"
+	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/workflows"
+)
+
+func situation(device string, w kernels.Work, cpuTotal, gpuTotal time.Duration, cpuQ, gpuQ QueueState) Situation {
+	return Situation{
+		Request: workflows.JobRequest{Device: device},
+		Work:    w,
+		CPU:     DeviceSituation{Queue: cpuQ, Prediction: estimate.Prediction{Processing: cpuTotal, Total: cpuTotal}},
+		GPU:     DeviceSituation{Queue: gpuQ, Prediction: estimate.Prediction{Processing: gpuTotal * 8 / 10, Total: gpuTotal}},
+	}
+}
+
+func TestDecideEveryPolicy(t *testing.T) {
+	w := kernels.Work{FLOPs: 1e12}
+	one, idle := QueueState{Pollers: 1}, QueueState{}
+	tests := []struct {
+		name                 string
+		in                   Situation
+		queue, fallback, why string
+	}{
+		{"cpu", situation("cpu", w, time.Second, time.Millisecond, one, one), "cpu_queue", "", "device cpu requested"},
+		{"cpu without CPU workers still waits for one", situation("cpu", w, time.Second, time.Millisecond, idle, one), "cpu_queue", "", "device cpu requested"},
+		{"gpu! without GPU workers waits", situation("gpu!", w, time.Second, time.Millisecond, one, idle), "gpu_queue", "", "device gpu! requested"},
+		{"gpu with a GPU worker", situation("gpu", w, time.Second, time.Millisecond, one, one), "gpu_queue", "", "GPU preferred, 1 GPU worker(s) polling"},
+		{"gpu without GPU workers falls back", situation("gpu", w, time.Second, time.Millisecond, one, idle), "cpu_queue", "no GPU worker polling gpu_queue", "fallback to CPU"},
+		{"gpu with a backlog slower than the CPU falls back", situation("gpu", w, time.Second, 100*time.Millisecond, one, QueueState{Pollers: 1, Backlog: 50}),
+			"cpu_queue", "GPU backlog of 50 jobs would make it slower than the CPU", "fallback to CPU"},
+		{"gpu with a short backlog stays on the GPU", situation("gpu", w, time.Second, 100*time.Millisecond, one, QueueState{Pollers: 1, Backlog: 5}),
+			"gpu_queue", "", "GPU preferred"},
+		{"gpu with a backlog but no CPU worker stays on the GPU", situation("gpu", w, time.Second, 100*time.Millisecond, idle, QueueState{Pollers: 1, Backlog: 50}),
+			"gpu_queue", "", "GPU preferred"},
+		{"auto without GPU workers", situation("auto", w, time.Second, time.Millisecond, one, idle), "cpu_queue", "", "auto: no GPU worker polling gpu_queue"},
+		{"auto without CPU workers", situation("auto", w, time.Second, time.Millisecond, idle, one), "gpu_queue", "", "auto: no CPU worker polling cpu_queue"},
+		{"auto picks the GPU when it finishes first", situation("auto", w, time.Second, time.Millisecond, one, one), "gpu_queue", "", "auto: GPU expected to finish in 1ms"},
+		{"auto picks the CPU when it finishes first", situation("auto", w, time.Millisecond, 60*time.Millisecond, one, one), "cpu_queue", "", "auto: GPU expected to finish in 60ms"},
+		{"auto counts the GPU backlog", situation("auto", w, time.Second, 100*time.Millisecond, QueueState{Pollers: 2, Backlog: 1}, QueueState{Pollers: 1, Backlog: 30}),
+			"cpu_queue", "", "wait 3s"},
+	}
+	for _, tt := range tests {
+		d := Decide(tt.in, SchedulerOptions{})
+		if d.Queue != tt.queue || !strings.HasPrefix(d.Fallback, tt.fallback) || (tt.fallback == "") != (d.Fallback == "") || !strings.Contains(d.Reason, tt.why) {
+			t.Errorf("%s: queue %s fallback %q reason %q; want %s %q %q", tt.name, d.Queue, d.Fallback, d.Reason, tt.queue, tt.fallback, tt.why)
+		}
+		wantType := map[string]string{"cpu_queue": "cpu", "gpu_queue": "gpu"}[d.Queue]
+		if d.WorkerType != wantType {
+			t.Errorf("%s: worker type %s on %s", tt.name, d.WorkerType, d.Queue)
+		}
+		if d.Queue == "gpu_queue" && d.ScheduleToStart <= 0 {
+			t.Errorf("%s: a GPU job must have a schedule-to-start bound", tt.name)
+		}
+	}
+}
+
+func TestDecideEstimatesAndTimeouts(t *testing.T) {
+	in := situation("gpu", kernels.Work{}, 10*time.Minute, time.Minute, QueueState{Pollers: 1}, QueueState{Pollers: 1})
+	d := Decide(in, SchedulerOptions{TimeoutFactor: 3, TimeoutFloor: time.Minute, PreferGPUWait: time.Second})
+	if d.EstimatedTime != 48 || d.EstimatedCPUTime != 600 {
+		t.Errorf("estimates %v / %v s, want the GPU's processing 48 s and the CPU's 600 s", d.EstimatedTime, d.EstimatedCPUTime)
+	}
+	if d.StartToClose != 3*time.Minute || d.CPUStartToClose != 30*time.Minute || d.ScheduleToStart != time.Second {
+		t.Errorf("timeouts %s / %s / %s", d.StartToClose, d.CPUStartToClose, d.ScheduleToStart)
+	}
+	cpu := d.OnCPU("gone")
+	if cpu.StartToClose != 30*time.Minute || cpu.EstimatedTime != 600 || cpu.ScheduleToStart != 0 || cpu.Fallback != "gone" {
+		t.Errorf("fallback decision %+v", cpu)
+	}
+}
+
+func TestWaitSharesTheBacklogAmongPollers(t *testing.T) {
+	d := DeviceSituation{Queue: QueueState{Pollers: 4, Backlog: 10}, MeanJob: 2 * time.Second}
+	if got := d.Wait(); got != 5*time.Second {
+		t.Errorf("wait %s, want 10 jobs × 2 s / 4 workers = 5 s", got)
+	}
+	d.MeanJob = 0
+	d.Prediction.Total = time.Second
+	if got := d.Wait(); got != 2500*time.Millisecond {
+		t.Errorf("wait without a measured mean %s, want the job's own estimate per job", got)
+	}
+}
