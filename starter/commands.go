@@ -44,7 +44,7 @@ func newRoot() *cobra.Command {
 	a.temporal.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&a.log.Format, "log-format", "console", "console or json")
 	root.PersistentFlags().StringVar(&a.log.Level, "log-level", config.Env("LOG_LEVEL", "warn"), "SDK log level: debug, info, warn or error")
-	root.AddCommand(a.submitCmd(), a.resultCmd())
+	root.AddCommand(a.submitCmd(), a.resultCmd(), a.statusCmd(), a.listCmd(), a.cancelCmd(), a.watchCmd(), a.compareCmd())
 	return root
 }
 
@@ -66,7 +66,7 @@ func (a *app) submitCmd() *cobra.Command {
 		asJSON  bool
 		intVals = make([]int, len(paramFlags))
 	)
-	kinds := kernels.Default().Kinds()
+	kinds := registry().Kinds()
 	cmd := &cobra.Command{
 		Use:   "submit <job_type> [flags]",
 		Short: "Submit jobs: " + strings.Join(kinds, ", "),
@@ -94,19 +94,12 @@ func (a *app) submitCmd() *cobra.Command {
 			if count > 1 && s.JobID != "" {
 				return errors.New("--id names one job: it cannot be combined with --count")
 			}
-			s.Set = map[string]any{}
-			for i, pf := range paramFlags {
-				if cmd.Flags().Changed(pf.flag) {
-					s.Set[pf.field] = intVals[i]
-				}
-			}
+			s.Set = setParams(cmd, intVals)
 			return a.submit(cmd, s, count, wait, asJSON)
 		},
 	}
+	addParamFlags(cmd, intVals)
 	fs := cmd.Flags()
-	for i, pf := range paramFlags {
-		fs.IntVar(&intVals[i], pf.flag, 0, pf.help)
-	}
 	fs.StringVar(&s.Params, "params", "", `params as a JSON object, e.g. '{"size": 1000, "iterations": 10}' (the seed's job JSON with job_type and prefer_gpu is accepted)`)
 	fs.StringVar(&s.Device, "device", "", "auto (default: whichever device is expected to finish first), gpu (prefer a GPU, fall back to CPU, labelled), gpu! (GPU only) or cpu")
 	fs.BoolVar(&cpu, "cpu", false, "run on a CPU worker (same as --device cpu)")
@@ -120,11 +113,30 @@ func (a *app) submitCmd() *cobra.Command {
 	return cmd
 }
 
+// addParamFlags registers the seed's per-param flags, storing into vals.
+func addParamFlags(cmd *cobra.Command, vals []int) {
+	for i, pf := range paramFlags {
+		cmd.Flags().IntVar(&vals[i], pf.flag, 0, pf.help)
+	}
+}
+
+// setParams returns the params the user set with per-param flags.
+func setParams(cmd *cobra.Command, vals []int) map[string]any {
+	set := map[string]any{}
+	for i, pf := range paramFlags {
+		if cmd.Flags().Changed(pf.flag) {
+			set[pf.field] = vals[i]
+		}
+	}
+	return set
+}
+
+func registry() *kernels.Registry { return kernels.Default() }
+
 func (a *app) submit(cmd *cobra.Command, s jobclient.Spec, count int, wait, asJSON bool) error {
-	registry := kernels.Default()
 	reqs := make([]workflows.JobRequest, count)
 	for i := range reqs {
-		req, err := jobclient.Build(s, registry)
+		req, err := jobclient.Build(s, registry())
 		if err != nil {
 			return err
 		}
@@ -159,18 +171,21 @@ func (a *app) submit(cmd *cobra.Command, s jobclient.Spec, count int, wait, asJS
 	if !wait {
 		return nil
 	}
+	if len(accepted) > 1 && !asJSON {
+		results, err := watch(cmd.Context(), c, accepted, cmd.ErrOrStderr(), true)
+		if err != nil {
+			return err
+		}
+		return a.printResults(out, results, asJSON)
+	}
 	return a.awaitAll(cmd, c, accepted, asJSON)
 }
 
 // awaitAll waits for every job, prints the results and fails if any job did not complete.
 func (a *app) awaitAll(cmd *cobra.Command, c client.Client, ids []string, asJSON bool) error {
-	results := make([]workflows.JobResult, len(ids))
-	for i, id := range ids {
-		r, err := jobclient.Await(cmd.Context(), c, id)
-		if err != nil {
-			return err
-		}
-		results[i] = r
+	results, err := awaitResults(cmd.Context(), c, ids)
+	if err != nil {
+		return err
 	}
 	return a.printResults(cmd.OutOrStdout(), results, asJSON)
 }

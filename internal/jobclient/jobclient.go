@@ -113,6 +113,7 @@ func Submit(ctx context.Context, c client.Client, req workflows.JobRequest) erro
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		Priority:                                 temporal.Priority{PriorityKey: req.EffectivePriority(), FairnessKey: req.Tenant},
+		TypedSearchAttributes:                    SearchAttributes(req),
 	}, "JobWorkflow", req)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {

@@ -36,7 +36,18 @@ func seconds(r workflows.JobResult) string {
 	if r.Status != workflows.StatusCompleted {
 		return "-"
 	}
-	return fmt.Sprintf("%.3fs", r.ProcessingTime)
+	return FormatSeconds(r.ProcessingTime)
+}
+
+// FormatSeconds writes a duration in seconds with three significant digits, in s, ms or µs.
+func FormatSeconds(s float64) string {
+	switch {
+	case s >= 1:
+		return fmt.Sprintf("%.3fs", s)
+	case s >= 1e-3:
+		return fmt.Sprintf("%.3gms", s*1e3)
+	}
+	return fmt.Sprintf("%.3gµs", s*1e6)
 }
 
 func note(r workflows.JobResult) string {

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/gpujobs/gpujobs/activities"
+	"github.com/gpujobs/gpujobs/internal/jobclient"
+	"github.com/gpujobs/gpujobs/workflows"
+)
+
+// jobIDs validates job ID arguments.
+func jobIDs(args []string) error {
+	for _, id := range args {
+		if err := workflows.ValidateJobID(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status <job-id>...",
+		Short: "Show a job's state, device, progress and Web UI link",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := jobIDs(args); err != nil {
+				return err
+			}
+			c, err := a.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for _, id := range args {
+				st, err := jobclient.GetStatus(cmd.Context(), c, id)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					writeJSON(cmd.OutOrStdout(), st)
+				} else {
+					a.printStatus(cmd.OutOrStdout(), st)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) printStatus(w io.Writer, st jobclient.Status) {
+	fmt.Fprintf(w, "%s  %s  %s\n", st.JobID, st.JobType, st.State)
+	sentTo := st.WorkerType
+	if sentTo == "" {
+		sentTo = "(not scheduled yet)"
+	}
+	fmt.Fprintf(w, "  device:    %s → %s\n", st.Device, sentTo)
+	fmt.Fprintf(w, "  priority:  %d   tenant: %s\n", st.Priority, orDash(st.Tenant))
+	if act := st.Activity; act != nil {
+		line := fmt.Sprintf("%s on %s, attempt %d", act.State, orDash(act.Worker), act.Attempt)
+		if act.State == "scheduled" {
+			line = fmt.Sprintf("waiting for a %s worker, attempt %d", st.WorkerType, act.Attempt)
+		}
+		if p := act.Progress; p != nil {
+			line += fmt.Sprintf(", step %d/%d", p.Iteration, p.Total)
+			if p.Loss != nil {
+				line += fmt.Sprintf(", loss %.4f", *p.Loss)
+			}
+		}
+		fmt.Fprintf(w, "  kernel:    %s\n", line)
+		if act.LastFailure != "" {
+			fmt.Fprintf(w, "  last failure: %s\n", act.LastFailure)
+		}
+	}
+	if r := st.Result; r != nil {
+		fmt.Fprintf(w, "  result:    %s on %s (%s) in %.3fs, %s\n", r.Status, orDash(r.WorkerType), orDash(r.Device), r.ProcessingTime, jobclient.FormatRate(*r))
+		if r.Fallback != "" {
+			fmt.Fprintf(w, "  fallback:  %s\n", r.Fallback)
+		}
+		if r.Error != "" {
+			fmt.Fprintf(w, "  error:     %s: %s\n", r.ErrorType, r.Error)
+		}
+	}
+	fmt.Fprintf(w, "  web UI:    %s\n", a.temporal.WorkflowURL(st.JobID))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (a *app) listCmd() *cobra.Command {
+	var (
+		f      jobclient.Filter
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs from Temporal visibility, newest first",
+		Example: `  starter list --status running
+  starter list --type matrix_multiply --status failed --limit 10
+  starter list --tenant team-a --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := f.Query(); err != nil {
+				return err
+			}
+			c, err := a.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			jobs, err := jobclient.List(cmd.Context(), c, f)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				for _, j := range jobs {
+					writeJSON(out, j)
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "JOB\tTYPE\tSTATE\tDEVICE\tSENT TO\tPRIORITY\tTENANT\tSTARTED\tDURATION")
+			for _, j := range jobs {
+				end := j.CloseTime
+				if end.IsZero() {
+					end = time.Now()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", j.JobID, j.JobType, j.State, orDash(j.Device), orDash(j.WorkerType),
+					j.Priority, orDash(j.Tenant), j.StartTime.Local().Format("15:04:05"), end.Sub(j.StartTime).Round(time.Millisecond))
+			}
+			return tw.Flush()
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.State, "status", "", "running, completed, failed, canceled, terminated or timed_out")
+	fs.StringVar(&f.JobType, "type", "", "job type")
+	fs.StringVar(&f.Device, "device", "", "requested device policy: auto, gpu, gpu! or cpu")
+	fs.StringVar(&f.Tenant, "tenant", "", "tenant")
+	fs.IntVar(&f.Limit, "limit", 50, "at most this many jobs")
+	fs.BoolVar(&asJSON, "json", false, "print JSON lines")
+	return cmd
+}
+
+func (a *app) cancelCmd() *cobra.Command {
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "cancel <job-id>...",
+		Short: "Cancel running jobs: the kernel stops within one step and the result says canceled",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := jobIDs(args); err != nil {
+				return err
+			}
+			c, err := a.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for _, id := range args {
+				if err := jobclient.Cancel(cmd.Context(), c, id); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "cancel requested: %s\n", id)
+			}
+			if !wait {
+				return nil
+			}
+			results, err := awaitResults(cmd.Context(), c, args)
+			if err != nil {
+				return err
+			}
+			return jobclient.WriteTable(cmd.OutOrStdout(), results)
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the jobs have stopped and print their results")
+	return cmd
+}
+
+func (a *app) watchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "watch <job-id>...",
+		Short: "Show a live progress bar for a job, or one for a batch of jobs",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := jobIDs(args); err != nil {
+				return err
+			}
+			c, err := a.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			results, err := watch(cmd.Context(), c, args, cmd.ErrOrStderr(), true)
+			if err != nil {
+				return err
+			}
+			return a.printResults(cmd.OutOrStdout(), results, false)
+		},
+	}
+	return cmd
+}
+
+func (a *app) compareCmd() *cobra.Command {
+	var (
+		s      jobclient.Spec
+		intv   = make([]int, len(paramFlags))
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "compare <job_type> [flags]",
+		Short: "Run the same job on a GPU and on a CPU and print both times and the speedup",
+		Example: `  starter compare matrix_multiply --size 4000 --iterations 10
+  starter compare neural_network --epochs 3`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s.JobType = args[0]
+			s.Set = setParams(cmd, intv)
+			gpuReq, err := jobclient.Build(withDevice(s, workflows.DeviceRequireGPU), registry())
+			if err != nil {
+				return err
+			}
+			cpuReq, err := jobclient.Build(withDevice(s, workflows.DeviceCPU), registry())
+			if err != nil {
+				return err
+			}
+			c, err := a.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := activities.TemporalInspector{Client: c, Namespace: a.temporal.Namespace}.Inspect(cmd.Context(), workflows.GPUQueue)
+			if err != nil {
+				return fmt.Errorf("ask Temporal for GPU workers: %w", err)
+			}
+			if st.Pollers == 0 {
+				return errors.New("no GPU worker is polling gpu_queue, so there is nothing to compare against: start one on a GPU machine (bin/worker-gpu, built by make build-gpu), or run the CPU side alone with starter submit --device cpu")
+			}
+			reqs := []workflows.JobRequest{gpuReq, cpuReq}
+			for i, err := range jobclient.SubmitAll(cmd.Context(), c, reqs) {
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "submitted %s on %s: %s\n", reqs[i].JobID, reqs[i].Device, a.temporal.WorkflowURL(reqs[i].JobID))
+			}
+			results, err := watch(cmd.Context(), c, []string{gpuReq.JobID, cpuReq.JobID}, cmd.ErrOrStderr(), !asJSON)
+			if err != nil {
+				return err
+			}
+			return printComparison(cmd.OutOrStdout(), results[0], results[1], asJSON)
+		},
+	}
+	addParamFlags(cmd, intv)
+	cmd.Flags().StringVar(&s.Params, "params", "", "params as a JSON object")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the comparison as JSON")
+	return cmd
+}
+
+func withDevice(s jobclient.Spec, device string) jobclient.Spec {
+	s.Device = device
+	return s
+}
+
+// Comparison is what compare prints with --json.
+type Comparison struct {
+	GPU workflows.JobResult `json:"gpu"`
+	CPU workflows.JobResult `json:"cpu"`
+	// Speedup is CPU processing time / GPU processing time (kernels alone).
+	Speedup float64 `json:"speedup"`
+	// EndToEndSpeedup also counts the GPU's host↔device copies and both setups.
+	EndToEndSpeedup float64 `json:"end_to_end_speedup"`
+}
+
+func printComparison(w io.Writer, gpu, cpu workflows.JobResult, asJSON bool) error {
+	if gpu.Status != workflows.StatusCompleted || cpu.Status != workflows.StatusCompleted {
+		jobclient.WriteTable(w, []workflows.JobResult{gpu, cpu}) //nolint:errcheck
+		return errors.New("one of the runs did not complete: no speedup to report")
+	}
+	cmp := Comparison{GPU: gpu, CPU: cpu}
+	if gpu.ProcessingTime > 0 {
+		cmp.Speedup = cpu.ProcessingTime / gpu.ProcessingTime
+	}
+	if g := gpu.ProcessingTime + gpu.TransferTime + gpu.SetupTime; g > 0 {
+		cmp.EndToEndSpeedup = (cpu.ProcessingTime + cpu.SetupTime) / g
+	}
+	if asJSON {
+		writeJSON(w, cmp)
+		return nil
+	}
+	if err := jobclient.WriteTable(w, []workflows.JobResult{gpu, cpu}); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nGPU speedup: %.1fx on the kernels (%.3fs vs %.3fs), %.1fx end to end with copies and setup\n",
+		cmp.Speedup, cpu.ProcessingTime, gpu.ProcessingTime, cmp.EndToEndSpeedup)
+	fmt.Fprintf(w, "GPU: %s   CPU: %s\n", gpu.Device, cpu.Device)
+	return nil
+}
+
+// awaitResults waits for each job in turn.
+func awaitResults(ctx context.Context, c client.Client, ids []string) ([]workflows.JobResult, error) {
+	results := make([]workflows.JobResult, len(ids))
+	for i, id := range ids {
+		r, err := jobclient.Await(ctx, c, id)
+		if err != nil {
+			return nil, err
+		}
+		results[i] = r
+	}
+	return results, nil
+}
