@@ -61,9 +61,13 @@ test-e2e: # the whole log goes to run/e2e.log; the console gets test names and f
 	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -tags openblas -timeout 20m -v ./internal/e2e/ 2>&1 \
 		| tee run/e2e.log | grep --line-buffered -E '^(\s*--- |PASS|FAIL|ok|e2e:|\s+\S+_test\.go:)'
 
-bench: setup ## benchmarks: kernels (gonum vs OpenBLAS) and the pipeline's latency against a bare workflow
-	$(GO) test -run XXX -bench . -benchtime 3x ./kernels/
-	$(GO) test -run XXX -bench . -benchtime 3x -tags openblas ./kernels/
+bench: setup ## benchmarks, each against a baseline in the same run (figures in docs/BENCHMARKS.md)
+	@trap 'scripts/rabbitmq.sh stop' EXIT; \
+	echo "== CPU kernels: pure gonum, then OpenBLAS"; \
+	$(GO) test -run XXX -bench . -benchtime 3x ./kernels/ | grep -E '^Benchmark'; \
+	$(GO) test -run XXX -bench . -benchtime 3x -tags openblas ./kernels/ | grep -E '^Benchmark'; \
+	echo "== pipeline latency against a bare workflow, and the scheduler's estimate error"; \
+	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -tags openblas -run XXX -bench . -benchtime 1x -timeout 30m ./internal/e2e/ | grep -E '^(Benchmark|e2e:)'
 
 clean: stop ## remove build outputs, run state and local data
 	rm -rf bin run data

@@ -18,8 +18,10 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/internal/logging"
 	"github.com/gpujobs/gpujobs/internal/rabbit"
 	"github.com/gpujobs/gpujobs/kernels"
 	"github.com/gpujobs/gpujobs/workflows"
@@ -41,7 +43,7 @@ type process struct {
 }
 
 // startProcess runs bin/<binary> args...; the test's cleanup stops it (SIGTERM, then SIGKILL).
-func (e *environment) startProcess(t *testing.T, name, binary string, args ...string) *process {
+func (e *environment) startProcess(t testing.TB, name, binary string, args ...string) *process {
 	t.Helper()
 	logPath := filepath.Join(e.logDir, fmt.Sprintf("%s-%s.log", t.Name(), name))
 	logPath = strings.ReplaceAll(logPath, "/", "_")
@@ -99,21 +101,21 @@ func (e *environment) commonArgs() []string {
 }
 
 // startWorker runs `worker --role role` with extra flags.
-func (e *environment) startWorker(t *testing.T, role, id string, extra ...string) *process {
+func (e *environment) startWorker(t testing.TB, role, id string, extra ...string) *process {
 	args := append([]string{"--role", role, "--id", id, "--log-format", "json"}, e.commonArgs()...)
 	return e.startProcess(t, id, "worker", append(args, extra...)...)
 }
 
 // starter runs the starter binary to completion and returns its stdout, stderr and exit code.
-func (e *environment) starter(t *testing.T, args ...string) (stdout, stderr string, code int) {
+func (e *environment) starter(t testing.TB, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	return e.starterRaw(t, append(args, "--temporal-address", e.address)...)
 }
 
 // dial returns a Temporal client for the test's dev server.
-func (e *environment) dial(t *testing.T) client.Client {
+func (e *environment) dial(t testing.TB) client.Client {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: e.address})
+	c, err := client.Dial(client.Options{HostPort: e.address, Logger: logging.Temporal(zap.NewNop())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +137,7 @@ var (
 
 // resultsOf returns the results consumed from the queue so far for id, waiting up to timeout
 // for at least one.
-func (e *environment) resultsOf(t *testing.T, id string, timeout time.Duration) []workflows.JobResult {
+func (e *environment) resultsOf(t testing.TB, id string, timeout time.Duration) []workflows.JobResult {
 	t.Helper()
 	collectorOnce.Do(func() { collector = e.consume(t) })
 	deadline := time.Now().Add(timeout)
@@ -161,7 +163,7 @@ func (e *environment) delivery(id string) (amqp.Delivery, bool) {
 	return d, ok
 }
 
-func (e *environment) consume(t *testing.T) *results {
+func (e *environment) consume(t testing.TB) *results {
 	rc := config.RabbitMQ{URL: e.rabbitURL, Queue: e.resultQueue}
 	conn, err := rabbit.Dial(rc, "e2e-collector")
 	if err != nil {
@@ -210,7 +212,7 @@ func deleteQueues(url, queue string) {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -221,14 +223,14 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // starterRaw runs the starter without adding the test server's address.
-func (e *environment) starterRaw(t *testing.T, args ...string) (stdout, stderr string, code int) {
+func (e *environment) starterRaw(t testing.TB, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(e.bin, "starter"), args...)
 	var o, se bytes.Buffer

@@ -1,0 +1,189 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/gpujobs/gpujobs/internal/jobclient"
+	"github.com/gpujobs/gpujobs/workflows"
+)
+
+// The benchmarks run against the same dev server as the e2e tests (make bench sets
+// GPUJOBS_E2E=1) and report ratios against a baseline measured in the same run.
+
+const floorQueue = "bench_floor"
+
+// FloorWorkflow is the baseline: one workflow, one no-op activity, nothing else.
+func FloorWorkflow(ctx workflow.Context) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
+	return workflow.ExecuteActivity(ctx, NoopActivity).Get(ctx, nil)
+}
+
+func NoopActivity(context.Context) error { return nil }
+
+type latencies []time.Duration
+
+func (l latencies) quantile(q float64) time.Duration {
+	s := append(latencies(nil), l...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(math.Ceil(q*float64(len(s))))-1]
+}
+
+// measure runs n jobs one at a time (latency) and then n at once (throughput).
+func measure(b *testing.B, n int, run func() error) (lat latencies, perSec float64) {
+	b.Helper()
+	for range n {
+		start := time.Now()
+		if err := run(); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return lat, float64(n) / time.Since(start).Seconds()
+}
+
+// BenchmarkPipelineLatency: submit-to-result latency and throughput of 200 tiny jobs through
+// gpujobs (scheduler and CPU worker processes, RabbitMQ publish with confirms) against a bare
+// workflow with one no-op activity on the same dev server (the floor).
+func BenchmarkPipelineLatency(b *testing.B) {
+	e := env
+	const n = 200
+	c := e.dial(b)
+	w := worker.New(c, floorQueue, worker.Options{})
+	w.RegisterWorkflow(FloorWorkflow)
+	w.RegisterActivity(NoopActivity)
+	if err := w.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(w.Stop)
+	e.startWorker(b, "scheduler", "sched-bench")
+	e.startWorker(b, "cpu", "cpu-bench", "--concurrency", "8")
+
+	floor := func() error {
+		run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{TaskQueue: floorQueue}, FloorWorkflow)
+		if err != nil {
+			return err
+		}
+		return run.Get(context.Background(), nil)
+	}
+	job := func() error {
+		req, err := jobclient.Build(jobclient.Spec{JobType: "vector_addition", Params: `{"size": 1000, "iterations": 1}`, Device: "cpu"}, kernelsRegistry())
+		if err != nil {
+			return err
+		}
+		if err := jobclient.Submit(context.Background(), c, req); err != nil {
+			return err
+		}
+		r, err := jobclient.Await(context.Background(), c, req.JobID)
+		if err == nil && r.Status != workflows.StatusCompleted {
+			err = fmt.Errorf("%s: %s %s", r.JobID, r.Status, r.Error)
+		}
+		return err
+	}
+	// Warm both paths up (connections, caches) before measuring.
+	for range 10 {
+		if err := floor(); err != nil {
+			b.Fatal(err)
+		}
+		if err := job(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		fl, fRate := measure(b, n, floor)
+		jl, jRate := measure(b, n, job)
+		b.ReportMetric(float64(jl.quantile(0.5).Microseconds())/1e3, "p50-ms")
+		b.ReportMetric(float64(jl.quantile(0.95).Microseconds())/1e3, "p95-ms")
+		b.ReportMetric(jRate, "jobs/s")
+		b.ReportMetric(float64(fl.quantile(0.5).Microseconds())/1e3, "floor-p50-ms")
+		b.ReportMetric(float64(fl.quantile(0.95).Microseconds())/1e3, "floor-p95-ms")
+		b.ReportMetric(fRate, "floor-wf/s")
+		b.ReportMetric(float64(jl.quantile(0.5))/float64(fl.quantile(0.5)), "p50-x-floor")
+		b.ReportMetric(float64(jl.quantile(0.95))/float64(fl.quantile(0.95)), "p95-x-floor")
+		b.ReportMetric(jRate/fRate, "rate-x-floor")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// BenchmarkEstimateError: after a warm-up of 20 jobs per type, the scheduler's estimated_time
+// against the measured processing_time, per job type (median of |estimated − actual| / actual).
+func BenchmarkEstimateError(b *testing.B) {
+	e := env
+	c := e.dial(b)
+	e.startWorker(b, "scheduler", "sched-est")
+	e.startWorker(b, "cpu", "cpu-est")
+	rng := rand.New(rand.NewPCG(1, 2))
+	params := map[string]func() string{
+		"matrix_multiply": func() string { return fmt.Sprintf(`{"size": %d, "iterations": 3}`, 128+rng.IntN(512)) },
+		"vector_addition": func() string { return fmt.Sprintf(`{"size": %d, "iterations": 10}`, 200_000+rng.IntN(3_000_000)) },
+		"image_processing": func() string {
+			return fmt.Sprintf(`{"batch_size": %d, "image_size": %d, "filters": 16, "iterations": 2}`, 1+rng.IntN(4), 32+rng.IntN(96))
+		},
+		"neural_network": func() string {
+			return fmt.Sprintf(`{"epochs": 1, "batch_size": 32, "samples": %d, "hidden_size": 64}`, 256+32*rng.IntN(40))
+		},
+	}
+	run := func(kind string) workflows.JobResult {
+		req, err := jobclient.Build(jobclient.Spec{JobType: kind, Params: params[kind](), Device: "cpu"}, kernelsRegistry())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := jobclient.Submit(context.Background(), c, req); err != nil {
+			b.Fatal(err)
+		}
+		r, err := jobclient.Await(context.Background(), c, req.JobID)
+		if err != nil || r.Status != workflows.StatusCompleted {
+			b.Fatalf("%s: %v %+v", req.JobID, err, r)
+		}
+		return r
+	}
+	kinds := kernelsRegistry().Kinds()
+	for b.Loop() {
+		for range 20 { // warm-up, interleaved so every type sees the same machine load
+			for _, k := range kinds {
+				run(k)
+			}
+		}
+		errs := map[string][]float64{}
+		for range 10 {
+			for _, k := range kinds {
+				r := run(k)
+				errs[k] = append(errs[k], math.Abs(r.EstimatedTime-r.ProcessingTime)/r.ProcessingTime)
+			}
+		}
+		for _, k := range kinds {
+			s := errs[k]
+			sort.Float64s(s)
+			b.ReportMetric(100*(s[len(s)/2-1]+s[len(s)/2])/2, k+"-median-err-%")
+		}
+		b.ReportMetric(0, "ns/op")
+	}
+}
