@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -232,4 +234,27 @@ func TestMonitorTailPrintsResults(t *testing.T) {
 		b, _ := os.ReadFile(tail.log)
 		return strings.Contains(string(b), r.JobID) && strings.Contains(string(b), "GB/s")
 	})
+}
+
+func TestWorkerReadiness(t *testing.T) {
+	e := env
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	e.startWorker(t, "cpu", "cpu-ready", "--health-addr", addr)
+	waitFor(t, "/readyz to answer 200", 20*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %v %v", resp, err)
+	}
 }

@@ -58,6 +58,7 @@ func Command(name, defaultRole string, runnerFor RunnerFor) *cobra.Command {
 	fs.DurationVar(&hbt, "heartbeat-timeout", config.EnvDuration("HEARTBEAT_TIMEOUT", 10*time.Second), "scheduler: a worker silent this long is presumed dead and its job retried elsewhere (env HEARTBEAT_TIMEOUT)")
 	fs.DurationVar(&o.Scheduler.PreferGPUWait, "prefer-gpu-wait", config.EnvDuration("PREFER_GPU_WAIT", 2*time.Minute), "scheduler: how long a GPU-preferring job waits for a GPU worker before it falls back to CPU (env PREFER_GPU_WAIT)")
 	fs.DurationVar(&o.Scheduler.RequireGPUWait, "require-gpu-wait", config.EnvDuration("REQUIRE_GPU_WAIT", 10*time.Minute), "scheduler: how long a gpu! job waits for a GPU worker before it fails (env REQUIRE_GPU_WAIT)")
+	fs.StringVar(&o.HealthAddr, "health-addr", config.Env("HEALTH_ADDR", ""), "serve /healthz and /readyz on this address, e.g. :8081 (env HEALTH_ADDR; default off)")
 	fs.StringVar(&o.EstimatesFile, "estimates-file", config.Env("ESTIMATES_FILE", ""), "scheduler: keep the learned run-time estimates in this file across restarts (env ESTIMATES_FILE; default: in memory)")
 	tc.AddFlags(fs)
 	o.RabbitMQ.AddFlags(fs)

@@ -45,6 +45,8 @@ type Options struct {
 	Runner activities.Runner
 	// EstimatesFile keeps the scheduler's run-time model across restarts ("" keeps it in memory).
 	EstimatesFile string
+	// HealthAddr serves /healthz and /readyz when set, e.g. ":8081".
+	HealthAddr string
 	// HeartbeatThrottle caps how long a heartbeat (and so the notice of a cancel) is held back by
 	// the SDK. Default 1s.
 	HeartbeatThrottle time.Duration
@@ -96,11 +98,19 @@ func Run(ctx context.Context, c client.Client, o Options, logger *zap.Logger) er
 	default:
 		return fmt.Errorf("unknown role %q: use scheduler, cpu or gpu", o.Role)
 	}
+	h := &health{client: c}
+	stopHealth, err := h.serve(o.HealthAddr, logger)
+	if err != nil {
+		return err
+	}
+	defer stopHealth()
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start %s worker: %w", o.Role, err)
 	}
+	h.polling.Store(true)
 	logger.Info("worker polling", zap.String("role", o.Role), zap.String("worker_id", o.WorkerID), zap.Int("concurrency", o.Concurrency))
 	<-ctx.Done()
+	h.polling.Store(false)
 	logger.Info("worker stopping: no new jobs, running ones get a grace period", zap.Duration("stop_timeout", o.StopTimeout))
 	w.Stop()
 	logger.Info("worker stopped")
