@@ -4,6 +4,9 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -43,13 +46,28 @@ type Temporal struct {
 	Address   string // host:port of the frontend
 	Namespace string
 	UIURL     string // base URL of the Web UI, for links
+	TLS       TLS
 }
+
+// TLS is a client's TLS setup: a CA to trust (else the system's), and a client certificate and
+// key for mutual TLS. Empty fields mean plain TCP (or, with only CAFile, server-verified TLS).
+type TLS struct {
+	CAFile, CertFile, KeyFile string
+	ServerName                string
+}
+
+// Enabled reports whether any TLS setting is present.
+func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" }
 
 // AddFlags registers --temporal-address, --namespace and --ui-url.
 func (t *Temporal) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&t.Address, "temporal-address", Env("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
 	fs.StringVar(&t.Namespace, "namespace", Env("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
 	fs.StringVar(&t.UIURL, "ui-url", Env("TEMPORAL_UI_URL", "http://127.0.0.1:8233"), "Temporal Web UI base URL, for links (env TEMPORAL_UI_URL)")
+	fs.StringVar(&t.TLS.CAFile, "temporal-tls-ca", Env("TEMPORAL_TLS_CA", ""), "CA certificate (PEM) of the Temporal frontend (env TEMPORAL_TLS_CA)")
+	fs.StringVar(&t.TLS.CertFile, "temporal-tls-cert", Env("TEMPORAL_TLS_CERT", ""), "client certificate (PEM) for mutual TLS (env TEMPORAL_TLS_CERT)")
+	fs.StringVar(&t.TLS.KeyFile, "temporal-tls-key", Env("TEMPORAL_TLS_KEY", ""), "client key (PEM) for mutual TLS (env TEMPORAL_TLS_KEY)")
+	fs.StringVar(&t.TLS.ServerName, "temporal-tls-server-name", Env("TEMPORAL_TLS_SERVER_NAME", ""), "server name to verify, if not the address's host (env TEMPORAL_TLS_SERVER_NAME)")
 }
 
 // WorkflowURL links to a workflow in the Web UI.
@@ -64,6 +82,9 @@ type RabbitMQ struct {
 	Queue string
 	// QueueType is "classic" (single node) or "quorum" (replicated, for RabbitMQ clusters).
 	QueueType string
+	// CAFile, CertFile and KeyFile configure amqps:// connections (CA to trust; client
+	// certificate for mutual TLS). Without them amqps:// uses the system's roots.
+	TLS TLS
 }
 
 // AddFlags registers --rabbitmq-url, --result-queue and --queue-type.
@@ -71,6 +92,9 @@ func (r *RabbitMQ) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&r.URL, "rabbitmq-url", DefaultRabbitURL(), "AMQP URL (env RABBITMQ_URL, or RABBITMQ_HOST/PORT/USER/PASS/VHOST)")
 	fs.Lookup("rabbitmq-url").DefValue = Redact(r.URL) // --help must not print a password
 	fs.StringVar(&r.Queue, "result-queue", Env("RESULT_QUEUE", "result_queue"), "name of the durable result queue (env RESULT_QUEUE)")
+	fs.StringVar(&r.TLS.CAFile, "rabbitmq-tls-ca", Env("RABBITMQ_TLS_CA", ""), "CA certificate (PEM) for amqps:// (env RABBITMQ_TLS_CA)")
+	fs.StringVar(&r.TLS.CertFile, "rabbitmq-tls-cert", Env("RABBITMQ_TLS_CERT", ""), "client certificate (PEM) for amqps:// (env RABBITMQ_TLS_CERT)")
+	fs.StringVar(&r.TLS.KeyFile, "rabbitmq-tls-key", Env("RABBITMQ_TLS_KEY", ""), "client key (PEM) for amqps:// (env RABBITMQ_TLS_KEY)")
 	fs.StringVar(&r.QueueType, "queue-type", Env("RABBITMQ_QUEUE_TYPE", "classic"), "type of result_queue when declaring it: classic or quorum (env RABBITMQ_QUEUE_TYPE)")
 }
 
@@ -108,4 +132,35 @@ type Log struct {
 func (l *Log) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&l.Format, "log-format", Env("LOG_FORMAT", "console"), "console or json (env LOG_FORMAT)")
 	fs.StringVar(&l.Level, "log-level", Env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+}
+
+// Config builds a *tls.Config; serverName defaults to the host of address.
+func (t TLS) Config(address string) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if c.ServerName == "" {
+		if host, _, err := net.SplitHostPort(address); err == nil {
+			c.ServerName = host
+		}
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA %s: %w", t.CAFile, err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA %s: no PEM certificate in it", t.CAFile)
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, errors.New("mutual TLS needs both a client certificate and its key")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }

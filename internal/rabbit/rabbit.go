@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -31,7 +32,17 @@ func DeadLetterQueue(queue string) string { return queue + ".dlq" }
 func Dial(c config.RabbitMQ, name string) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(name)
-	conn, err := amqp.DialConfig(c.URL, amqp.Config{Properties: props, Heartbeat: 10 * time.Second})
+	cfg := amqp.Config{Properties: props, Heartbeat: 10 * time.Second}
+	if c.TLS.Enabled() {
+		u, err := amqp.ParseURI(c.URL)
+		if err != nil {
+			return nil, fmt.Errorf("RabbitMQ URL %s: %w", config.Redact(c.URL), err)
+		}
+		if cfg.TLSClientConfig, err = c.TLS.Config(net.JoinHostPort(u.Host, fmt.Sprint(u.Port))); err != nil {
+			return nil, fmt.Errorf("RabbitMQ TLS: %w", err)
+		}
+	}
+	conn, err := amqp.DialConfig(c.URL, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to RabbitMQ at %s: %w", config.Redact(c.URL), err)
 	}

@@ -18,11 +18,19 @@ import (
 func Dial(ctx context.Context, c config.Temporal, logger *zap.Logger) (client.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cl, err := client.DialContext(ctx, client.Options{
+	opts := client.Options{
 		HostPort:  c.Address,
 		Namespace: c.Namespace,
 		Logger:    logging.Temporal(logger.Named("temporal")),
-	})
+	}
+	if c.TLS.Enabled() {
+		tc, err := c.TLS.Config(c.Address)
+		if err != nil {
+			return nil, fmt.Errorf("Temporal TLS: %w", err)
+		}
+		opts.ConnectionOptions.TLS = tc
+	}
+	cl, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w; is the server running? (make dev starts one)", c.Address, c.Namespace, err)
 	}
