@@ -57,7 +57,9 @@ type TLS struct {
 }
 
 // Enabled reports whether any TLS setting is present.
-func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" }
+func (t TLS) Enabled() bool {
+	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
+}
 
 // AddFlags registers --temporal-address, --namespace and --ui-url.
 func (t *Temporal) AddFlags(fs *pflag.FlagSet) {
