@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -183,7 +184,7 @@ func (a *app) submit(cmd *cobra.Command, s jobclient.Spec, count int, wait, asJS
 
 // awaitAll waits for every job, prints the results and fails if any job did not complete.
 func (a *app) awaitAll(cmd *cobra.Command, c client.Client, ids []string, asJSON bool) error {
-	results, err := awaitResults(cmd.Context(), c, ids)
+	results, err := jobclient.AwaitAll(cmd.Context(), c, ids)
 	if err != nil {
 		return err
 	}
@@ -218,22 +219,14 @@ func (a *app) resultCmd() *cobra.Command {
 		Short: "Wait for jobs and print their results",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, id := range args {
-				if err := workflows.ValidateJobID(id); err != nil {
-					return err
-				}
-			}
-			c, err := a.dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			if timeout > 0 {
-				ctx, cancel := contextWithTimeout(cmd, timeout)
+				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 				defer cancel()
 				cmd.SetContext(ctx)
 			}
-			return a.awaitAll(cmd, c, args, asJSON)
+			return a.withJobs(cmd, args, func(c client.Client) error {
+				return a.awaitAll(cmd, c, args, asJSON)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines instead of a table")

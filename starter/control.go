@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,14 +15,19 @@ import (
 	"github.com/gpujobs/gpujobs/workflows"
 )
 
-// jobIDs validates job ID arguments.
-func jobIDs(args []string) error {
-	for _, id := range args {
+// withJobs validates job-ID arguments, dials Temporal and runs fn with the client.
+func (a *app) withJobs(cmd *cobra.Command, ids []string, fn func(c client.Client) error) error {
+	for _, id := range ids {
 		if err := workflows.ValidateJobID(id); err != nil {
 			return err
 		}
 	}
-	return nil
+	c, err := a.dial(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(c)
 }
 
 func (a *app) statusCmd() *cobra.Command {
@@ -33,26 +37,20 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show a job's state, device, progress and Web UI link",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := jobIDs(args); err != nil {
-				return err
-			}
-			c, err := a.dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			for _, id := range args {
-				st, err := jobclient.GetStatus(cmd.Context(), c, id)
-				if err != nil {
-					return err
+			return a.withJobs(cmd, args, func(c client.Client) error {
+				for _, id := range args {
+					st, err := jobclient.GetStatus(cmd.Context(), c, id)
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						writeJSON(cmd.OutOrStdout(), st)
+					} else {
+						a.printStatus(cmd.OutOrStdout(), st)
+					}
 				}
-				if asJSON {
-					writeJSON(cmd.OutOrStdout(), st)
-				} else {
-					a.printStatus(cmd.OutOrStdout(), st)
-				}
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -164,28 +162,22 @@ func (a *app) cancelCmd() *cobra.Command {
 		Short: "Cancel running jobs: the kernel stops within one step and the result says canceled",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := jobIDs(args); err != nil {
-				return err
-			}
-			c, err := a.dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			for _, id := range args {
-				if err := jobclient.Cancel(cmd.Context(), c, id); err != nil {
+			return a.withJobs(cmd, args, func(c client.Client) error {
+				for _, id := range args {
+					if err := jobclient.Cancel(cmd.Context(), c, id); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "cancel requested: %s\n", id)
+				}
+				if !wait {
+					return nil
+				}
+				results, err := jobclient.AwaitAll(cmd.Context(), c, args)
+				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "cancel requested: %s\n", id)
-			}
-			if !wait {
-				return nil
-			}
-			results, err := awaitResults(cmd.Context(), c, args)
-			if err != nil {
-				return err
-			}
-			return jobclient.WriteTable(cmd.OutOrStdout(), results)
+				return jobclient.WriteTable(cmd.OutOrStdout(), results)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the jobs have stopped and print their results")
@@ -198,19 +190,13 @@ func (a *app) watchCmd() *cobra.Command {
 		Short: "Show a live progress bar for a job, or one for a batch of jobs",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := jobIDs(args); err != nil {
-				return err
-			}
-			c, err := a.dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			results, err := watch(cmd.Context(), c, args, cmd.ErrOrStderr(), true)
-			if err != nil {
-				return err
-			}
-			return a.printResults(cmd.OutOrStdout(), results, false)
+			return a.withJobs(cmd, args, func(c client.Client) error {
+				results, err := watch(cmd.Context(), c, args, cmd.ErrOrStderr(), true)
+				if err != nil {
+					return err
+				}
+				return a.printResults(cmd.OutOrStdout(), results, false)
+			})
 		},
 	}
 	return cmd
@@ -309,17 +295,4 @@ func printComparison(w io.Writer, gpu, cpu workflows.JobResult, asJSON bool) err
 		cmp.Speedup, cpu.ProcessingTime, gpu.ProcessingTime, cmp.EndToEndSpeedup)
 	fmt.Fprintf(w, "GPU: %s   CPU: %s\n", gpu.Device, cpu.Device)
 	return nil
-}
-
-// awaitResults waits for each job in turn.
-func awaitResults(ctx context.Context, c client.Client, ids []string) ([]workflows.JobResult, error) {
-	results := make([]workflows.JobResult, len(ids))
-	for i, id := range ids {
-		r, err := jobclient.Await(ctx, c, id)
-		if err != nil {
-			return nil, err
-		}
-		results[i] = r
-	}
-	return results, nil
 }

@@ -4,28 +4,17 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/activities"
+	"github.com/gpujobs/gpujobs/internal/cli"
 	"github.com/gpujobs/gpujobs/internal/workerapp"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := workerapp.Command("worker", workerapp.RoleCPU, cpuRunner).ExecuteContext(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("worker", workerapp.Command("worker", workerapp.RoleCPU, cpuRunner)) }
 
 func cpuRunner(role string, _ *zap.Logger) (activities.Runner, func(), error) {
 	switch role {

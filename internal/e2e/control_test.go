@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,24 +36,13 @@ func submitAll(t *testing.T, c client.Client, specs []jobclient.Spec) []workflow
 // awaitAll returns the results of reqs, in order.
 func awaitAll(t *testing.T, c client.Client, reqs []workflows.JobRequest) []workflows.JobResult {
 	t.Helper()
-	out := make([]workflows.JobResult, len(reqs))
-	var wg sync.WaitGroup
-	errs := make([]error, len(reqs))
-	sem := make(chan struct{}, 32)
+	ids := make([]string, len(reqs))
 	for i, r := range reqs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			out[i], errs[i] = jobclient.Await(ctxTimeout(t, 3*time.Minute), c, r.JobID)
-		}()
+		ids[i] = r.JobID
 	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("%s: %v", reqs[i].JobID, err)
-		}
+	out, err := jobclient.AwaitAll(ctxTimeout(t, 3*time.Minute), c, ids)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -182,6 +182,25 @@ func Await(ctx context.Context, c client.Client, jobID string) (workflows.JobRes
 	return res, nil
 }
 
+// AwaitAll waits for all the jobs, 32 at a time, and returns their results in order.
+func AwaitAll(ctx context.Context, c client.Client, ids []string) ([]workflows.JobResult, error) {
+	out := make([]workflows.JobResult, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i], errs[i] = Await(ctx, c, id)
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
 // Request reads the job's request from the first event of its history.
 func Request(ctx context.Context, c client.Client, jobID string) (workflows.JobRequest, error) {
 	var req workflows.JobRequest
