@@ -54,7 +54,8 @@ func prepareDatabase(file string, pragmas map[string]string, namespaces []string
 	for _, ns := range namespaces {
 		// On SQL visibility a custom search attribute is an alias of a preallocated column,
 		// stored in the namespace record, so registering it here makes it usable from the
-		// first call. Namespaces that already exist are left alone.
+		// first call. Namespaces that already exist are left alone; ensureSearchAttributes
+		// adds what they lack once the server is up.
 		nc, err := sqliteschema.NewNamespaceConfig(clusterName, ns, false, searchAttrs)
 		if err != nil {
 			return nil, fmt.Errorf("namespace %s: %w", ns, err)

@@ -35,6 +35,9 @@ const internalIP = "127.0.0.1"
 func run(ctx context.Context, cfg config, logger *zap.Logger, out io.Writer) error {
 	ds, err := start(ctx, cfg, logger)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // a signal came while starting: stopping is what was asked for
+		}
 		return err
 	}
 	fmt.Fprintln(out, ds.summary)
@@ -61,8 +64,9 @@ func (d *devServer) stop() {
 	_ = d.temporal.Stop() // it always returns nil; failures to stop a service are logged
 }
 
-// start brings the server up and returns once the frontend accepts calls.
-func start(_ context.Context, cfg config, logger *zap.Logger) (*devServer, error) {
+// start brings the server up and returns once the frontend accepts calls and every namespace
+// has the configured search attributes.
+func start(ctx context.Context, cfg config, logger *zap.Logger) (*devServer, error) {
 	// Fail here, with the port in the message, rather than deep inside the server's start or,
 	// for the UI, in its serving goroutine, which exits the process on a bind error.
 	if err := checkFree(cfg.IP, cfg.Port); err != nil {
@@ -118,6 +122,11 @@ func start(_ context.Context, cfg config, logger *zap.Logger) (*devServer, error
 		return nil, fmt.Errorf("start temporal server: %w", err)
 	}
 	ds := &devServer{temporal: ts, quiet: quiet}
+
+	if err := ensureSearchAttributes(ctx, ports.frontendDial, cfg.Namespaces, cfg.SearchAttributes); err != nil {
+		ds.stop()
+		return nil, err
+	}
 
 	uiDesc := "off (--headless)"
 	if !cfg.Headless {
