@@ -125,7 +125,6 @@ func parseArgs(args []string, helpOut io.Writer) (config, error) {
 	var (
 		cfg                                         config
 		namespaces, searchAttrs, dynConfig, pragmas multiFlag
-		uiDisableNewsFetch                          bool
 	)
 	fs := flag.NewFlagSet("devserver", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -146,7 +145,7 @@ func parseArgs(args []string, helpOut io.Writer) (config, error) {
 	fs.StringVar(&cfg.UIPublicPath, "ui-public-path", "", "public base path of the Web UI")
 	fs.StringVar(&cfg.UIAssetPath, "ui-asset-path", "", "directory of custom Web UI assets")
 	fs.StringVar(&cfg.UICodecEndpoint, "ui-codec-endpoint", "", "remote codec endpoint for the Web UI")
-	fs.BoolVar(&uiDisableNewsFetch, "ui-disable-news-fetch", false, "accepted for the CLI's sake; the news feed is always off here (no internet)")
+	fs.Bool("ui-disable-news-fetch", false, "accepted for the CLI's sake; the news feed is always off here (no internet)")
 	fs.Var(&pragmas, "sqlite-pragma", "SQLite pragma as NAME=VALUE, repeatable")
 	fs.Var(&dynConfig, "dynamic-config-value", "dynamic config as KEY=JSONVALUE, repeatable; overrides the defaults")
 	fs.BoolVar(&cfg.LogConfig, "log-config", false, "print the server config to stderr")
