@@ -101,15 +101,19 @@ func (r *RabbitMQ) AddFlags(fs *pflag.FlagSet) {
 }
 
 // DefaultRabbitURL is RABBITMQ_URL, else a URL built from the seed's RABBITMQ_HOST/PORT/USER/PASS
-// variables, else RabbitMQ's local default.
+// variables (amqps on 5671 when RABBITMQ_TLS_CA or _CERT is set), else RabbitMQ's local default.
 func DefaultRabbitURL() string {
 	if v := os.Getenv("RABBITMQ_URL"); v != "" {
 		return v
 	}
+	scheme, port := "amqp", "5672"
+	if os.Getenv("RABBITMQ_TLS_CA") != "" || os.Getenv("RABBITMQ_TLS_CERT") != "" {
+		scheme, port = "amqps", "5671" // TLS settings without a URL mean RabbitMQ's TLS listener
+	}
 	u := url.URL{
-		Scheme: "amqp",
+		Scheme: scheme,
 		User:   url.UserPassword(Env("RABBITMQ_USER", "guest"), Env("RABBITMQ_PASS", "guest")),
-		Host:   net.JoinHostPort(Env("RABBITMQ_HOST", "127.0.0.1"), Env("RABBITMQ_PORT", "5672")),
+		Host:   net.JoinHostPort(Env("RABBITMQ_HOST", "127.0.0.1"), Env("RABBITMQ_PORT", port)),
 		Path:   "/" + os.Getenv("RABBITMQ_VHOST"),
 	}
 	return u.String()
@@ -136,8 +140,19 @@ func (l *Log) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&l.Level, "log-level", Env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 }
 
+// ErrBadTLS marks TLS settings that cannot work (unreadable files, a certificate without its key).
+var ErrBadTLS = errors.New("bad TLS settings")
+
 // Config builds a *tls.Config; serverName defaults to the host of address.
 func (t TLS) Config(address string) (*tls.Config, error) {
+	c, err := t.config(address)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadTLS, err)
+	}
+	return c, nil
+}
+
+func (t TLS) config(address string) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
 	if c.ServerName == "" {
 		if host, _, err := net.SplitHostPort(address); err == nil {

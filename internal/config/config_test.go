@@ -72,3 +72,12 @@ func TestRabbitURLFromSeedVariables(t *testing.T) {
 		t.Errorf("redacted %q still shows the password", r)
 	}
 }
+
+func TestRabbitURLUsesTLSWhenConfigured(t *testing.T) {
+	t.Setenv("RABBITMQ_URL", "")
+	t.Setenv("RABBITMQ_HOST", "rabbitmq")
+	t.Setenv("RABBITMQ_TLS_CA", "/etc/ca.pem")
+	if u := DefaultRabbitURL(); u != "amqps://guest:guest@rabbitmq:5671/" {
+		t.Errorf("URL %q, want amqps on 5671", u)
+	}
+}

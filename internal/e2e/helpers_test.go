@@ -45,9 +45,7 @@ type process struct {
 // startProcess runs bin/<binary> args...; the test's cleanup stops it (SIGTERM, then SIGKILL).
 func (e *environment) startProcess(t testing.TB, name, binary string, args ...string) *process {
 	t.Helper()
-	logPath := filepath.Join(e.logDir, fmt.Sprintf("%s-%s.log", t.Name(), name))
-	logPath = strings.ReplaceAll(logPath, "/", "_")
-	logPath = filepath.Join(e.logDir, filepath.Base(logPath))
+	logPath := filepath.Join(e.logDir, strings.ReplaceAll(fmt.Sprintf("%s-%s.log", t.Name(), name), "/", "_"))
 	f, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)

@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -236,25 +238,61 @@ func TestMonitorTailPrintsResults(t *testing.T) {
 	})
 }
 
-func TestWorkerReadiness(t *testing.T) {
-	e := env
+func freeAddr(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func httpStatus(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestWorkerReadiness(t *testing.T) {
+	e := env
+	addr := freeAddr(t)
 	e.startWorker(t, "cpu", "cpu-ready", "--health-addr", addr)
 	waitFor(t, "/readyz to answer 200", 20*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		code, _ := httpStatus("http://" + addr + "/readyz")
+		return code == http.StatusOK
 	})
-	resp, err := http.Get("http://" + addr + "/healthz")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Errorf("/healthz: %v %v", resp, err)
+	if code, _ := httpStatus("http://" + addr + "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d", code)
+	}
+}
+
+func TestWorkerWaitsForTemporal(t *testing.T) {
+	e := env
+	health := freeAddr(t)
+	nowhere := freeAddr(t) // nothing listens there: the worker must wait, alive but not ready
+	p := e.startProcess(t, "cpu-early", "worker", "--role", "cpu", "--id", "cpu-early", "--temporal-address", nowhere, "--health-addr", health)
+	waitFor(t, "the worker to report it is retrying", 20*time.Second, func() bool {
+		b, _ := os.ReadFile(p.log)
+		return strings.Contains(string(b), "Temporal not reachable yet, retrying")
+	})
+	if code, _ := httpStatus("http://" + health + "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz while waiting: %d, want 200 (alive)", code)
+	}
+	if code, body := httpStatus("http://" + health + "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not connected") {
+		t.Errorf("/readyz while waiting: %d %q, want 503", code, body)
+	}
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Errorf("worker stopped while waiting: %v, want exit 0", p.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("worker did not stop on SIGTERM while waiting for Temporal")
 	}
 }

@@ -2,11 +2,13 @@ package workerapp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/activities"
@@ -46,7 +48,7 @@ func Command(name, defaultRole string, runnerFor RunnerFor) *cobra.Command {
 			}
 			defer logger.Sync() //nolint:errcheck // stderr
 			logger = logger.With(zap.String("worker_id", o.WorkerID), zap.String("role", o.Role))
-			return run(cmd.Context(), o, tc, runnerFor, logger)
+			return start(cmd.Context(), o, tc, runnerFor, logger)
 		},
 	}
 	hostname, _ := os.Hostname()
@@ -66,7 +68,14 @@ func Command(name, defaultRole string, runnerFor RunnerFor) *cobra.Command {
 	return cmd
 }
 
-func run(ctx context.Context, o Options, tc config.Temporal, runnerFor RunnerFor, logger *zap.Logger) error {
+func start(ctx context.Context, o Options, tc config.Temporal, runnerFor RunnerFor, logger *zap.Logger) error {
+	// Health first: /healthz answers while the worker waits for its device or for Temporal.
+	h := &health{}
+	stopHealth, err := h.serve(o.HealthAddr, logger)
+	if err != nil {
+		return err
+	}
+	defer stopHealth()
 	if o.Role != RoleScheduler {
 		runner, closeRunner, err := runnerFor(o.Role, logger)
 		if err != nil {
@@ -77,12 +86,35 @@ func run(ctx context.Context, o Options, tc config.Temporal, runnerFor RunnerFor
 		dev := runner.Device()
 		logger.Info("kernel runner ready", zap.String("device", dev.Name), zap.String("memory", formatMem(dev.Memory)))
 	}
-	c, err := temporalx.Dial(ctx, tc, logger)
-	if err != nil {
+	c, err := dialWithRetry(ctx, tc, logger)
+	if err != nil || c == nil {
 		return err
 	}
 	defer c.Close()
-	return Run(ctx, c, o, logger)
+	h.client.Store(&c)
+	return run(ctx, c, o, h, logger)
+}
+
+// dialWithRetry connects to Temporal, retrying with backoff: workers often start before the
+// server (compose, Kubernetes). It returns a nil client when ctx ends first.
+func dialWithRetry(ctx context.Context, tc config.Temporal, logger *zap.Logger) (client.Client, error) {
+	backoff := time.Second
+	for {
+		c, err := temporalx.Dial(ctx, tc, logger)
+		if err == nil {
+			return c, nil
+		}
+		if errors.Is(err, config.ErrBadTLS) {
+			return nil, err // retrying cannot fix a configuration mistake
+		}
+		logger.Warn("Temporal not reachable yet, retrying", zap.Error(err), zap.Duration("in", backoff))
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
 }
 
 func formatMem(n int64) string {

@@ -16,7 +16,7 @@ import (
 // health serves /healthz (the process is alive) and /readyz (it is connected to Temporal,
 // polling, and not draining) for container orchestrators.
 type health struct {
-	client  client.Client
+	client  atomic.Pointer[client.Client] // set once connected
 	polling atomic.Bool
 }
 
@@ -26,13 +26,18 @@ func (h *health) handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		c := h.client.Load()
+		if c == nil {
+			http.Error(w, "not connected to Temporal yet", http.StatusServiceUnavailable)
+			return
+		}
 		if !h.polling.Load() {
 			http.Error(w, "not polling (starting or draining)", http.StatusServiceUnavailable)
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if _, err := h.client.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		if _, err := (*c).CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
 			http.Error(w, "Temporal unreachable: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

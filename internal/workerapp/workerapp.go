@@ -55,6 +55,10 @@ type Options struct {
 // Run polls the role's task queue until ctx is done, then drains: it stops polling and gives
 // running activities StopTimeout to finish.
 func Run(ctx context.Context, c client.Client, o Options, logger *zap.Logger) error {
+	return run(ctx, c, o, &health{}, logger)
+}
+
+func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap.Logger) error {
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = 30 * time.Second
 	}
@@ -98,12 +102,6 @@ func Run(ctx context.Context, c client.Client, o Options, logger *zap.Logger) er
 	default:
 		return fmt.Errorf("unknown role %q: use scheduler, cpu or gpu", o.Role)
 	}
-	h := &health{client: c}
-	stopHealth, err := h.serve(o.HealthAddr, logger)
-	if err != nil {
-		return err
-	}
-	defer stopHealth()
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start %s worker: %w", o.Role, err)
 	}
