@@ -110,8 +110,9 @@ struct LoadBTrans : LoadARow<BN, THREADS> {
 };
 
 // gemm_tile computes the tile of C at (m0, n0) and hands it to the epilogue ep, four columns at a
-// time. The epilogue has M and N, finish(m, n, v) (the value to store, e.g. with bias and ReLU),
-// store(m, n, v), and, when kColSum, colsum(n, s) receiving this thread's sum of column n.
+// time. The epilogue has M and N, column(n) (whatever its stores need to know about columns
+// n..n+3), finish(m, n, v) (the values to store, e.g. with bias and ReLU), store(col, m, n, v),
+// and, when kColSum, colsum(n, s) receiving this thread's sum of column n.
 template <int BM, int BN, int TM, int TN, class LA, class LB, class EP>
 __device__ __forceinline__ void gemm_tile(LA& la, LB& lb, const EP& ep, int K, int m0, int n0) {
 	using T = TileShape<BM, BN, TM, TN>;
@@ -166,36 +167,32 @@ __device__ __forceinline__ void gemm_tile(LA& la, LB& lb, const EP& ep, int K, i
 		__syncthreads();
 	}
 
-	float colsum[TN];
+	// Epilogue, one group of four columns at a time, so that what an epilogue derives from the
+	// column alone (the NCHW scatter's image and pixel offsets) is worked out once per group.
 #pragma unroll
-	for (int j = 0; j < TN; ++j) colsum[j] = 0.f;
+	for (int g = 0; g < TN / 4; ++g) {
+		const int n = n0 + g * T::TX * 4 + tx * 4;
+		if (n >= ep.N) continue;
+		const auto col = ep.column(n);
+		float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-	for (int i = 0; i < TM; ++i) {
-		const int m = m0 + (i / 4) * T::TY * 4 + ty * 4 + i % 4;
-		if (m >= ep.M) continue;
-#pragma unroll
-		for (int g = 0; g < TN / 4; ++g) {
-			const int n = n0 + g * T::TX * 4 + tx * 4;
-			if (n >= ep.N) continue;
+		for (int i = 0; i < TM; ++i) {
+			const int m = m0 + (i / 4) * T::TY * 4 + ty * 4 + i % 4;
+			if (m >= ep.M) continue;
 			float4 v = make_float4(acc[i][g * 4], acc[i][g * 4 + 1], acc[i][g * 4 + 2], acc[i][g * 4 + 3]);
 			v = ep.finish(m, n, v);
-			ep.store(m, n, v);
-			if (EP::kColSum) {
-				colsum[g * 4] += v.x;
-				colsum[g * 4 + 1] += v.y;
-				colsum[g * 4 + 2] += v.z;
-				colsum[g * 4 + 3] += v.w;
-			}
+			ep.store(col, m, n, v);
+			sum.x += v.x;
+			sum.y += v.y;
+			sum.z += v.z;
+			sum.w += v.w;
 		}
-	}
-	if (EP::kColSum) {
-#pragma unroll
-		for (int g = 0; g < TN / 4; ++g)
-#pragma unroll
-			for (int c = 0; c < 4; ++c) {
-				const int n = n0 + g * T::TX * 4 + tx * 4 + c;
-				if (n < ep.N) ep.colsum(n, colsum[g * 4 + c]);
-			}
+		if (EP::kColSum) {
+			ep.colsum(n, sum.x);
+			if (n + 1 < ep.N) ep.colsum(n + 1, sum.y);
+			if (n + 2 < ep.N) ep.colsum(n + 2, sum.z);
+			if (n + 3 < ep.N) ep.colsum(n + 3, sum.w);
+		}
 	}
 }
 
@@ -206,7 +203,8 @@ struct StoreRow {
 	long long ldc;
 	int M, N;
 	__device__ __forceinline__ StoreRow(float* C_, int ldc_, int M_, int N_) : C(C_), ldc(ldc_), M(M_), N(N_) {}
-	__device__ __forceinline__ void store(int m, int n, float4 v) const {
+	__device__ __forceinline__ int column(int n) const { return n; }
+	__device__ __forceinline__ void store(int, int m, int n, float4 v) const {
 		float* p = C + (long long)m * ldc + n;
 		if (n + 3 < N && (ldc & 3) == 0) {
 			*reinterpret_cast<float4*>(p) = v;

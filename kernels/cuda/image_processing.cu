@@ -52,31 +52,38 @@ struct LoadIm2col {
 	}
 };
 
-// Writes a tile (filters × pixels p0+n) into out[img, f, y, x]; four pixels at once when they
-// are in one image and 16-byte aligned, which holds whenever H·W is a multiple of 4. Pixel
-// indices are 64-bit (a large batch has more than 2³¹ of them); inside a tile they fit an int.
+// Writes a tile (filters × pixels p0+n) into out[img, f, y, x]. A group of four pixels is stored
+// as one float4 when the four are in one image and 16-byte aligned, which holds whenever H·W is a
+// multiple of 4 (tiles and groups start at multiples of 4). Pixel indices are 64-bit (a large
+// batch has more than 2³¹ of them); inside a tile they fit an int.
 struct EpiNCHW {
+	struct Column {
+		long long base; // offset of (img, f = 0, yx)
+		bool vec;
+	};
 	float* out;
 	long long hw, P, p0;
-	int M, N; // filters; pixels left in this tile
+	int M, N; // filters; pixels in this tile
 	__device__ __forceinline__ EpiNCHW(float* out_, long long hw_, long long P_, long long p0_, int F, int BN)
 	    : out(out_), hw(hw_), P(P_), p0(p0_), M(F), N((int)(P_ - p0_ < BN ? P_ - p0_ : BN)) {}
 	static constexpr bool kColSum = false;
 	__device__ __forceinline__ float4 finish(int, int, float4 v) const { return v; }
 	__device__ __forceinline__ void colsum(int, float) const {}
-	__device__ __forceinline__ void store(int f, int n, float4 v) const {
-		const long long p = p0 + n;
-		if ((hw & 3) == 0 && n + 3 < N) {
-			const long long img = p / hw, yx = p % hw;
-			*reinterpret_cast<float4*>(out + (img * M + f) * hw + yx) = v;
+	__device__ __forceinline__ Column column(int n) const {
+		const long long p = p0 + n, img = p / hw;
+		return {img * M * hw + (p - img * hw), (hw & 3) == 0 && n + 3 < N};
+	}
+	__device__ __forceinline__ void store(const Column& col, int f, int n, float4 v) const {
+		if (col.vec) {
+			*reinterpret_cast<float4*>(out + col.base + f * hw) = v;
 			return;
 		}
 		const float vs[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
 		for (int c = 0; c < 4; ++c) {
 			if (n + c >= N) break;
-			const long long q = p + c, img = q / hw, yx = q % hw;
-			out[(img * M + f) * hw + yx] = vs[c];
+			const long long q = p0 + n + c, img = q / hw;
+			out[(img * M + f) * hw + (q - img * hw)] = vs[c];
 		}
 	}
 };
