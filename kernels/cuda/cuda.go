@@ -67,6 +67,7 @@ type Runner struct {
 	devices []*device
 	gemm    string
 	blas    *cublas.Library // nil when not loaded
+	blasVer int             // cuBLAS's version number, e.g. 130001
 	blasErr error           // why cuBLAS is not used, when it is not
 
 	mu   sync.Mutex
@@ -111,7 +112,7 @@ func NewRunner(o Options) (*Runner, error) {
 	}
 	r.busy = make([]int, len(r.devices))
 	if o.GEMM != GEMMPTX {
-		r.blas, r.blasErr = r.loadBLAS(o.CuBLAS)
+		r.blas, r.blasVer, r.blasErr = r.loadBLAS(o.CuBLAS)
 		if r.blasErr != nil && o.GEMM == GEMMCuBLAS {
 			r.Close()
 			return nil, r.blasErr
@@ -122,23 +123,27 @@ func NewRunner(o Options) (*Runner, error) {
 
 // loadBLAS loads cuBLAS and proves it usable by creating a handle on the first device: a library
 // newer than the driver loads fine and fails only there.
-func (r *Runner) loadBLAS(override string) (*cublas.Library, error) {
+func (r *Runner) loadBLAS(override string) (*cublas.Library, int, error) {
 	lib, err := cublas.Load(override)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	d := r.devices[0]
 	leave, err := d.enter()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer leave()
 	h, err := lib.NewHandle()
 	if err != nil {
-		return nil, fmt.Errorf("%s loaded but unusable: %w", lib.Path, err)
+		return nil, 0, fmt.Errorf("%s loaded but unusable: %w", lib.Path, err)
 	}
-	_ = h.Destroy()
-	return lib, nil
+	defer h.Destroy() //nolint:errcheck // a probe handle
+	v, err := h.Version()
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s loaded but unusable: %w", lib.Path, err)
+	}
+	return lib, v, nil
 }
 
 // Close releases every device. Jobs must have finished.
@@ -185,7 +190,7 @@ func (r *Runner) Name() string {
 // GEMM says which SGEMM jobs use by default, and why cuBLAS is not used when it is not.
 func (r *Runner) GEMM() (impl, detail string) {
 	if r.blas != nil {
-		return GEMMCuBLAS, r.blas.Path
+		return GEMMCuBLAS, fmt.Sprintf("%s, cuBLAS %d.%d.%d", r.blas.Path, r.blasVer/10000, r.blasVer/100%100, r.blasVer%100)
 	}
 	if r.blasErr != nil {
 		return GEMMPTX, r.blasErr.Error()
