@@ -12,7 +12,7 @@ GOBUILD := $(GO) build -tags '$(TAGS)' -trimpath
 # The dev server is its own module (Temporal server v1.32 cannot share go.mod with SDK v1.51).
 DEVSERVER_SRC := $(wildcard devserver/*.go) devserver/go.mod devserver/go.sum
 
-.PHONY: help setup deps build dev stop demo test test-unit test-e2e vet bench clean
+.PHONY: help setup deps build dev stop demo test test-unit test-e2e vet bench clean kernels build-gpu cuda-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,7 +51,7 @@ vet: ## go vet and gofmt, with and without the openblas tag
 test: setup ## vet, unit tests, end-to-end tests against a real dev server and RabbitMQ
 	@trap 'scripts/rabbitmq.sh stop' EXIT; $(MAKE) --no-print-directory vet test-unit test-e2e
 
-test-unit:
+test-unit: cuda-check
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags openblas ./kernels/... ./activities/... ./workflows/...
 	cd devserver && $(GO) test -count=1 ./...
@@ -71,3 +71,25 @@ bench: setup ## benchmarks, each against a baseline in the same run (figures in 
 
 clean: stop ## remove build outputs, run state and local data
 	rm -rf bin run data
+
+# The GPU side (kernels/cuda, behind the cuda tag): cgo against Debian's CUDA 11.8 headers, linked
+# with the driver stub; the binaries then need only libc, and load libcuda.so.1 themselves.
+CUDA_GO   := CGO_LDFLAGS=-L/usr/lib/x86_64-linux-gnu/stubs $(GO)
+CUDA_PKGS := ./kernels/cuda/... ./workers/gpu ./workers/gpucheck
+GPU_BINS  := $(BIN)/worker-gpu $(BIN)/gpucheck $(BIN)/cuda.test
+
+kernels: ## regenerate the committed PTX/fatbin in kernels/cuda/ptx from the .cu sources (nvcc 11.8)
+	@scripts/cuda-deps.sh --toolkit
+	scripts/gen-ptx.sh
+
+build-gpu: ## build bin/worker-gpu, bin/gpucheck, bin/cuda.test (-tags cuda) for GPU nodes
+	@scripts/cuda-deps.sh
+	$(CUDA_GO) build -tags cuda -trimpath -ldflags '-s -w' -o $(BIN)/worker-gpu ./workers/gpu
+	$(CUDA_GO) build -tags cuda -trimpath -ldflags '-s -w' -o $(BIN)/gpucheck ./workers/gpucheck
+	$(CUDA_GO) test -tags cuda -c -trimpath -ldflags '-s -w' -o $(BIN)/cuda.test ./kernels/cuda
+	patchelf --remove-needed libcuda.so.1 $(GPU_BINS)
+
+cuda-check: build-gpu ## without a GPU: vet and compile the cuda build, and check the GPU binaries' no-GPU exit
+	$(CUDA_GO) vet -tags cuda ./...
+	for p in $$($(GO) list -tags cuda $(CUDA_PKGS)); do $(CUDA_GO) test -tags cuda -c -o /dev/null $$p; done
+	scripts/gpu-nodevice-check.sh $(BIN)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -96,8 +97,23 @@ func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (work
 		Attempt:           int(info.Attempt),
 	}
 	fmt.Sscan(out.Info["threads"], &res.Threads)
+	deviceFromInfo(&res, out.Info)
 	log.Info("job completed", zap.Float64("processing_time", res.ProcessingTime))
 	return res, nil
+}
+
+// deviceFromInfo lets a runner with several devices (one GPU per job) say which one ran the job:
+// Output.Info's device, compute_capability and device_memory override the runner's description.
+func deviceFromInfo(res *workflows.JobResult, info map[string]string) {
+	if name := info["device"]; name != "" {
+		res.Device = name
+	}
+	if cc := info["compute_capability"]; cc != "" {
+		res.ComputeCapability = cc
+	}
+	if mem, err := strconv.ParseInt(info["device_memory"], 10, 64); err == nil && mem > 0 {
+		res.DeviceMemory = mem
+	}
 }
 
 // run calls the runner and turns a panic into a non-retryable error: a bad kernel fails its job

@@ -83,6 +83,9 @@ func start(ctx context.Context, o Options, tc config.Temporal, runnerFor RunnerF
 		}
 		defer closeRunner()
 		o.Runner = runner
+		if s, ok := runner.(interface{ Slots() int }); ok && o.Concurrency <= 0 {
+			o.Concurrency = s.Slots() // the GPU runner: one job per GPU
+		}
 		dev := runner.Device()
 		logger.Info("kernel runner ready", zap.String("device", dev.Name), zap.String("memory", formatMem(dev.Memory)))
 	}

@@ -1,0 +1,242 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+	"unsafe"
+
+	"gorgonia.org/cu"
+
+	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/kernels/cuda/cublas"
+	"github.com/gpujobs/gpujobs/kernels/cuda/ptx"
+)
+
+// job is one run on a device: the memory it allocated (freed at the end whatever happens), the
+// slot it runs in, and the time its host↔device copies took.
+type job struct {
+	d        *device
+	s        *slot
+	blas     *cublas.Handle // nil: SGEMM with the PTX kernels
+	allocs   []cu.DevicePtr
+	transfer time.Duration
+}
+
+func (j *job) run(ctx context.Context, p kernels.Params, report kernels.Reporter, result *[]float32) (kernels.Output, error) {
+	switch p := p.(type) {
+	case *kernels.MatrixMultiply:
+		return j.matrixMultiply(ctx, p, report, result)
+	case *kernels.VectorAddition:
+		return j.vectorAddition(ctx, p, report, result)
+	case *kernels.ImageProcessing:
+		return j.imageProcessing(ctx, p, report, result)
+	case *kernels.NeuralNetwork:
+		return j.neuralNetwork(ctx, p, report)
+	}
+	return kernels.Output{}, fmt.Errorf("job type %s has no GPU implementation", p.Kind())
+}
+
+// gemmName is what SGEMM ran for Output.Info["gemm"].
+func (j *job) gemmName() string {
+	if j.blas != nil {
+		return GEMMCuBLAS
+	}
+	return GEMMPTX
+}
+
+// alloc allocates device memory that free releases.
+func (j *job) alloc(bytes int64) (cu.DevicePtr, error) {
+	p, err := cu.MemAlloc(max(bytes, 4))
+	if err != nil {
+		return 0, check("cuMemAlloc "+kernels.FormatBytes(bytes), err)
+	}
+	j.allocs = append(j.allocs, p)
+	return p, nil
+}
+
+// allocAll allocates one buffer per size.
+func (j *job) allocAll(sizes ...int64) ([]cu.DevicePtr, error) {
+	ptrs := make([]cu.DevicePtr, len(sizes))
+	for i, n := range sizes {
+		p, err := j.alloc(n)
+		if err != nil {
+			return nil, err
+		}
+		ptrs[i] = p
+	}
+	return ptrs, nil
+}
+
+// free waits for the job's work to end and releases its memory. The first error is returned: a
+// kernel fault surfaces here when nothing synchronised after it.
+func (j *job) free() error {
+	err := check("cuStreamSynchronize", j.s.stream.Synchronize())
+	for _, p := range j.allocs {
+		if ferr := check("cuMemFree", cu.MemFree(p)); err == nil {
+			err = ferr
+		}
+	}
+	j.allocs = nil
+	return err
+}
+
+// upload copies host data to the device and waits for it; the time counts as transfer time.
+func upload[T float32 | int32 | byte](j *job, dst cu.DevicePtr, src []T) error {
+	if len(src) == 0 {
+		return nil
+	}
+	start := time.Now()
+	bytes := int64(len(src)) * int64(unsafe.Sizeof(src[0]))
+	if err := cu.MemcpyHtoDAsync(dst, unsafe.Pointer(&src[0]), bytes, j.s.stream); err != nil {
+		return check("cuMemcpyHtoD "+kernels.FormatBytes(bytes), err)
+	}
+	err := check("cuStreamSynchronize", j.s.stream.Synchronize())
+	j.transfer += time.Since(start)
+	return err
+}
+
+// download copies device data to the host once the queued work is done; the copy counts as
+// transfer time, the wait for the queue does not.
+func download[T float32 | int32](j *job, dst []T, src cu.DevicePtr) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	if err := check("cuStreamSynchronize", j.s.stream.Synchronize()); err != nil {
+		return err
+	}
+	start := time.Now()
+	bytes := int64(len(dst)) * int64(unsafe.Sizeof(dst[0]))
+	if err := cu.MemcpyDtoHAsync(unsafe.Pointer(&dst[0]), src, bytes, j.s.stream); err != nil {
+		return check("cuMemcpyDtoH "+kernels.FormatBytes(bytes), err)
+	}
+	err := check("cuStreamSynchronize", j.s.stream.Synchronize())
+	j.transfer += time.Since(start)
+	return err
+}
+
+// zero clears n 4-byte words on the job's stream.
+func (j *job) zero(p cu.DevicePtr, n int64) error {
+	return check("cuMemsetD32", cu.MemsetD32Async(p, 0, n, j.s.stream))
+}
+
+// Kernel arguments. gorgonia.org/cu's Launch copies 8 bytes from every argument's address, so
+// each argument is held in a uint64, with 4-byte ones (int, float) in its low half.
+type arg = uint64
+
+func ptrArg(p cu.DevicePtr) arg { return arg(p) }
+func intArg(v int) arg          { return arg(uint32(int32(v))) }
+func i64Arg(v int64) arg        { return arg(v) }
+func f32Arg(v float32) arg      { return arg(math.Float32bits(v)) }
+
+type dim3 struct{ x, y, z int }
+
+// launch queues kernel name on the job's stream.
+func (j *job) launch(name string, grid, block dim3, args ...arg) error {
+	fn, ok := j.d.fns[name]
+	if !ok {
+		return fmt.Errorf("kernel %s is not loaded", name)
+	}
+	params := make([]unsafe.Pointer, len(args))
+	for i := range args {
+		params[i] = unsafe.Pointer(&args[i])
+	}
+	g, b := grid, block
+	g.y, g.z, b.y, b.z = max(g.y, 1), max(g.z, 1), max(b.y, 1), max(b.z, 1)
+	return check("launch "+name, fn.Launch(g.x, g.y, g.z, b.x, b.y, b.z, 0, j.s.stream, params))
+}
+
+// gridFor sizes a grid-stride kernel's grid: enough blocks for n items, at most `resident`
+// blocks per SM (a full GPU), at least one.
+func (j *job) gridFor(n int64, block, resident int) int {
+	return int(max(1, min((n+int64(block)-1)/int64(block), int64(j.d.info.SMs*resident))))
+}
+
+// iterate runs steps 1..n of a timed loop: enqueue(i) queues step i. At most pipelineDepth
+// steps are queued ahead of the device; each step is reported once it has finished on the device,
+// and the loop stops at the first finished step after ctx is done. It returns the device time
+// from before the first step to after the last, measured with CUDA events.
+func (j *job) iterate(ctx context.Context, kind string, n int, enqueue func(i int) error, report kernels.Reporter) (time.Duration, error) {
+	s := j.s
+	if err := s.start.Record(s.stream); err != nil {
+		return 0, check("cuEventRecord", err)
+	}
+	next := 1 // the oldest step not yet reported
+	finish := func() error {
+		if err := check("cuEventSynchronize", s.ring[next%len(s.ring)].Synchronize()); err != nil {
+			return err
+		}
+		report(kernels.Progress{Iteration: next, Total: n})
+		err := stopped(ctx, kind, next, n)
+		next++
+		return err
+	}
+	for i := 1; i <= n; i++ {
+		if err := enqueue(i); err != nil {
+			return 0, err
+		}
+		if err := s.ring[i%len(s.ring)].Record(s.stream); err != nil {
+			return 0, check("cuEventRecord", err)
+		}
+		if i-next+1 == len(s.ring) {
+			if err := finish(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if err := s.stop.Record(s.stream); err != nil {
+		return 0, check("cuEventRecord", err)
+	}
+	for next <= n {
+		if err := finish(); err != nil {
+			return 0, err
+		}
+	}
+	return j.elapsed()
+}
+
+// elapsed waits for the stop event and returns the device time between start and stop.
+func (j *job) elapsed() (time.Duration, error) {
+	if err := check("cuEventSynchronize", j.s.stop.Synchronize()); err != nil {
+		return 0, err
+	}
+	ms, err := j.s.start.Elapsed(j.s.stop)
+	if err != nil {
+		return 0, check("cuEventElapsedTime", err)
+	}
+	return time.Duration(ms * float64(time.Millisecond)), nil
+}
+
+// sgemm computes the row-major product C[m,n] = op(A)·op(B) with cuBLAS or the PTX kernels
+// (which have NN and TN; NT exists only fused with the ReLU gradient, see mlpStep).
+// cuBLAS is column-major, and a row-major matrix read as column-major is its transpose, so it
+// computes Cᵀ = op(B)ᵀ·op(A)ᵀ: the operands swap places and keep their transpose flags.
+func (j *job) sgemm(transA, transB bool, m, n, k int, a cu.DevicePtr, lda int, b cu.DevicePtr, ldb int, c cu.DevicePtr, ldc int) error {
+	if j.blas != nil {
+		return j.blas.Sgemm(transB, transA, n, m, k, 1, uintptr(b), ldb, uintptr(a), lda, 0, uintptr(c), ldc)
+	}
+	switch {
+	case !transA && !transB:
+		return j.ptxGemm(ptx.SgemmNN128, ptx.SgemmNN64, m, n, k, a, lda, b, ldb, c, ldc, 0, 0)
+	case transA && !transB:
+		return j.ptxGemm(ptx.SgemmTN128, ptx.SgemmTN64, m, n, k, a, lda, b, ldb, c, ldc, 0, 0)
+	}
+	return errors.New("the PTX SGEMM has no plain A·Bᵀ kernel")
+}
+
+// ptxGemm launches one of the PTX GEMM kernels (all share one argument list), picking the
+// 128×128 tiles when they give every SM a block and the 64×64 ones otherwise.
+func (j *job) ptxGemm(large, small string, m, n, k int, a cu.DevicePtr, lda int, b cu.DevicePtr, ldb int, c cu.DevicePtr, ldc int, aux, aux2 cu.DevicePtr) error {
+	name, tile, threads := large, 128, 256
+	if ceilDiv(m, 128)*ceilDiv(n, 128) < j.d.info.SMs {
+		name, tile, threads = small, 64, 128
+	}
+	return j.launch(name, dim3{x: ceilDiv(n, tile), y: ceilDiv(m, tile)}, dim3{x: threads},
+		intArg(m), intArg(n), intArg(k), ptrArg(a), intArg(lda), ptrArg(b), intArg(ldb), ptrArg(c), intArg(ldc), ptrArg(aux), ptrArg(aux2))
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }

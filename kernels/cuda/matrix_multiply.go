@@ -1,0 +1,69 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"context"
+	"time"
+
+	"github.com/gpujobs/gpujobs/kernels"
+)
+
+// matrixMultiply is kernels.MatrixMultiply on the GPU: C = A·B with cuBLAS SGEMM, or with the
+// tiled PTX SGEMM of matrix_multiply.cu. precision tf32 switches cuBLAS to TF32 tensor-core
+// math; the PTX kernels always compute in FP32, and Info["precision"] says which ran.
+func (j *job) matrixMultiply(ctx context.Context, p *kernels.MatrixMultiply, report kernels.Reporter, result *[]float32) (kernels.Output, error) {
+	t0 := time.Now()
+	n := p.Size
+	elems := int64(n) * int64(n)
+	a, b := p.Inputs()
+	bufs, err := j.allocAll(4*elems, 4*elems, 4*elems)
+	if err != nil {
+		return kernels.Output{}, err
+	}
+	da, db, dc := bufs[0], bufs[1], bufs[2]
+	if err := upload(j, da, a); err != nil {
+		return kernels.Output{}, err
+	}
+	if err := upload(j, db, b); err != nil {
+		return kernels.Output{}, err
+	}
+	precision := "fp32"
+	if j.blas != nil {
+		tf32 := p.Precision == "tf32"
+		if err := j.blas.SetTF32(tf32); err != nil {
+			return kernels.Output{}, err
+		}
+		defer j.blas.SetTF32(false) //nolint:errcheck // the next job sets its own mode
+		if tf32 {
+			precision = "tf32"
+		}
+	}
+	multiply := func(int) error { return j.sgemm(false, false, n, n, n, da, n, db, n, dc, n) }
+	if err := multiply(0); err != nil { // warm-up: cuBLAS picks its kernel, the PTX is paged in
+		return kernels.Output{}, err
+	}
+	if err := check("cuStreamSynchronize", j.s.stream.Synchronize()); err != nil {
+		return kernels.Output{}, err
+	}
+	setup := time.Since(t0) - j.transfer
+
+	elapsed, err := j.iterate(ctx, kernels.MatrixMultiplyKind, p.Iterations, multiply, report)
+	if err != nil {
+		return kernels.Output{}, err
+	}
+	c := make([]float32, elems)
+	if err := download(j, c, dc); err != nil {
+		return kernels.Output{}, err
+	}
+	if result != nil {
+		*result = c
+	}
+	return kernels.Output{
+		SetupTime:      setup,
+		ProcessingTime: elapsed,
+		TransferTime:   j.transfer,
+		Metrics:        map[string]float64{"gflops": kernels.Rate(p.Work().FLOPs, elapsed) / 1e9, "checksum": kernels.Checksum(c)},
+		Info:           map[string]string{"gemm": j.gemmName(), "precision": precision},
+	}, nil
+}

@@ -1,0 +1,33 @@
+//go:build cgo
+
+package probe_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gpujobs/gpujobs/kernels/cuda/probe"
+)
+
+// On a machine without a GPU, Probe must explain itself instead of crashing; on one with a GPU it
+// must count it. Either way it must not panic or exit.
+func TestProbe(t *testing.T) {
+	n, err := probe.Probe()
+	if err != nil {
+		if n != 0 {
+			t.Errorf("Probe() = %d devices and error %v", n, err)
+		}
+		for _, want := range []string{"libcuda.so.1", "cuInit", "cuDeviceGetCount", "no device"} {
+			if strings.Contains(err.Error(), want) {
+				t.Logf("no GPU here, as expected on a CI machine: %v", err)
+				return
+			}
+		}
+		t.Errorf("Probe() error %q does not say what is missing", err)
+		return
+	}
+	if n < 1 {
+		t.Errorf("Probe() = %d devices without error", n)
+	}
+	t.Logf("%d CUDA device(s)", n)
+}

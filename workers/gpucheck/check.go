@@ -1,0 +1,293 @@
+//go:build cuda
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/kernels/cuda"
+)
+
+// Tolerances. GEMM and convolution outputs are compared as max |gpu − cpu| / rms(cpu): both
+// sides sum in FP32 in different orders, so an element may differ by a few ulps of the typical
+// output; a wrong kernel misses by O(1). TF32 keeps 10 mantissa bits of each input, so its errors
+// are about 2⁻¹¹·√K times the inputs' scale. Vector addition is exact. Training runs take the
+// same steps from the same start, so the losses agree closely; the accuracy within two points.
+const (
+	tolFP32        = 1e-4
+	tolTF32        = 1e-2
+	tolInitialLoss = 1e-4 // relative
+	tolFinalLoss   = 2e-2 // relative
+	tolAccuracy    = 0.02 // absolute
+)
+
+const tolerances = "tolerances: GEMM and conv max|gpu-cpu|/rms(cpu) <= 1e-4 (fp32), 1e-2 (tf32); vector addition exact; " +
+	"neural_network initial loss 1e-4 and final loss 2e-2 relative, accuracy +-0.02, and the loss must fall below 0.6x the initial"
+
+type row struct {
+	job, size, impl string
+	gpu, cpu        float64
+	unit            string
+	err, tol        float64
+	ok              bool
+	note            string
+}
+
+func runCheck(ctx context.Context, w io.Writer, r *cuda.Runner, o options) error {
+	impls := []string{cuda.GEMMPTX}
+	if impl, _ := r.GEMM(); impl == cuda.GEMMCuBLAS {
+		impls = append(impls, cuda.GEMMCuBLAS)
+	}
+	reg := kernels.Default()
+	def := func(kind string) kernels.Params {
+		p, err := reg.Decode(kind, nil)
+		if err != nil {
+			panic(err) // the registry's defaults are valid; a test covers it
+		}
+		return p
+	}
+	var rows []row
+	add := func(rs ...row) { rows = append(rows, rs...) }
+
+	for _, p := range []*kernels.MatrixMultiply{{Size: 129, Iterations: 3, Precision: "fp32", Seed: 7}, def(kernels.MatrixMultiplyKind).(*kernels.MatrixMultiply)} {
+		want, cpuRate := cpuGemm(p)
+		for _, impl := range impls {
+			add(checkGemm(ctx, r, p, impl, "fp32", want, cpuRate))
+			if impl == cuda.GEMMCuBLAS {
+				add(checkGemm(ctx, r, p, impl, "tf32", want, cpuRate))
+			}
+		}
+	}
+	for _, p := range []*kernels.VectorAddition{{Size: 100_003, Iterations: 3, Seed: 7}, def(kernels.VectorAdditionKind).(*kernels.VectorAddition)} {
+		add(checkVector(ctx, r, p))
+	}
+	for _, p := range []*kernels.ImageProcessing{
+		{BatchSize: 2, ImageSize: 9, Channels: 3, Filters: 4, KernelSize: 3, Iterations: 2, Seed: 7},
+		{BatchSize: 3, ImageSize: 17, Channels: 2, Filters: 70, KernelSize: 5, Iterations: 2, Seed: 7},
+		def(kernels.ImageProcessingKind).(*kernels.ImageProcessing),
+	} {
+		add(checkConv(ctx, r, p))
+	}
+	for _, p := range []*kernels.NeuralNetwork{
+		{Epochs: 8, BatchSize: 32, InputSize: 20, HiddenSize: 16, OutputSize: 4, Samples: 250, LearningRate: 1e-2, Seed: 7},
+		def(kernels.NeuralNetworkKind).(*kernels.NeuralNetwork),
+	} {
+		cpu, err := p.RunCPU(ctx, func(kernels.Progress) {})
+		for _, impl := range impls {
+			if err != nil {
+				add(row{job: p.Kind(), size: nnSize(p), impl: impl, note: "CPU run failed: " + err.Error()})
+				continue
+			}
+			add(checkMLP(ctx, r, p, impl, cpu))
+		}
+	}
+	if !o.noFault {
+		add(checkFaults(ctx, r)...)
+	}
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "job\tsize\timpl\tGPU rate\tCPU rate\tunit\terror\ttolerance\tresult\t")
+	failed := 0
+	for _, r := range rows {
+		result := "ok"
+		if !r.ok {
+			result = "FAIL"
+			failed++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.job, r.size, r.impl, num(r.gpu), num(r.cpu), r.unit, sci(r.err), sci(r.tol), result, r.note)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, tolerances)
+	if failed > 0 {
+		return fmt.Errorf("%d of %d checks failed: %w", failed, len(rows), errMismatch)
+	}
+	fmt.Fprintf(w, "all %d checks passed\n", len(rows))
+	return nil
+}
+
+func num(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func sci(v float64) string {
+	if math.IsNaN(v) {
+		return "NaN"
+	}
+	return fmt.Sprintf("%.1e", v)
+}
+
+func nothing(kernels.Progress) {}
+
+func cpuGemm(p *kernels.MatrixMultiply) ([]float32, float64) {
+	a, b := p.Inputs()
+	c := make([]float32, p.Size*p.Size)
+	start := time.Now()
+	kernels.Sgemm(p.Size, a, b, c)
+	n := float64(p.Size)
+	return c, kernels.Rate(2*n*n*n, time.Since(start)) / 1e9
+}
+
+func checkGemm(ctx context.Context, r *cuda.Runner, p *kernels.MatrixMultiply, impl, precision string, want []float32, cpuRate float64) row {
+	q := *p
+	q.Precision = precision
+	res := row{job: q.Kind(), size: fmt.Sprint(q.Size), impl: impl + " " + precision, cpu: cpuRate, unit: "GFLOP/s", tol: tolFP32}
+	if precision == "tf32" {
+		res.tol = tolTF32
+	}
+	var got []float32
+	out, err := r.RunWith(ctx, &q, nothing, cuda.RunOptions{GEMM: impl, Result: &got})
+	if err != nil {
+		res.note = err.Error()
+		return res
+	}
+	res.gpu = out.Metrics["gflops"]
+	res.err = kernels.MaxRelErr(got, want, rms(want))
+	res.ok = res.err <= res.tol && out.Info["precision"] == precision
+	if out.Info["precision"] != precision {
+		res.note = "ran " + out.Info["precision"]
+	}
+	return res
+}
+
+func checkVector(ctx context.Context, r *cuda.Runner, p *kernels.VectorAddition) row {
+	res := row{job: p.Kind(), size: fmt.Sprint(p.Size), impl: "ptx", unit: "GB/s"}
+	a, b := p.Inputs()
+	want := make([]float32, len(a))
+	start := time.Now()
+	kernels.AddVectors(a, b, want)
+	res.cpu = kernels.Rate(12*float64(p.Size), time.Since(start)) / 1e9
+	var got []float32
+	out, err := r.RunWith(ctx, p, nothing, cuda.RunOptions{Result: &got})
+	if err != nil {
+		res.note = err.Error()
+		return res
+	}
+	res.gpu = out.Metrics["gbps"]
+	for i := range want {
+		res.err = math.Max(res.err, math.Abs(float64(got[i])-float64(want[i])))
+	}
+	res.ok = res.err == 0
+	return res
+}
+
+func checkConv(ctx context.Context, r *cuda.Runner, p *kernels.ImageProcessing) row {
+	s := p.Shape()
+	res := row{job: p.Kind(), size: fmt.Sprintf("%dx%dx%dx%d k%d f%d", s.N, s.C, s.H, s.W, s.K, s.F), impl: "ptx", unit: "GFLOP/s", tol: tolFP32}
+	in, w := p.Inputs()
+	want := make([]float32, s.OutputLen())
+	start := time.Now()
+	kernels.Conv2D(s, in, w, want, make([]float32, s.C*s.K*s.K*s.H*s.W))
+	res.cpu = kernels.Rate(s.FLOPs(), time.Since(start)) / 1e9
+	var got []float32
+	out, err := r.RunWith(ctx, p, nothing, cuda.RunOptions{Result: &got})
+	if err != nil {
+		res.note = err.Error()
+		return res
+	}
+	res.gpu = out.Metrics["gflops"]
+	res.err = kernels.MaxRelErr(got, want, rms(want))
+	res.ok = res.err <= res.tol
+	res.note = out.Info["conv"]
+	return res
+}
+
+func nnSize(p *kernels.NeuralNetwork) string {
+	return fmt.Sprintf("%d-%d-%d b%d x%d e%d", p.InputSize, p.HiddenSize, p.OutputSize, p.BatchSize, p.Samples, p.Epochs)
+}
+
+func checkMLP(ctx context.Context, r *cuda.Runner, p *kernels.NeuralNetwork, impl string, cpu kernels.Output) row {
+	res := row{job: p.Kind(), size: nnSize(p), impl: impl, cpu: cpu.Metrics["samples_per_sec"], unit: "samples/s", tol: tolFinalLoss}
+	out, err := r.RunWith(ctx, p, nothing, cuda.RunOptions{GEMM: impl})
+	if err != nil {
+		res.note = err.Error()
+		return res
+	}
+	g, c := out.Metrics, cpu.Metrics
+	res.gpu = g["samples_per_sec"]
+	res.err = math.Abs(g["final_loss"]-c["final_loss"]) / c["final_loss"]
+	initErr := math.Abs(g["initial_loss"]-c["initial_loss"]) / c["initial_loss"]
+	accErr := math.Abs(g["accuracy"] - c["accuracy"])
+	res.note = fmt.Sprintf("loss %.4f -> %.4f (cpu %.4f -> %.4f), accuracy %.3f (cpu %.3f)",
+		g["initial_loss"], g["final_loss"], c["initial_loss"], c["final_loss"], g["accuracy"], c["accuracy"])
+	var bad []string
+	if !(initErr <= tolInitialLoss) {
+		bad = append(bad, fmt.Sprintf("initial loss off by %.1e", initErr))
+	}
+	if !(res.err <= tolFinalLoss) {
+		bad = append(bad, "final loss differs")
+	}
+	if !(accErr <= tolAccuracy) {
+		bad = append(bad, fmt.Sprintf("accuracy off by %.3f", accErr))
+	}
+	if !(g["final_loss"] < 0.6*g["initial_loss"]) {
+		bad = append(bad, "loss did not fall")
+	}
+	if len(bad) > 0 {
+		res.note = strings.Join(bad, "; ") + ": " + res.note
+	}
+	res.ok = len(bad) == 0
+	return res
+}
+
+// checkFaults shows the safety rules on the device: a job that can never fit is refused before
+// allocating, and a CUDA error fails its job by name while the next job runs normally.
+func checkFaults(ctx context.Context, r *cuda.Runner) []row {
+	var rows []row
+	mem := r.Devices()[0].Memory
+	fit := row{job: "safety", size: "2x memory", impl: "fits"}
+	if err := r.Fits(kernels.Work{MemBytes: 2 * mem}); err != nil && strings.Contains(err.Error(), "can hold") {
+		fit.ok, fit.note = true, err.Error()
+	} else {
+		fit.note = fmt.Sprintf("Fits returned %v, want a limit", err)
+	}
+	rows = append(rows, fit)
+	for _, f := range []struct{ fault, name string }{
+		{cuda.FaultOutOfMemory, "CUDA_ERROR_OUT_OF_MEMORY"},
+		{cuda.FaultIllegalAddress, "CUDA_ERROR_ILLEGAL_ADDRESS"},
+	} {
+		res := row{job: "safety", size: "-", impl: f.fault}
+		err := r.ProvokeFault(0, f.fault)
+		if err == nil || !strings.Contains(err.Error(), f.name) {
+			res.note = fmt.Sprintf("error %v, want %s", err, f.name)
+			rows = append(rows, res)
+			continue
+		}
+		// The next jobs, with every SGEMM this runner has, must run and be right.
+		p := &kernels.MatrixMultiply{Size: 256, Iterations: 2, Precision: "fp32", Seed: 3}
+		want, _ := cpuGemm(p)
+		var after []string
+		res.ok = true
+		for _, impl := range []string{cuda.GEMMPTX, cuda.GEMMCuBLAS} {
+			if i, _ := r.GEMM(); impl == cuda.GEMMCuBLAS && i != cuda.GEMMCuBLAS {
+				continue
+			}
+			g := checkGemm(ctx, r, p, impl, "fp32", want, 0)
+			res.ok = res.ok && g.ok
+			after = append(after, fmt.Sprintf("then %s sgemm ok=%v %s", impl, g.ok, g.note))
+		}
+		res.note = err.Error() + "; " + strings.Join(after, "; ")
+		rows = append(rows, res)
+	}
+	return rows
+}
+
+func rms(s []float32) float64 {
+	var sum float64
+	for _, v := range s {
+		sum += float64(v) * float64(v)
+	}
+	if len(s) == 0 || sum == 0 {
+		return 1
+	}
+	return math.Sqrt(sum / float64(len(s)))
+}

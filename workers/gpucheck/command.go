@@ -1,0 +1,71 @@
+//go:build cuda
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/kernels/cuda"
+)
+
+type options struct {
+	device  int
+	gemm    string
+	cublas  string
+	bench   bool
+	json    bool
+	repeat  int
+	noFault bool
+}
+
+// errMismatch is returned when a check fails; the table above it says which.
+var errMismatch = errors.New("the GPU results do not match the CPU's (see the table)")
+
+func newCommand() *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "gpucheck",
+		Short: "Check the GPU kernels against the CPU ones, or benchmark them (--bench)",
+		Long: `gpucheck runs every job type on one GPU and on the CPU with the same seeded inputs and
+compares the results (tolerances are printed with the table); it exits 1 on any mismatch.
+With --bench it runs the benchmark cases instead and prints their rates (--json for
+scripts/torch_bench.py, which runs the same cases in PyTorch).`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := cuda.NewRunner(cuda.Options{GEMM: o.gemm, CuBLAS: o.cublas, Devices: []int{o.device}})
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			describe(cmd.ErrOrStderr(), r)
+			if o.bench {
+				return runBench(cmd.Context(), cmd.OutOrStdout(), r, o)
+			}
+			return runCheck(cmd.Context(), cmd.OutOrStdout(), r, o)
+		},
+	}
+	fs := cmd.Flags()
+	fs.IntVar(&o.device, "device", config.EnvInt("GPUJOBS_DEVICE", 0), "GPU ordinal to check (env GPUJOBS_DEVICE)")
+	fs.StringVar(&o.gemm, "gemm", config.Env("GPUJOBS_GEMM", cuda.GEMMAuto), "SGEMM: auto (cuBLAS when it loads), cublas or ptx; checks and benchmarks run the PTX SGEMM as well (env GPUJOBS_GEMM)")
+	fs.StringVar(&o.cublas, "cublas", config.Env("GPUJOBS_CUBLAS", ""), "cuBLAS library to load instead of searching libcublas.so.13/.12/.11 (env GPUJOBS_CUBLAS)")
+	fs.BoolVar(&o.bench, "bench", false, "run the benchmark cases instead of the checks")
+	fs.BoolVar(&o.json, "json", false, "with --bench: print JSON lines instead of a table")
+	fs.IntVar(&o.repeat, "repeat", 3, "with --bench: runs per case, the best counts")
+	fs.BoolVar(&o.noFault, "no-faults", false, "skip provoking CUDA errors (out of memory, illegal address)")
+	return cmd
+}
+
+func describe(w io.Writer, r *cuda.Runner) {
+	for _, d := range r.Devices() {
+		fmt.Fprintf(w, "GPU %d: %s, compute capability %s, %.1f GiB, %d SMs\n", d.Index, d.Name, d.ComputeCapability, float64(d.Memory)/(1<<30), d.SMs)
+	}
+	impl, detail := r.GEMM()
+	fmt.Fprintf(w, "SGEMM: %s (%s)\n", impl, detail)
+}
