@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 )
@@ -44,13 +43,4 @@ func parseDuration(t *testing.T, what, s string) time.Duration {
 		t.Fatalf("%s: %q is not a duration: %v", what, s, err)
 	}
 	return d
-}
-
-func hasPrefixAny(s string, prefixes ...string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
 }
