@@ -12,7 +12,7 @@ GOBUILD := $(GO) build -tags '$(TAGS)' -trimpath
 # The dev server is its own module (Temporal server v1.32 cannot share go.mod with SDK v1.51).
 DEVSERVER_SRC := $(wildcard devserver/*.go) devserver/go.mod devserver/go.sum
 
-.PHONY: help setup deps build dev stop demo test test-unit test-e2e vet bench clean kernels build-gpu cuda-check
+.PHONY: help setup deps build dev stop demo test test-unit test-e2e test-deploy vet bench clean kernels build-gpu cuda-check images images-gpu
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,9 +47,10 @@ vet: ## go vet and gofmt, with and without the openblas tag
 	$(GO) vet ./...
 	$(GO) vet -tags openblas ./...
 	cd devserver && $(GO) vet ./...
+	cd deployments/validate && $(GO) vet ./...
 
 test: setup ## vet, unit tests, end-to-end tests against a real dev server and RabbitMQ
-	@trap 'scripts/rabbitmq.sh stop' EXIT; $(MAKE) --no-print-directory vet test-unit test-e2e
+	@trap 'scripts/rabbitmq.sh stop' EXIT; $(MAKE) --no-print-directory vet test-unit test-e2e test-deploy
 
 test-unit: cuda-check
 	$(GO) test -count=1 ./...
@@ -60,6 +61,19 @@ test-e2e: # the whole log goes to run/e2e.log; the console gets test names and f
 	@mkdir -p run
 	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -tags openblas -timeout 20m -v ./internal/e2e/ 2>&1 \
 		| tee run/e2e.log | grep --line-buffered -E '^(\s*--- |PASS|FAIL|ok|e2e:|\s+\S+_test\.go:)'
+
+# Its own module (compose-go, kustomize, k8s.io), so none of that reaches the binaries.
+test-deploy: ## check docker-compose.yml, the Kubernetes overlays and the Dockerfiles (no Docker or cluster needed)
+	cd deployments/validate && $(GO) test -count=1 ./...
+
+IMAGE_TAG ?= local
+images: ## build the container images with Docker: gpujobs/worker, gpujobs/monitor, gpujobs/starter
+	docker build -f deployments/docker/worker.Dockerfile -t gpujobs/worker:$(IMAGE_TAG) .
+	docker build -f deployments/docker/monitor.Dockerfile -t gpujobs/monitor:$(IMAGE_TAG) .
+	docker build -f deployments/docker/starter.Dockerfile -t gpujobs/starter:$(IMAGE_TAG) .
+
+images-gpu: ## build gpujobs/worker-gpu (CUDA 12 devel image; runs on a GPU node)
+	docker build -f deployments/docker/worker-gpu.Dockerfile -t gpujobs/worker-gpu:$(IMAGE_TAG) .
 
 bench: setup ## benchmarks, each against a baseline in the same run (figures in docs/BENCHMARKS.md)
 	@trap 'scripts/rabbitmq.sh stop' EXIT; \
