@@ -1,0 +1,71 @@
+package monitor
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/gpujobs/gpujobs/workflows"
+)
+
+// Metrics are the Prometheus series that GET /metrics exposes. They live in their own registry,
+// so tests and several monitors in one process do not collide on the global one.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	results    *prometheus.CounterVec
+	processing *prometheus.HistogramVec
+	fallbacks  *prometheus.CounterVec
+	duplicates prometheus.Counter
+	malformed  prometheus.Counter
+	batches    prometheus.Histogram
+	connected  prometheus.Gauge
+}
+
+// NewMetrics registers the monitor's series, and Go runtime and process collectors.
+func NewMetrics() *Metrics {
+	labels := []string{"job_type", "worker_type", "status"}
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpujobs_results_total",
+			Help: "Distinct job results counted by the monitor (the store's reload included).",
+		}, labels),
+		processing: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gpujobs_processing_seconds",
+			Help:    "Kernel processing time of jobs, from their results.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 14), // 0.5 ms .. ~75 s
+		}, labels),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpujobs_fallbacks_total",
+			Help: "Jobs that preferred a GPU and ran on a CPU.",
+		}, []string{"job_type"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gpujobs_monitor_duplicates_total",
+			Help: "Results delivered again (same job_id) and not counted twice.",
+		}),
+		malformed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gpujobs_monitor_malformed_total",
+			Help: "Messages that were not results, dead-lettered to the queue's .dlq.",
+		}),
+		batches: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gpujobs_monitor_batch_size",
+			Help:    "Messages per fsynced batch of the store.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 7),
+		}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gpujobs_monitor_rabbitmq_connected",
+			Help: "1 while the monitor consumes the result queue.",
+		}),
+	}
+	m.Registry.MustRegister(m.results, m.processing, m.fallbacks, m.duplicates, m.malformed, m.batches, m.connected,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *Metrics) observe(r workflows.JobResult, workerType string) {
+	m.results.WithLabelValues(r.JobType, workerType, r.Status).Inc()
+	m.processing.WithLabelValues(r.JobType, workerType, r.Status).Observe(r.ProcessingTime)
+	if r.Fallback != "" {
+		m.fallbacks.WithLabelValues(r.JobType).Inc()
+	}
+}
