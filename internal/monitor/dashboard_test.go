@@ -1,0 +1,292 @@
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/html"
+)
+
+// chromiumPath finds Debian's chromium. Without it the dashboard tests skip, unless GPUJOBS_E2E=1
+// (make test), where a missing browser is a failure: make deps installs it.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("GPUJOBS_E2E") == "1" {
+		t.Fatal("chromium is not installed: make deps installs it (Debian package chromium)")
+	}
+	t.Skip("chromium is not installed (make deps, or apt-get install chromium): dashboard not tested in a browser")
+	return ""
+}
+
+// headless runs chromium on url with the flags this machine needs, and returns its stdout.
+// --virtual-time-budget lets the page's fetches and timers run before the DOM is dumped.
+func headless(t *testing.T, bin, url string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=8000"}
+	cmd := exec.CommandContext(ctx, bin, append(append(base, args...), url)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium %v: %v\n%s", args, err, tailLines(stderr.String(), 20))
+	}
+	return stdout.Bytes()
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// dashboardServer serves a monitor fed with a realistic day's slice of results on a fixed clock.
+// The first /api/stats request adds more results and wakes the streams, as the consumer does,
+// so the page must update live to show the final numbers.
+func dashboardServer(t *testing.T) (*httptest.Server, *Aggregator) {
+	t.Helper()
+	results := fixtureResults(3000, 42, t0)
+	now := results[len(results)-1].EndTime.Add(20 * time.Second)
+	agg := NewAggregator(NewMetrics())
+	agg.SetClock(func() time.Time { return now })
+	agg.Add(results[:2900]...)
+	agg.CountDuplicates(12)
+	agg.CountMalformed()
+	srv := NewServer(agg, agg.metrics, func() bool { return true }, "results/results.jsonl", zap.NewNop())
+	srv.MaxStreamAge = 300 * time.Millisecond
+	h := srv.Handler()
+	var once sync.Once
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if r.URL.Path == "/api/stats" {
+			once.Do(func() {
+				agg.Add(results[2900:]...)
+				srv.Notify()
+			})
+		}
+	}))
+	t.Cleanup(ts.Close)
+	return ts, agg
+}
+
+func TestDashboardInHeadlessChromiumShowsTheAPINumbers(t *testing.T) {
+	bin := chromiumPath(t)
+	ts, agg := dashboardServer(t)
+	doc, err := html.Parse(bytes.NewReader(headless(t, bin, ts.URL+"/", "--dump-dom")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, speed := agg.Stats(), agg.Speedup()
+	if stats.Totals.Results != 3000 {
+		t.Fatalf("the live update did not happen: %d results", stats.Totals.Results)
+	}
+	body := find(doc, func(n *html.Node) bool { return n.Data == "body" })
+	if attr(body, "data-loaded") != "1" || attr(body, "data-results") != "3000" {
+		t.Fatalf("page not rendered with the final numbers: data-loaded=%q data-results=%q", attr(body, "data-loaded"), attr(body, "data-results"))
+	}
+
+	tt := stats.Totals
+	for id, want := range map[string]float64{
+		"kpi-results": float64(tt.Results), "kpi-completed": float64(tt.Completed), "kpi-failed": float64(tt.Failed),
+		"kpi-canceled": float64(tt.Canceled), "kpi-gpu-runs": float64(tt.GPURuns), "kpi-cpu-runs": float64(tt.CPURuns),
+		"kpi-fallbacks": float64(tt.Fallbacks), "kpi-duplicates": float64(tt.Duplicates), "kpi-malformed": float64(tt.Malformed),
+		"kpi-throughput-minute": stats.Throughput.LastMinute, "kpi-throughput-overall": stats.Throughput.Overall,
+	} {
+		n := byID(doc, id)
+		if n == nil {
+			t.Errorf("no #%s", id)
+			continue
+		}
+		if got := num(t, attr(n, "data-value")); got != want {
+			t.Errorf("#%s data-value %v, API %v", id, got, want)
+		}
+		shown := strings.ReplaceAll(text(n), ",", "")
+		if v, err := strconv.ParseFloat(shown, 64); err != nil || !roughly(v, want, 0.01) {
+			t.Errorf("#%s shows %q, API %v", id, text(n), want)
+		}
+	}
+
+	bars := findAll(doc, func(n *html.Node) bool { return hasClass(n, "speedup-bar") })
+	compared := 0
+	for _, js := range speed.JobTypes {
+		if js.Speedup == 0 {
+			continue
+		}
+		compared++
+		bar := find(doc, func(n *html.Node) bool { return hasClass(n, "speedup-bar") && attr(n, "data-job-type") == js.JobType })
+		if bar == nil {
+			t.Errorf("no speedup bar for %s", js.JobType)
+			continue
+		}
+		if got := num(t, attr(bar, "data-value")); got != js.Speedup {
+			t.Errorf("%s speedup bar %v, API %v", js.JobType, got, js.Speedup)
+		}
+		label := find(bar, func(n *html.Node) bool { return hasClass(n, "speedup-label") })
+		if v, err := strconv.ParseFloat(strings.TrimSuffix(text(label), "×"), 64); err != nil || !roughly(v, js.Speedup, 0.01) {
+			t.Errorf("%s speedup label %q, API %v", js.JobType, text(label), js.Speedup)
+		}
+	}
+	if compared != 4 || len(bars) != compared {
+		t.Errorf("%d speedup bars, %d job types compared (want 4)", len(bars), compared)
+	}
+	pairs := 0
+	for _, js := range speed.JobTypes {
+		pairs += len(js.Compared)
+	}
+	if rows := findAll(doc, func(n *html.Node) bool { return n.Data == "tr" && hasClass(n, "compared") }); len(rows) != pairs || pairs != 6 {
+		t.Errorf("%d compared-params rows, API %d (want 6)", len(rows), pairs)
+	}
+
+	rows := findAll(doc, func(n *html.Node) bool { return n.Data == "tr" && attr(n, "data-group") != "" })
+	if len(rows) != len(stats.Groups) {
+		t.Errorf("%d group rows, API %d groups", len(rows), len(stats.Groups))
+	}
+	for _, g := range stats.Groups {
+		key := g.JobType + "/" + g.WorkerType
+		row := find(doc, func(n *html.Node) bool { return attr(n, "data-group") == key })
+		if row == nil {
+			t.Errorf("no row for %s", key)
+			continue
+		}
+		cell := func(f string) string {
+			return attr(find(row, func(n *html.Node) bool { return attr(n, "data-field") == f }), "data-value")
+		}
+		if cell("results") != strconv.Itoa(g.Results) {
+			t.Errorf("%s results %s, API %d", key, cell("results"), g.Results)
+		}
+		if g.ProcessingTime != nil {
+			if num(t, cell("p95")) != g.ProcessingTime.P95 || num(t, cell("avg")) != g.ProcessingTime.Avg {
+				t.Errorf("%s p95/avg %s/%s, API %v/%v", key, cell("p95"), cell("avg"), g.ProcessingTime.P95, g.ProcessingTime.Avg)
+			}
+			if g.WorkerType == "cpu" || g.WorkerType == "gpu" {
+				bar := find(doc, func(n *html.Node) bool {
+					return hasClass(n, "time-bar") && attr(n, "data-job-type") == g.JobType && attr(n, "data-worker-type") == g.WorkerType
+				})
+				if bar == nil || num(t, attr(bar, "data-value")) != g.ProcessingTime.Avg {
+					t.Errorf("%s time bar %v, API avg %v", key, bar != nil, g.ProcessingTime.Avg)
+				}
+			}
+		}
+	}
+
+	latest, _ := agg.Results(Filter{Limit: 15})
+	trs := findAll(doc, func(n *html.Node) bool { return n.Data == "tr" && attr(n, "data-job-id") != "" })
+	if len(trs) != 15 || attr(trs[0], "data-job-id") != latest[0].JobID {
+		t.Errorf("latest table: %d rows, first %q, API newest %s", len(trs), attr(trs[0], "data-job-id"), latest[0].JobID)
+	}
+	if svg := findAll(byID(doc, "throughput-chart"), func(n *html.Node) bool { return n.Data == "rect" }); len(svg) < 20 {
+		t.Errorf("throughput chart has %d bars", len(svg))
+	}
+}
+
+// TestDashboardScreenshot writes the screenshot kept in docs/ when GPUJOBS_SCREENSHOT names the
+// file: GPUJOBS_SCREENSHOT=$PWD/docs/dashboard.png go test -run Screenshot ./internal/monitor
+func TestDashboardScreenshot(t *testing.T) {
+	out := os.Getenv("GPUJOBS_SCREENSHOT")
+	if out == "" {
+		t.Skip("set GPUJOBS_SCREENSHOT=/path/dashboard.png to write the dashboard's screenshot")
+	}
+	bin := chromiumPath(t)
+	ts, _ := dashboardServer(t)
+	abs, _ := filepath.Abs(out)
+	headless(t, bin, ts.URL+"/", "--screenshot="+abs, "--window-size=1400,1000")
+	if st, err := os.Stat(abs); err != nil || st.Size() < 10000 {
+		t.Fatalf("screenshot %s: %v", abs, err)
+	}
+}
+
+func roughly(a, b, rel float64) bool {
+	d := a - b
+	if d < 0 {
+		d = -d
+	}
+	return d <= rel*max(b, -b) || d < 0.006
+}
+
+func num(t *testing.T, s string) float64 {
+	t.Helper()
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Errorf("not a number: %q", s)
+	}
+	return v
+}
+
+func attr(n *html.Node, key string) string {
+	if n == nil {
+		return ""
+	}
+	for _, a := range n.Attr {
+		if a.Key == key {
+			return a.Val
+		}
+	}
+	return ""
+}
+
+func hasClass(n *html.Node, c string) bool {
+	return n.Type == html.ElementNode && strings.Contains(" "+attr(n, "class")+" ", " "+c+" ")
+}
+
+func byID(doc *html.Node, id string) *html.Node {
+	return find(doc, func(n *html.Node) bool { return attr(n, "id") == id })
+}
+
+func find(n *html.Node, pred func(*html.Node) bool) *html.Node {
+	if all := findAll(n, pred); len(all) > 0 {
+		return all[0]
+	}
+	return nil
+}
+
+func findAll(n *html.Node, pred func(*html.Node) bool) []*html.Node {
+	var out []*html.Node
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode && pred(n) {
+			out = append(out, n)
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	if n != nil {
+		walk(n)
+	}
+	return out
+}
+
+func text(n *html.Node) string {
+	if n == nil {
+		return ""
+	}
+	var b strings.Builder
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.TextNode {
+			b.WriteString(n.Data)
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(n)
+	return strings.TrimSpace(b.String())
+}

@@ -1,0 +1,354 @@
+package monitor
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/gpujobs/gpujobs/workflows"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// DefaultLimit is how many results /api/results and /api/failed return without ?limit=.
+const DefaultLimit = 100
+
+// Health is the body of GET /healthz.
+type Health struct {
+	Status   string `json:"status"`   // ok
+	RabbitMQ string `json:"rabbitmq"` // connected or disconnected
+	Results  int    `json:"results"`
+	Store    string `json:"store"`
+}
+
+// Server is the monitor's HTTP side: the JSON API, the SSE stream, /metrics and the dashboard.
+type Server struct {
+	agg       *Aggregator
+	metrics   *Metrics
+	connected func() bool
+	store     string
+	logger    *zap.Logger
+
+	mu   sync.Mutex
+	subs map[chan struct{}]struct{}
+
+	// SummaryEvery is the least time between two summary events of one stream.
+	SummaryEvery time.Duration
+	// KeepAlive is how often an idle stream gets a comment, so proxies and clients see it alive.
+	KeepAlive time.Duration
+	// MaxStreamAge ends a stream after this long (0: never); clients reconnect and resume with
+	// Last-Event-ID. Headless browsers need it: they count an open stream as a pending fetch.
+	MaxStreamAge time.Duration
+}
+
+// NewServer returns the HTTP server's handler state. connected reports the consumer's state
+// for /healthz (nil: always disconnected); store names the store file.
+func NewServer(agg *Aggregator, metrics *Metrics, connected func() bool, store string, logger *zap.Logger) *Server {
+	if connected == nil {
+		connected = func() bool { return false }
+	}
+	return &Server{agg: agg, metrics: metrics, connected: connected, store: store, logger: logger,
+		subs: map[chan struct{}]struct{}{}, SummaryEvery: 250 * time.Millisecond, KeepAlive: 15 * time.Second}
+}
+
+// Notify wakes the SSE streams after results were added.
+func (s *Server) Notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.subs {
+		select {
+		case c <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
+}
+
+func (s *Server) subscribe() (chan struct{}, func()) {
+	c := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.subs[c] = struct{}{}
+	s.mu.Unlock()
+	return c, func() {
+		s.mu.Lock()
+		delete(s.subs, c)
+		s.mu.Unlock()
+	}
+}
+
+// Handler routes the API, the stream, /metrics and the dashboard.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/stats", s.stats)
+	mux.HandleFunc("GET /api/results", s.results)
+	mux.HandleFunc("GET /api/speedup", s.speedup)
+	mux.HandleFunc("GET /api/failed", s.failed)
+	mux.HandleFunc("GET /api/events", s.events)
+	mux.HandleFunc("GET /healthz", s.health)
+	if s.metrics != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	}
+	static, _ := fs.Sub(webFS, "web")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		http.ServeFileFS(w, r, static, "index.html")
+	})
+	return mux
+}
+
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	if !checkParams(w, r) {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.agg.Stats())
+}
+
+func (s *Server) speedup(w http.ResponseWriter, r *http.Request) {
+	if !checkParams(w, r) {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.agg.Speedup())
+}
+
+// ResultsPage is the body of GET /api/results.
+type ResultsPage struct {
+	// Matched counts all results that match the filter; Count those returned (after limit).
+	Matched int                   `json:"matched"`
+	Count   int                   `json:"count"`
+	Results []workflows.JobResult `json:"results"`
+}
+
+func (s *Server) results(w http.ResponseWriter, r *http.Request) {
+	if !checkParams(w, r, "job_type", "worker_type", "status", "limit", "order") {
+		return
+	}
+	f, err := parseFilter(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	res, matched := s.agg.Results(f)
+	writeJSON(w, http.StatusOK, ResultsPage{Matched: matched, Count: len(res), Results: res})
+}
+
+// Failed is the body of GET /api/failed: counts by error type and the failed and canceled
+// results, newest first.
+type Failed struct {
+	Failures []Count `json:"failures"`
+	ResultsPage
+}
+
+func (s *Server) failed(w http.ResponseWriter, r *http.Request) {
+	if !checkParams(w, r, "job_type", "limit") {
+		return
+	}
+	f, err := parseFilter(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	all, _ := s.agg.Results(Filter{JobType: f.JobType})
+	out := Failed{Failures: []Count{}, ResultsPage: ResultsPage{Results: []workflows.JobResult{}}}
+	counts := map[string]int{}
+	for _, res := range all {
+		if res.Status == workflows.StatusCompleted {
+			continue
+		}
+		counts[errorType(res)]++
+		out.Matched++
+		if f.Limit == 0 || len(out.Results) < f.Limit {
+			out.Results = append(out.Results, res)
+		}
+	}
+	out.Count = len(out.Results)
+	for t, n := range counts {
+		out.Failures = append(out.Failures, Count{ErrorType: t, Count: n})
+	}
+	sort.Slice(out.Failures, func(i, j int) bool {
+		if out.Failures[i].Count != out.Failures[j].Count {
+			return out.Failures[i].Count > out.Failures[j].Count
+		}
+		return out.Failures[i].ErrorType < out.Failures[j].ErrorType
+	})
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	h := Health{Status: "ok", RabbitMQ: "disconnected", Results: s.agg.Len(), Store: s.store}
+	if s.connected() {
+		h.RabbitMQ = "connected"
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+// events streams results as server-sent events: "result" events (id: the result's sequence
+// number, data: the result) and "summary" events (data: Summary). Parameters: replay=N starts
+// with the last N stored results; after=SEQ (or the Last-Event-ID header of a reconnecting
+// EventSource) resumes after that sequence number; results=0 sends summaries only.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	if !checkParams(w, r, "replay", "after", "results") {
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("streaming unsupported"))
+		return
+	}
+	q := r.URL.Query()
+	wantResults := q.Get("results") != "0"
+	wake, unsubscribe := s.subscribe()
+	defer unsubscribe()
+	_, cursor := s.agg.Since(0)
+	if v := firstNonEmpty(r.Header.Get("Last-Event-ID"), q.Get("after")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("after=%q: want a sequence number", v))
+			return
+		}
+		cursor = min(n, cursor)
+	} else if v := q.Get("replay"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("replay=%q: want a count", v))
+			return
+		}
+		cursor = max(cursor-n, 0)
+	}
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, "retry: 1000\n\n")
+
+	keepAlive := time.NewTicker(s.KeepAlive)
+	defer keepAlive.Stop()
+	var expired <-chan time.Time
+	if s.MaxStreamAge > 0 {
+		t := time.NewTimer(s.MaxStreamAge)
+		defer t.Stop()
+		expired = t.C
+	}
+	summaryTimer := time.NewTimer(0) // the first summary goes out at once
+	defer summaryTimer.Stop()
+	var lastSummary time.Time
+	summaryPending := true
+	for {
+		if wantResults {
+			results, next := s.agg.Since(cursor)
+			for i, res := range results {
+				b, _ := json.Marshal(res)
+				fmt.Fprintf(w, "id: %d\nevent: result\ndata: %s\n\n", cursor+i+1, b)
+			}
+			if len(results) > 0 {
+				summaryPending = true
+			}
+			cursor = next
+		} else {
+			_, cursor = s.agg.Since(cursor)
+		}
+		if summaryPending && time.Since(lastSummary) >= s.SummaryEvery {
+			b, _ := json.Marshal(s.agg.Summary())
+			fmt.Fprintf(w, "event: summary\ndata: %s\n\n", b)
+			lastSummary, summaryPending = time.Now(), false
+		}
+		flusher.Flush()
+		if summaryPending {
+			summaryTimer.Reset(s.SummaryEvery - time.Since(lastSummary))
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-expired:
+			return
+		case <-wake:
+			summaryPending = summaryPending || !wantResults
+		case <-summaryTimer.C:
+		case <-keepAlive.C:
+			// The last-minute throughput moves without new results: refresh it too.
+			summaryPending = true
+			fmt.Fprint(w, ": keep-alive\n\n")
+		}
+	}
+}
+
+func parseFilter(r *http.Request) (Filter, error) {
+	q := r.URL.Query()
+	f := Filter{JobType: q.Get("job_type"), WorkerType: q.Get("worker_type"), Status: q.Get("status"), Limit: DefaultLimit}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return f, fmt.Errorf("limit=%q: want a count (0 for all)", v)
+		}
+		f.Limit = n
+	}
+	switch q.Get("order") {
+	case "", "desc":
+	case "asc":
+		f.Oldest = true
+	default:
+		return f, fmt.Errorf("order=%q: want asc or desc", q.Get("order"))
+	}
+	switch f.Status {
+	case "", workflows.StatusCompleted, workflows.StatusFailed, workflows.StatusCanceled:
+	default:
+		return f, fmt.Errorf("status=%q: want completed, failed or canceled", f.Status)
+	}
+	switch f.WorkerType {
+	case "", workflows.WorkerTypeGPU, workflows.WorkerTypeCPU, WorkerNone:
+	default:
+		return f, fmt.Errorf("worker_type=%q: want gpu, cpu or none", f.WorkerType)
+	}
+	return f, nil
+}
+
+// checkParams rejects query parameters the endpoint does not know, so a typo is not silently
+// ignored.
+func checkParams(w http.ResponseWriter, r *http.Request, known ...string) bool {
+	for k := range r.URL.Query() {
+		if !slices.Contains(known, k) {
+			msg := "takes no parameters"
+			if len(known) > 0 {
+				msg = "knows " + strings.Join(known, ", ")
+			}
+			writeError(w, http.StatusBadRequest, fmt.Errorf("unknown parameter %q: %s %s", k, r.URL.Path, msg))
+			return false
+		}
+	}
+	return true
+}
+
+func firstNonEmpty(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v) //nolint:errcheck // the client went away
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
