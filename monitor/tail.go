@@ -1,91 +1,292 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/jobclient"
-	"github.com/gpujobs/gpujobs/internal/rabbit"
+	"github.com/gpujobs/gpujobs/internal/monitor"
 	"github.com/gpujobs/gpujobs/workflows"
 )
 
-func newRoot() *cobra.Command {
-	root := &cobra.Command{
-		Use:           "monitor",
-		Short:         "Follow gpujobs results",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.AddCommand(tailCmd())
-	return root
+type tailOptions struct {
+	api          string
+	asJSON       bool
+	follow       bool
+	lines        int
+	summaryEvery time.Duration
 }
 
 func tailCmd() *cobra.Command {
-	var (
-		rc     config.RabbitMQ
-		asJSON bool
-	)
+	var o tailOptions
 	cmd := &cobra.Command{
 		Use:   "tail",
-		Short: "Consume the result queue and print one line per result",
-		Args:  cobra.NoArgs,
+		Short: "Print one line per result as the monitor stores it, with a running summary",
+		Long: `Print one line per result (job, type, status, worker, device, time, rate) as a running
+monitor (monitor serve) stores it, and a running summary line. tail reads the monitor's HTTP
+stream; it does not consume the result queue, so it can run anywhere, any number of times.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := rabbit.Dial(rc, "gpujobs-monitor-tail")
-			if err != nil {
-				return err
+			o.api = strings.TrimRight(o.api, "/")
+			p := newPrinter(cmd.OutOrStdout(), o.asJSON, o.summaryEvery)
+			if !o.follow {
+				return printStored(cmd.Context(), o.api, p)
 			}
-			defer conn.Close()
-			ch, err := conn.Channel()
-			if err != nil {
-				return err
-			}
-			if err := rabbit.Declare(ch, rc); err != nil {
-				return err
-			}
-			if err := ch.Qos(16, 0, false); err != nil {
-				return err
-			}
-			deliveries, err := ch.ConsumeWithContext(cmd.Context(), rc.Queue, "monitor-tail", false, false, false, false, nil)
-			if err != nil {
-				return fmt.Errorf("consume %s: %w", rc.Queue, err)
-			}
-			out := cmd.OutOrStdout()
-			for d := range deliveries {
-				var r workflows.JobResult
-				if err := json.Unmarshal(d.Body, &r); err != nil || r.JobID == "" {
-					fmt.Fprintf(cmd.ErrOrStderr(), "rejecting malformed message %q to %s\n", d.MessageId, rabbit.DeadLetterQueue(rc.Queue))
-					d.Reject(false) //nolint:errcheck // the channel closing ends the loop
-					continue
-				}
-				printResult(out, r, d.Body, asJSON)
-				d.Ack(false) //nolint:errcheck
-			}
-			if cmd.Context().Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("connection to RabbitMQ closed")
+			err := followStream(cmd.Context(), o.api, o.lines, p, cmd.ErrOrStderr())
+			p.close()
+			return err
 		},
 	}
-	rc.AddFlags(cmd.Flags())
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print each result as a JSON line")
+	fs := cmd.Flags()
+	fs.StringVar(&o.api, "api", config.Env("MONITOR_API", "http://127.0.0.1:8000"), "base URL of the running monitor (env MONITOR_API)")
+	fs.BoolVar(&o.asJSON, "json", false, "print each result as a JSON line (and no summary)")
+	fs.BoolVarP(&o.follow, "follow", "f", true, "keep printing results as they arrive; --follow=false prints what is stored and exits")
+	fs.IntVarP(&o.lines, "lines", "n", 10, "with --follow, start with the last N stored results")
+	fs.DurationVar(&o.summaryEvery, "summary-every", 5*time.Second, "when stdout is not a terminal, print the summary line at most this often (0: after every batch)")
 	return cmd
 }
 
-func printResult(w io.Writer, r workflows.JobResult, raw []byte, asJSON bool) {
-	if asJSON {
-		fmt.Fprintf(w, "%s\n", raw)
+// printer writes result lines and the running summary: on a terminal the summary is a status
+// line kept under the results; elsewhere it is an ordinary line, printed at most every
+// summaryEvery.
+type printer struct {
+	w            io.Writer
+	asJSON, tty  bool
+	summaryEvery time.Duration
+
+	summary     string
+	printedAt   time.Time
+	printedLast string
+}
+
+func newPrinter(w io.Writer, asJSON bool, summaryEvery time.Duration) *printer {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return &printer{w: w, asJSON: asJSON, tty: tty, summaryEvery: summaryEvery}
+}
+
+func (p *printer) result(r workflows.JobResult, raw []byte) {
+	if p.asJSON {
+		fmt.Fprintf(p.w, "%s\n", raw)
 		return
 	}
-	line := fmt.Sprintf("%s  %-16s %-9s %-3s %-40.40s %8.3fs  %s", r.JobID, r.JobType, r.Status, r.WorkerType, r.Device, r.ProcessingTime, jobclient.FormatRate(r))
+	if p.tty && p.summary != "" {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+	fmt.Fprintln(p.w, resultLine(r))
+	if p.tty && p.summary != "" {
+		fmt.Fprint(p.w, p.summary)
+	}
+}
+
+func (p *printer) setSummary(s monitor.Summary) {
+	if p.asJSON {
+		return
+	}
+	p.summary = summaryLine(s)
+	if p.tty {
+		fmt.Fprint(p.w, "\r\033[K"+p.summary)
+		return
+	}
+	if p.summary != p.printedLast && time.Since(p.printedAt) >= p.summaryEvery {
+		p.flushSummary()
+	}
+}
+
+func (p *printer) flushSummary() {
+	fmt.Fprintln(p.w, p.summary)
+	p.printedAt, p.printedLast = time.Now(), p.summary
+}
+
+// close ends the output with the latest summary.
+func (p *printer) close() {
+	switch {
+	case p.asJSON || p.summary == "":
+	case p.tty:
+		fmt.Fprintln(p.w)
+	case p.summary != p.printedLast:
+		p.flushSummary()
+	}
+}
+
+func resultLine(r workflows.JobResult) string {
+	wt := r.WorkerType
+	if wt == "" {
+		wt = "-"
+	}
+	line := fmt.Sprintf("%s  %-16s %-9s %-3s %-40.40s %8.3fs  %s", r.JobID, r.JobType, r.Status, wt, r.Device, r.ProcessingTime, jobclient.FormatRate(r))
 	if r.Fallback != "" {
 		line += "  (fallback: " + r.Fallback + ")"
 	}
 	if r.Error != "" {
 		line += "  " + r.ErrorType + ": " + r.Error
 	}
-	fmt.Fprintln(w, line)
+	return line
+}
+
+func summaryLine(s monitor.Summary) string {
+	line := fmt.Sprintf("== %d results: %d completed, %d failed, %d canceled | GPU %d, CPU %d (%d fallbacks) | %.2f jobs/s last minute, %.2f overall",
+		s.Results, s.Completed, s.Failed, s.Canceled, s.GPURuns, s.CPURuns, s.Fallbacks, s.ThroughputLastMinute, s.ThroughputOverall)
+	if s.Duplicates > 0 || s.Malformed > 0 {
+		line += fmt.Sprintf(" | %d duplicates ignored, %d malformed dead-lettered", s.Duplicates, s.Malformed)
+	}
+	return line
+}
+
+func printStored(ctx context.Context, api string, p *printer) error {
+	var page monitor.ResultsPage
+	if err := getJSON(ctx, api+"/api/results?order=asc&limit=0", &page); err != nil {
+		return err
+	}
+	for _, r := range page.Results {
+		raw, _ := json.Marshal(r)
+		p.result(r, raw)
+	}
+	var st monitor.Stats
+	if err := getJSON(ctx, api+"/api/stats", &st); err != nil {
+		return err
+	}
+	p.summary = summaryLine(monitor.Summary{Totals: st.Totals, ThroughputOverall: st.Throughput.Overall, ThroughputLastMinute: st.Throughput.LastMinute})
+	p.tty = false // a one-shot listing ends with a plain summary line
+	p.close()
+	return nil
+}
+
+func getJSON(ctx context.Context, u string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the monitor (is monitor serve running?): %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// followStream reads the monitor's SSE stream until ctx ends. When the monitor goes away, it
+// reconnects with backoff and resumes after the last result it printed (sequence numbers follow
+// the store's order, which survives a monitor restart).
+func followStream(ctx context.Context, api string, replay int, p *printer, errw io.Writer) error {
+	last := -1 // sequence number of the last result printed; -1: none yet
+	backoff := 250 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		q := url.Values{}
+		if last >= 0 {
+			q.Set("after", strconv.Itoa(last))
+		} else {
+			q.Set("replay", strconv.Itoa(replay))
+		}
+		got, err := readStream(ctx, api+"/api/events?"+q.Encode(), func(ev sseEvent) {
+			switch ev.name {
+			case "result":
+				var r workflows.JobResult
+				if json.Unmarshal(ev.data, &r) != nil {
+					return
+				}
+				if id, err := strconv.Atoi(ev.id); err == nil {
+					last = id
+				}
+				p.result(r, ev.data)
+			case "summary":
+				var s monitor.Summary
+				if json.Unmarshal(ev.data, &s) == nil {
+					p.setSummary(s)
+				}
+			}
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if attempt == 0 && !got {
+			return fmt.Errorf("cannot follow the monitor at %s (is monitor serve running?): %w", api, err)
+		}
+		if got {
+			backoff = 250 * time.Millisecond
+		}
+		fmt.Fprintf(errw, "monitor stream ended (%v); reconnecting in %s\n", err, backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+type sseEvent struct {
+	id, name string
+	data     []byte
+}
+
+// readStream reads one SSE connection; connected says whether the server answered 200.
+func readStream(ctx context.Context, u string, fn func(sseEvent)) (connected bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return false, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var ev sseEvent
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if ev.name != "" || len(ev.data) > 0 {
+				fn(ev)
+			}
+			ev = sseEvent{}
+		case strings.HasPrefix(line, ":"):
+		default:
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "id":
+				ev.id = value
+			case "event":
+				ev.name = value
+			case "data":
+				if len(ev.data) > 0 {
+					ev.data = append(ev.data, '\n')
+				}
+				ev.data = append(ev.data, value...)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return true, err
+	}
+	return true, errors.New("stream closed")
 }

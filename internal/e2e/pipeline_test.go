@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -230,12 +231,43 @@ func TestMonitorTailPrintsResults(t *testing.T) {
 	args := []string{"--temporal-address", e.address, "--rabbitmq-url", e.rabbitURL, "--result-queue", queue}
 	e.startProcess(t, "sched-6", "worker", append([]string{"--role", "scheduler", "--id", "sched-6"}, args...)...)
 	e.startWorker(t, "cpu", "cpu-6")
-	tail := e.startProcess(t, "tail", "monitor", "tail", "--rabbitmq-url", e.rabbitURL, "--result-queue", queue)
-	r := e.submitJSON(t, "vector_addition", "--size", "1000", "--iterations", "1", "--cpu")
-	waitFor(t, "monitor tail to print the result", 15*time.Second, func() bool {
-		b, _ := os.ReadFile(tail.log)
-		return strings.Contains(string(b), r.JobID) && strings.Contains(string(b), "GB/s")
+	// serve owns the queue; tail follows serve over HTTP.
+	api := "http://" + freeAddr(t)
+	e.startProcess(t, "monitor", "monitor", "serve", "--addr", strings.TrimPrefix(api, "http://"),
+		"--store", filepath.Join(t.TempDir(), "results.jsonl"), "--rabbitmq-url", e.rabbitURL, "--result-queue", queue)
+	waitFor(t, "monitor serve to answer", 15*time.Second, func() bool {
+		resp, err := http.Get(api + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == http.StatusOK
 	})
+	tail := e.startProcess(t, "tail", "monitor", "tail", "--api", api, "--summary-every", "0")
+	r := e.submitJSON(t, "vector_addition", "--size", "1000", "--iterations", "1", "--cpu")
+	waitFor(t, "monitor tail to print the result and a summary", 15*time.Second, func() bool {
+		b, _ := os.ReadFile(tail.log)
+		// Another test's job may reach this scheduler too (they share job_queue): count nothing.
+		return strings.Contains(string(b), r.JobID) && strings.Contains(string(b), "GB/s") && strings.Contains(string(b), " completed, ")
+	})
+	// The monitor's API has it too.
+	resp, err := http.Get(api + "/api/results?job_type=vector_addition")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Results []workflows.JobResult `json:"results"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range page.Results {
+		found = found || p.JobID == r.JobID
+	}
+	if !found {
+		t.Errorf("/api/results lacks %s: %d results", r.JobID, len(page.Results))
+	}
 }
 
 func freeAddr(t *testing.T) string {

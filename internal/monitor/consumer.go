@@ -1,0 +1,241 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/zap"
+
+	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/internal/rabbit"
+)
+
+// ConsumerOptions configure the consumer; zero values mean the documented defaults.
+type ConsumerOptions struct {
+	RabbitMQ config.RabbitMQ
+	// Prefetch is how many unacknowledged results RabbitMQ may send ahead (default 500).
+	Prefetch int
+	// BatchSize is how many results are appended with one fsync and acknowledged with one ack
+	// (default Prefetch/2, so the broker keeps sending while a batch is written).
+	BatchSize int
+	// FlushInterval bounds how long a result waits for its batch to fill (default 5 ms).
+	FlushInterval time.Duration
+	// MinBackoff and MaxBackoff bound the wait between reconnection attempts (100 ms, 10 s).
+	MinBackoff, MaxBackoff time.Duration
+	// Name is the connection name shown in RabbitMQ's management UI.
+	Name string
+}
+
+// DefaultPrefetch is the consumer's default prefetch count.
+const DefaultPrefetch = 500
+
+func (o *ConsumerOptions) defaults() {
+	if o.RabbitMQ.Queue == "" {
+		o.RabbitMQ.Queue = rabbit.DefaultQueue
+	}
+	if o.Prefetch <= 0 {
+		o.Prefetch = DefaultPrefetch
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = max(1, o.Prefetch/2)
+	}
+	o.BatchSize = min(o.BatchSize, o.Prefetch) // a larger batch would never fill
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = 5 * time.Millisecond
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 10 * time.Second
+	}
+	if o.Name == "" {
+		o.Name = "gpujobs-monitor"
+	}
+}
+
+// Consumer moves results from the result queue into the store and the aggregates. A result is
+// acknowledged only once it is fsynced (or known to be stored already); a message that is not a
+// result is rejected without requeueing, so RabbitMQ dead-letters it to the queue's .dlq. When the
+// connection drops, the unacknowledged results go back to the queue, and the consumer reconnects
+// with exponential backoff; the store's job-ID index makes their redelivery harmless.
+type Consumer struct {
+	opts    ConsumerOptions
+	store   *Store
+	agg     *Aggregator
+	logger  *zap.Logger
+	onBatch func()
+
+	connected atomic.Bool
+	ingested  atomic.Int64 // deliveries settled (stored, duplicate or dead-lettered)
+}
+
+// errStore marks a failure of the store: the consumer cannot go on without losing results.
+var errStore = errors.New("store failed")
+
+// NewConsumer returns a consumer; onBatch (may be nil) runs after each batch is counted.
+func NewConsumer(opts ConsumerOptions, store *Store, agg *Aggregator, logger *zap.Logger, onBatch func()) *Consumer {
+	opts.defaults()
+	return &Consumer{opts: opts, store: store, agg: agg, logger: logger, onBatch: onBatch}
+}
+
+// Connected says whether the consumer is consuming right now.
+func (c *Consumer) Connected() bool { return c.connected.Load() }
+
+// Ingested returns how many deliveries the consumer has settled since it started.
+func (c *Consumer) Ingested() int64 { return c.ingested.Load() }
+
+// Run consumes until ctx ends (then it returns nil) or the store fails.
+func (c *Consumer) Run(ctx context.Context) error {
+	backoff := c.opts.MinBackoff
+	for {
+		consumed, err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errStore) {
+			return err
+		}
+		if consumed {
+			backoff = c.opts.MinBackoff
+		}
+		c.logger.Warn("result queue unavailable, reconnecting", zap.Error(err), zap.Duration("backoff", backoff))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, c.opts.MaxBackoff)
+	}
+}
+
+// session runs one connection; consumed says whether it got as far as consuming.
+func (c *Consumer) session(ctx context.Context) (consumed bool, err error) {
+	conn, err := rabbit.Dial(c.opts.RabbitMQ, c.opts.Name)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("open channel: %w", err)
+	}
+	if err := rabbit.Declare(ch, c.opts.RabbitMQ); err != nil {
+		return false, err
+	}
+	if err := ch.Qos(c.opts.Prefetch, 0, false); err != nil {
+		return false, fmt.Errorf("set prefetch: %w", err)
+	}
+	queue := c.opts.RabbitMQ.Queue
+	deliveries, err := ch.Consume(queue, "", false, false, false, false, nil)
+	if err != nil {
+		return false, fmt.Errorf("consume %s: %w", queue, err)
+	}
+	c.connected.Store(true)
+	if c.agg.metrics != nil {
+		c.agg.metrics.connected.Set(1)
+	}
+	defer func() {
+		c.connected.Store(false)
+		if c.agg.metrics != nil {
+			c.agg.metrics.connected.Set(0)
+		}
+	}()
+	c.logger.Info("consuming results", zap.String("queue", queue), zap.Int("prefetch", c.opts.Prefetch),
+		zap.Int("batch", c.opts.BatchSize), zap.String("url", config.Redact(c.opts.RabbitMQ.URL)))
+
+	b := batch{recs: make([]Record, 0, c.opts.BatchSize)}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Store and acknowledge what was received; the rest goes back to the queue on close.
+			return true, c.flush(ch, &b)
+		case <-timer.C:
+			if err := c.flush(ch, &b); err != nil {
+				return true, err
+			}
+		case d, ok := <-deliveries:
+			if !ok {
+				// Unacknowledged results (the unflushed batch too) return to the queue.
+				return true, errors.New("delivery channel closed: connection to RabbitMQ lost")
+			}
+			rec, err := ParseRecord(d.Body)
+			if err != nil {
+				c.deadLetter(d, err)
+				continue
+			}
+			if len(b.recs) == 0 {
+				timer.Reset(c.opts.FlushInterval)
+			}
+			b.recs = append(b.recs, rec)
+			b.lastTag = d.DeliveryTag
+			if len(b.recs) >= c.opts.BatchSize {
+				timer.Stop()
+				if err := c.flush(ch, &b); err != nil {
+					return true, err
+				}
+			}
+		}
+	}
+}
+
+type batch struct {
+	recs    []Record
+	lastTag uint64
+}
+
+// flush appends the batch to the store (one write, one fsync), counts what was new, and then
+// acknowledges every delivery up to the batch's last one.
+func (c *Consumer) flush(ch *amqp.Channel, b *batch) error {
+	if len(b.recs) == 0 {
+		return nil
+	}
+	added, err := c.store.Append(b.recs)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errStore, err)
+	}
+	dups := len(b.recs) - len(added)
+	c.agg.AddRecords(added)
+	c.agg.CountDuplicates(dups)
+	if dups > 0 {
+		c.logger.Debug("duplicate results not counted again", zap.Int("count", dups))
+	}
+	if c.agg.metrics != nil {
+		c.agg.metrics.batches.Observe(float64(len(b.recs)))
+	}
+	if c.onBatch != nil {
+		c.onBatch()
+	}
+	n := len(b.recs)
+	tag := b.lastTag
+	b.recs, b.lastTag = b.recs[:0], 0
+	if err := ch.Ack(tag, true); err != nil {
+		// Stored already: the redelivery will be recognised as a duplicate.
+		return fmt.Errorf("acknowledge %d results: %w", n, err)
+	}
+	c.ingested.Add(int64(n))
+	return nil
+}
+
+func (c *Consumer) deadLetter(d amqp.Delivery, reason error) {
+	c.agg.CountMalformed()
+	body := d.Body
+	if len(body) > 200 {
+		body = body[:200]
+	}
+	c.logger.Warn("dead-lettering a message that is not a result",
+		zap.String("dead_letter_queue", rabbit.DeadLetterQueue(c.opts.RabbitMQ.Queue)),
+		zap.String("message_id", d.MessageId), zap.Error(reason), zap.ByteString("body", body))
+	if err := d.Reject(false); err != nil {
+		c.logger.Warn("reject failed; the message returns to the queue when the connection closes", zap.Error(err))
+		return
+	}
+	c.ingested.Add(1)
+}

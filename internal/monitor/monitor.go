@@ -1,0 +1,99 @@
+// Package monitor is gpujobs's results monitor: it consumes result_queue, keeps every distinct
+// result in an fsynced JSON-lines store, computes exact aggregates (counts, processing-time
+// statistics, rates, GPU-vs-CPU speedups, throughput, failures, fallbacks), and serves them as a
+// JSON API, a live SSE stream, Prometheus metrics, an embedded dashboard, and Markdown/CSV/PNG
+// reports.
+//
+// It must never lose or double-count a result: a result is acknowledged only after it is on disk,
+// and the store's job-ID index makes redeliveries no-ops. It is the only consumer of the result
+// queue; everything else (tail, the dashboard) reads from it over HTTP. It does not publish
+// results, and it never requeues a message it cannot read.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+// DefaultAddr is where serve listens: loopback only, since the API has no authentication.
+const DefaultAddr = "127.0.0.1:8000"
+
+// Options configure serve.
+type Options struct {
+	Addr      string // host:port of the HTTP API and dashboard
+	StorePath string
+	Consumer  ConsumerOptions
+}
+
+// Serve runs the monitor until ctx ends: it loads the store, then consumes the result queue and
+// serves HTTP. It returns an error when the store fails or the address cannot be bound.
+func Serve(ctx context.Context, o Options, logger *zap.Logger) error {
+	if o.Addr == "" {
+		o.Addr = DefaultAddr
+	}
+	if o.StorePath == "" {
+		o.StorePath = DefaultStorePath
+	}
+	metrics := NewMetrics()
+	agg := NewAggregator(metrics)
+	start := time.Now()
+	store, st, err := OpenStore(o.StorePath, func(r Record) { agg.Add(r.Result) })
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	logger.Info("store loaded", zap.String("path", o.StorePath), zap.Int("results", st.Results),
+		zap.Int("duplicate_lines", st.Duplicates), zap.Int("corrupt_lines", st.Corrupt),
+		zap.Int64("torn_bytes_cut", st.Truncated), zap.Duration("took", time.Since(start)))
+	if st.Corrupt > 0 {
+		logger.Warn("store has lines that are not results; they are skipped", zap.Int("lines", st.Corrupt))
+	}
+
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.Addr, err)
+	}
+	var consumer *Consumer
+	srv := NewServer(agg, metrics, func() bool { return consumer.Connected() }, o.StorePath, logger)
+	consumer = NewConsumer(o.Consumer, store, agg, logger, srv.Notify)
+
+	g, gctx := errgroup.WithContext(ctx)
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		// Streams end with the monitor: their request contexts derive from this one.
+		BaseContext: func(net.Listener) context.Context { return gctx },
+	}
+	g.Go(func() error {
+		logger.Info("monitor listening", zap.String("url", "http://"+ln.Addr().String()+"/"))
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return httpSrv.Shutdown(sctx)
+	})
+	g.Go(func() error {
+		if err := consumer.Run(gctx); err != nil {
+			return err
+		}
+		return gctx.Err() // ctx ended: stop the HTTP side too
+	})
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		err = nil
+	}
+	logger.Info("monitor stopped", zap.Int("results", agg.Len()), zap.Int64("settled_this_run", consumer.Ingested()))
+	return err
+}
