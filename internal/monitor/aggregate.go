@@ -31,6 +31,7 @@ type Aggregator struct {
 	results    []workflows.JobResult
 	groups     map[groupKey]*group
 	compare    map[compareKey]*compareGroup
+	canonical  map[string]json.RawMessage // params as sent → canonical form; most jobs repeat params
 	duplicates int64
 	malformed  int64
 }
@@ -56,10 +57,11 @@ type compareGroup struct {
 // NewAggregator returns an empty aggregator; metrics may be nil.
 func NewAggregator(metrics *Metrics) *Aggregator {
 	return &Aggregator{
-		now:     time.Now,
-		metrics: metrics,
-		groups:  map[groupKey]*group{},
-		compare: map[compareKey]*compareGroup{},
+		now:       time.Now,
+		metrics:   metrics,
+		groups:    map[groupKey]*group{},
+		compare:   map[compareKey]*compareGroup{},
+		canonical: map[string]json.RawMessage{},
 	}
 }
 
@@ -119,7 +121,14 @@ func (a *Aggregator) add(r workflows.JobResult) {
 // addComparable files a completed run under its job type and canonical params. Fallback runs
 // ran on a CPU: they are CPU runs, never GPU ones.
 func (a *Aggregator) addComparable(r workflows.JobResult) {
-	params := CanonicalParams(r.Params)
+	params, ok := a.canonical[string(r.Params)]
+	if !ok {
+		if len(a.canonical) >= maxCanonicalCache {
+			clear(a.canonical)
+		}
+		params = CanonicalParams(r.Params)
+		a.canonical[string(r.Params)] = params
+	}
 	k := compareKey{r.JobType, string(params)}
 	c := a.compare[k]
 	if c == nil {
@@ -133,6 +142,9 @@ func (a *Aggregator) addComparable(r workflows.JobResult) {
 		c.cpu = append(c.cpu, r.ProcessingTime)
 	}
 }
+
+// maxCanonicalCache bounds the params cache, for job streams whose params never repeat.
+const maxCanonicalCache = 4096
 
 // CountDuplicates records results that were delivered again and not counted.
 func (a *Aggregator) CountDuplicates(n int) {

@@ -148,7 +148,33 @@ func (c *Consumer) session(ctx context.Context) (consumed bool, err error) {
 	c.logger.Info("consuming results", zap.String("queue", queue), zap.Int("prefetch", c.opts.Prefetch),
 		zap.Int("batch", c.opts.BatchSize), zap.String("url", config.Redact(c.opts.RabbitMQ.URL)))
 
+	// The committer stores and acks one batch while this loop parses the next one; the channel's
+	// one slot lets a full batch wait without stopping the parsing.
+	commits := make(chan batch, 1)
+	commitErr := make(chan error, 1)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		c.commit(ch, commits, commitErr)
+	}()
+	stopCommitter := func() {
+		close(commits)
+		<-committed
+	}
+
 	b := batch{recs: make([]Record, 0, c.opts.BatchSize)}
+	send := func() error {
+		if len(b.recs) == 0 {
+			return nil
+		}
+		select {
+		case commits <- b:
+		case err := <-commitErr:
+			return err
+		}
+		b = batch{recs: make([]Record, 0, c.opts.BatchSize)}
+		return nil
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -156,14 +182,29 @@ func (c *Consumer) session(ctx context.Context) (consumed bool, err error) {
 		select {
 		case <-ctx.Done():
 			// Store and acknowledge what was received; the rest goes back to the queue on close.
-			return true, c.flush(ch, &b)
+			err := send()
+			stopCommitter()
+			if err == nil {
+				err = firstError(commitErr)
+			}
+			return true, err
+		case err := <-commitErr:
+			stopCommitter()
+			return true, err
 		case <-timer.C:
-			if err := c.flush(ch, &b); err != nil {
+			if err := send(); err != nil {
+				stopCommitter()
 				return true, err
 			}
 		case d, ok := <-deliveries:
 			if !ok {
-				// Unacknowledged results (the unflushed batch too) return to the queue.
+				// Unacknowledged results (the unsent batch too) return to the queue. Batches
+				// already handed over are stored; their acks fail, and their redelivery is
+				// recognised as duplicates.
+				stopCommitter()
+				if err := firstError(commitErr); errors.Is(err, errStore) {
+					return true, err
+				}
 				return true, errors.New("delivery channel closed: connection to RabbitMQ lost")
 			}
 			rec, err := ParseRecord(d.Body)
@@ -178,11 +219,21 @@ func (c *Consumer) session(ctx context.Context) (consumed bool, err error) {
 			b.lastTag = d.DeliveryTag
 			if len(b.recs) >= c.opts.BatchSize {
 				timer.Stop()
-				if err := c.flush(ch, &b); err != nil {
+				if err := send(); err != nil {
+					stopCommitter()
 					return true, err
 				}
 			}
 		}
+	}
+}
+
+func firstError(errs chan error) error {
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
 	}
 }
 
@@ -191,12 +242,24 @@ type batch struct {
 	lastTag uint64
 }
 
+// commit handles batches in order until commits is closed. After an error (reported once on
+// errs) it stores nothing more: the session is ending and the broker will redeliver.
+func (c *Consumer) commit(ch *amqp.Channel, commits <-chan batch, errs chan<- error) {
+	failed := false
+	for b := range commits {
+		if failed {
+			continue
+		}
+		if err := c.flush(ch, b); err != nil {
+			errs <- err
+			failed = true
+		}
+	}
+}
+
 // flush appends the batch to the store (one write, one fsync), counts what was new, and then
 // acknowledges every delivery up to the batch's last one.
-func (c *Consumer) flush(ch *amqp.Channel, b *batch) error {
-	if len(b.recs) == 0 {
-		return nil
-	}
+func (c *Consumer) flush(ch *amqp.Channel, b batch) error {
 	added, err := c.store.Append(b.recs)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errStore, err)
@@ -213,14 +276,11 @@ func (c *Consumer) flush(ch *amqp.Channel, b *batch) error {
 	if c.onBatch != nil {
 		c.onBatch()
 	}
-	n := len(b.recs)
-	tag := b.lastTag
-	b.recs, b.lastTag = b.recs[:0], 0
-	if err := ch.Ack(tag, true); err != nil {
+	if err := ch.Ack(b.lastTag, true); err != nil {
 		// Stored already: the redelivery will be recognised as a duplicate.
-		return fmt.Errorf("acknowledge %d results: %w", n, err)
+		return fmt.Errorf("acknowledge %d results: %w", len(b.recs), err)
 	}
-	c.ingested.Add(int64(n))
+	c.ingested.Add(int64(len(b.recs)))
 	return nil
 }
 

@@ -42,6 +42,9 @@ func ParseRecord(body []byte) (Record, error) {
 	case r.Status == "":
 		return Record{}, fmt.Errorf("%w: status is missing", ErrInvalidResult)
 	}
+	if !bytes.ContainsAny(body, "\r\n") {
+		return Record{Result: r, Line: body}, nil // valid JSON on one line already
+	}
 	var line bytes.Buffer
 	if err := json.Compact(&line, body); err != nil { // cannot fail after Unmarshal succeeded
 		return Record{}, fmt.Errorf("%w: %v", ErrInvalidResult, err)
