@@ -1,20 +1,8 @@
-// Command monitor follows the results that workers publish to RabbitMQ.
+// Command monitor counts, stores and shows the results that gpujobs publishes to RabbitMQ:
+// `monitor serve` consumes the result queue and serves the API and dashboard, `monitor tail`
+// follows it, `monitor report` writes Markdown, CSV and PNG charts from its store.
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/gpujobs/gpujobs/internal/cli"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot().ExecuteContext(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "monitor:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("monitor", newRoot()) }
