@@ -21,7 +21,7 @@ setup: deps build ## install missing packages (apt), start RabbitMQ, build bin/
 	@scripts/rabbitmq.sh start
 
 deps: ## install the Debian packages the build and the stack need (only the missing ones)
-	@. scripts/lib.sh && apt_install rabbitmq-server libopenblas-dev
+	@. scripts/lib.sh && apt_install rabbitmq-server libopenblas-dev chromium
 
 build: $(BIN)/devserver ## build bin/devserver, bin/worker, bin/starter, bin/monitor
 	$(GOBUILD) -o $(BIN)/worker ./workers
@@ -61,6 +61,9 @@ test-e2e: # the whole log goes to run/e2e.log; the console gets test names and f
 	@mkdir -p run
 	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -tags openblas -timeout 20m -v ./internal/e2e/ 2>&1 \
 		| tee run/e2e.log | grep --line-buffered -E '^(\s*--- |PASS|FAIL|ok|e2e:|\s+\S+_test\.go:)'
+	@# the monitor against the real broker (kill/restart, duplicates, dead letters) and in chromium
+	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -timeout 10m -v ./internal/monitor/ 2>&1 \
+		| tee run/e2e-monitor.log | grep --line-buffered -E '^(\s*--- |PASS|FAIL|ok|\s+\S+_test\.go:)'
 
 # Its own module (compose-go, kustomize, k8s.io), so none of that reaches the binaries.
 test-deploy: ## check docker-compose.yml, the Kubernetes overlays and the Dockerfiles (no Docker or cluster needed)
@@ -81,7 +84,9 @@ bench: setup ## benchmarks, each against a baseline in the same run (figures in 
 	$(GO) test -run XXX -bench . -benchtime 3x ./kernels/ | grep -E '^Benchmark'; \
 	$(GO) test -run XXX -bench . -benchtime 3x -tags openblas ./kernels/ | grep -E '^Benchmark'; \
 	echo "== pipeline latency against a bare workflow, and the scheduler's estimate error"; \
-	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -tags openblas -run XXX -bench . -benchtime 1x -timeout 30m ./internal/e2e/ | grep -E '^(Benchmark|e2e:)'
+	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -tags openblas -run XXX -bench . -benchtime 1x -timeout 30m ./internal/e2e/ | grep -E '^(Benchmark|e2e:)'; \
+	echo "== monitor ingest of 50,000 queued results against a bare consumer with the same prefetch"; \
+	GPUJOBS_E2E=1 $(GO) test -count=1 -run XXX -bench Ingest -benchtime 1x -timeout 20m ./internal/monitor/ | grep -E '^Benchmark'
 
 clean: stop ## remove build outputs, run state and local data
 	rm -rf bin run data

@@ -24,6 +24,7 @@ log "waiting for ${#ids[@]} jobs (watch them at $ui/namespaces/default/workflows
 "$starter" result "${ids[@]}"
 echo
 echo "Temporal Web UI:  $ui/namespaces/default/workflows"
+echo "Monitor:          http://${MONITOR_ADDR:-127.0.0.1:8000}/ (dashboard; API under /api/)"
 echo "Logs:             run/*.log (devserver, scheduler, cpu-worker, monitor)"
-echo "Results stream:   tail -f run/monitor.log"
+echo "Results stream:   bin/monitor tail    Report: bin/monitor report (writes results/report.md)"
 echo "Stop the stack:   make stop"

@@ -8,6 +8,7 @@ TEMPORAL_PORT=${TEMPORAL_PORT:-7233}
 UI_PORT=${UI_PORT:-8233}
 export TEMPORAL_ADDRESS=${TEMPORAL_ADDRESS:-127.0.0.1:$TEMPORAL_PORT}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$(nproc)}
+MONITOR_ADDR=${MONITOR_ADDR:-127.0.0.1:8000}
 SERVICES=(devserver scheduler cpu-worker monitor)
 
 # spawn NAME CMD...: run CMD in its own session, detached, unless NAME already runs.
@@ -44,10 +45,11 @@ start() {
 	fi
 	spawn scheduler "$BIN_DIR/worker" --role scheduler --id scheduler-1 --estimates-file "$ROOT/data/estimates.json"
 	spawn cpu-worker "$BIN_DIR/worker" --role cpu --id "cpu-$(hostname)"
-	spawn monitor "$BIN_DIR/monitor" tail
+	spawn monitor "$BIN_DIR/monitor" serve --addr "$MONITOR_ADDR" --store "$ROOT/results/results.jsonl"
 	wait_log scheduler "worker polling" 30
 	wait_log cpu-worker "worker polling" 30
-	log "dev stack up: Temporal $TEMPORAL_ADDRESS, Web UI http://127.0.0.1:$UI_PORT, logs in run/"
+	wait_log monitor "consuming results" 30
+	log "dev stack up: Temporal $TEMPORAL_ADDRESS, Web UI http://127.0.0.1:$UI_PORT, monitor http://$MONITOR_ADDR, logs in run/"
 }
 
 stop() {
