@@ -210,7 +210,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	wantResults := q.Get("results") != "0"
 	wake, unsubscribe := s.subscribe()
 	defer unsubscribe()
-	_, cursor := s.agg.Since(0)
+	cursor := s.agg.Len()
 	if v := firstNonEmpty(r.Header.Get("Last-Event-ID"), q.Get("after")); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -257,8 +257,6 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				summaryPending = true
 			}
 			cursor = next
-		} else {
-			_, cursor = s.agg.Since(cursor)
 		}
 		if summaryPending && time.Since(lastSummary) >= s.SummaryEvery {
 			b, _ := json.Marshal(s.agg.Summary())
