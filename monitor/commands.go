@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -49,7 +48,7 @@ func serveCmd() *cobra.Command {
 	fs.StringVar(&o.StorePath, "store", config.Env("RESULTS_FILE", monitor.DefaultStorePath), "the results file: JSON lines, fsynced before each ack (env RESULTS_FILE)")
 	fs.IntVar(&o.Consumer.Prefetch, "prefetch", config.EnvInt("MONITOR_PREFETCH", monitor.DefaultPrefetch), "unacknowledged results RabbitMQ may send ahead (env MONITOR_PREFETCH)")
 	fs.IntVar(&o.Consumer.BatchSize, "batch", config.EnvInt("MONITOR_BATCH", 0), "results per fsync and ack (env MONITOR_BATCH; default prefetch/2)")
-	fs.DurationVar(&o.Consumer.FlushInterval, "flush-interval", config.EnvDuration("MONITOR_FLUSH_INTERVAL", 5*time.Millisecond), "longest wait for a batch to fill before it is written (env MONITOR_FLUSH_INTERVAL)")
+	fs.DurationVar(&o.Consumer.FlushInterval, "flush-interval", config.EnvDuration("MONITOR_FLUSH_INTERVAL", monitor.DefaultFlushInterval), "longest wait for a batch to fill before it is written (env MONITOR_FLUSH_INTERVAL)")
 	o.Consumer.RabbitMQ.AddFlags(fs)
 	lc.AddFlags(fs)
 	return cmd

@@ -22,7 +22,7 @@ type ConsumerOptions struct {
 	// BatchSize is how many results are appended with one fsync and acknowledged with one ack
 	// (default Prefetch/2, so the broker keeps sending while a batch is written).
 	BatchSize int
-	// FlushInterval bounds how long a result waits for its batch to fill (default 5 ms).
+	// FlushInterval bounds how long a result waits for its batch to fill (default 20 ms).
 	FlushInterval time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnection attempts (100 ms, 10 s).
 	MinBackoff, MaxBackoff time.Duration
@@ -32,6 +32,10 @@ type ConsumerOptions struct {
 
 // DefaultPrefetch is the consumer's default prefetch count.
 const DefaultPrefetch = 500
+
+// DefaultFlushInterval is the longest a result waits for its batch. Long enough that a busy queue
+// fills batches of about prefetch/2 (one fsync each), short enough not to be seen.
+const DefaultFlushInterval = 20 * time.Millisecond
 
 func (o *ConsumerOptions) defaults() {
 	if o.RabbitMQ.Queue == "" {
@@ -45,7 +49,7 @@ func (o *ConsumerOptions) defaults() {
 	}
 	o.BatchSize = min(o.BatchSize, o.Prefetch) // a larger batch would never fill
 	if o.FlushInterval <= 0 {
-		o.FlushInterval = 5 * time.Millisecond
+		o.FlushInterval = DefaultFlushInterval
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 100 * time.Millisecond
