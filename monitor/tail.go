@@ -131,7 +131,11 @@ func resultLine(r workflows.JobResult) string {
 	if wt == "" {
 		wt = "-"
 	}
-	line := fmt.Sprintf("%s  %-16s %-9s %-3s %-40.40s %8.3fs  %s", r.JobID, r.JobType, r.Status, wt, r.Device, r.ProcessingTime, jobclient.FormatRate(r))
+	took := "-"
+	if r.Status == workflows.StatusCompleted {
+		took = jobclient.FormatSeconds(r.ProcessingTime)
+	}
+	line := fmt.Sprintf("%s  %-16s %-9s %-4s %-40.40s %9s  %s", r.JobID, r.JobType, r.Status, wt, r.Device, took, jobclient.FormatRate(r))
 	if r.Fallback != "" {
 		line += "  (fallback: " + r.Fallback + ")"
 	}
