@@ -81,6 +81,9 @@ type Consumer struct {
 // errStore marks a failure of the store: the consumer cannot go on without losing results.
 var errStore = errors.New("store failed")
 
+// errTopology marks a queue that exists with other arguments: retrying cannot fix it.
+var errTopology = errors.New("result queue topology mismatch")
+
 // NewConsumer returns a consumer; onBatch (may be nil) runs after each batch is counted.
 func NewConsumer(opts ConsumerOptions, store *Store, agg *Aggregator, logger *zap.Logger, onBatch func()) *Consumer {
 	opts.defaults()
@@ -98,11 +101,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	backoff := c.opts.MinBackoff
 	for {
 		consumed, err := c.session(ctx)
+		if errors.Is(err, errStore) || errors.Is(err, errTopology) {
+			return err
+		}
 		if ctx.Err() != nil {
 			return nil
-		}
-		if errors.Is(err, errStore) {
-			return err
 		}
 		if consumed {
 			backoff = c.opts.MinBackoff
@@ -129,6 +132,10 @@ func (c *Consumer) session(ctx context.Context) (consumed bool, err error) {
 		return false, fmt.Errorf("open channel: %w", err)
 	}
 	if err := rabbit.Declare(ch, c.opts.RabbitMQ); err != nil {
+		var aerr *amqp.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed {
+			return false, fmt.Errorf("%w: %w", errTopology, err)
+		}
 		return false, err
 	}
 	if err := ch.Qos(c.opts.Prefetch, 0, false); err != nil {

@@ -280,6 +280,32 @@ func TestMalformedMessageIsDeadLetteredAndConsumingGoesOn(t *testing.T) {
 	}
 }
 
+func TestQueueDeclaredWithOtherArgumentsStopsTheConsumer(t *testing.T) {
+	rc := testQueue(t, brokerURL(t))
+	conn, err := amqp.Dial(rc.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, _ := conn.Channel()
+	if _, err := ch.QueueDeclare(rc.Queue, true, false, false, false, nil); err != nil { // no dead-lettering
+		t.Fatal(err)
+	}
+	agg := NewAggregator(nil)
+	store, _, err := OpenStore(filepath.Join(t.TempDir(), "results.jsonl"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	c := NewConsumer(ConsumerOptions{RabbitMQ: rc}, store, agg, zap.NewNop(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = c.Run(ctx)
+	if !errors.Is(err, errTopology) || !strings.Contains(err.Error(), "PRECONDITION_FAILED") {
+		t.Errorf("Run: %v, want a topology error at once rather than retrying forever", err)
+	}
+}
+
 // monitorBinary builds the monitor command (or takes GPUJOBS_BIN's, as make test builds it).
 func monitorBinary(t *testing.T) string {
 	t.Helper()
