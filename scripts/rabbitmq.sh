@@ -17,7 +17,12 @@ start)
 	mkdir -p "$RUN_DIR"
 	log "starting RabbitMQ"
 	as_root rabbitmq-server -detached >/dev/null 2>&1 || true
-	as_root timeout 120 rabbitmqctl -q await_startup || die "RabbitMQ did not start: see /var/log/rabbitmq/"
+	# -detached returns before the Erlang node has registered; await_startup fails until it has.
+	deadline=$((SECONDS + 120))
+	until as_root rabbitmqctl -q await_startup >/dev/null 2>&1; do
+		[ $SECONDS -lt $deadline ] || die "RabbitMQ did not start within 120 s: see /var/log/rabbitmq/"
+		sleep 1
+	done
 	touch "$RUN_DIR/rabbitmq.started"
 	wait_tcp 127.0.0.1 5672 30 || die "RabbitMQ is not listening on 5672"
 	;;
