@@ -45,29 +45,8 @@ func (j *job) imageProcessing(ctx context.Context, p *kernels.ImageProcessing, r
 		return j.launch(name, grid, dim3{x: threads}, ptrArg(din), ptrArg(dw), ptrArg(dout), ptrArg(dtaps),
 			intArg(s.C), intArg(s.H), intArg(s.W), intArg(s.F), intArg(ckk), i64Arg(pixels))
 	}
-	if err := conv(0); err != nil { // warm-up
-		return kernels.Output{}, err
-	}
-	setup := time.Since(t0) - j.transfer
-
-	elapsed, err := j.iterate(ctx, kernels.ImageProcessingKind, p.Iterations, conv, report)
-	if err != nil {
-		return kernels.Output{}, err
-	}
-	out := make([]float32, s.OutputLen())
-	if err := download(j, out, dout); err != nil {
-		return kernels.Output{}, err
-	}
-	if result != nil {
-		*result = out
-	}
-	return kernels.Output{
-		SetupTime:      setup,
-		ProcessingTime: elapsed,
-		TransferTime:   j.transfer,
-		Metrics:        map[string]float64{"gflops": kernels.Rate(p.Work().FLOPs, elapsed) / 1e9, "checksum": kernels.Checksum(out)},
-		Info:           map[string]string{"conv": "implicit-gemm " + name},
-	}, nil
+	return j.timed(ctx, t0, kernels.ImageProcessingKind, p.Iterations, conv, report, dout, s.OutputLen(), result,
+		"gflops", p.Work().FLOPs, map[string]string{"conv": "implicit-gemm " + name})
 }
 
 // convTaps is the gather table of image_processing.cu, one 16-byte ConvTap per row k = (c, ky, kx)

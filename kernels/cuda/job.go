@@ -199,6 +199,40 @@ func (j *job) iterate(ctx context.Context, kind string, n int, enqueue func(i in
 	return j.elapsed()
 }
 
+// timed is the common end of a job that computes one output buffer: a warm-up step (kernels
+// paged in, cuBLAS picks its algorithm), the setup time up to there (less the copies), the timed
+// loop, and the output downloaded for its checksum (and for gpucheck through result). metric is
+// reported as work / time / 1e9 (GFLOP/s or GB/s).
+func (j *job) timed(ctx context.Context, t0 time.Time, kind string, iterations int, step func(int) error, report kernels.Reporter,
+	out cu.DevicePtr, n int64, result *[]float32, metric string, work float64, info map[string]string) (kernels.Output, error) {
+	if err := step(0); err != nil {
+		return kernels.Output{}, err
+	}
+	if err := check("cuStreamSynchronize", j.s.stream.Synchronize()); err != nil {
+		return kernels.Output{}, err
+	}
+	setup := time.Since(t0) - j.transfer
+
+	elapsed, err := j.iterate(ctx, kind, iterations, step, report)
+	if err != nil {
+		return kernels.Output{}, err
+	}
+	c := make([]float32, n)
+	if err := download(j, c, out); err != nil {
+		return kernels.Output{}, err
+	}
+	if result != nil {
+		*result = c
+	}
+	return kernels.Output{
+		SetupTime:      setup,
+		ProcessingTime: elapsed,
+		TransferTime:   j.transfer,
+		Metrics:        map[string]float64{metric: kernels.Rate(work, elapsed) / 1e9, "checksum": kernels.Checksum(c)},
+		Info:           info,
+	}, nil
+}
+
 // elapsed waits for the stop event and returns the device time between start and stop.
 func (j *job) elapsed() (time.Duration, error) {
 	if err := check("cuEventSynchronize", j.s.stop.Synchronize()); err != nil {

@@ -40,30 +40,6 @@ func (j *job) matrixMultiply(ctx context.Context, p *kernels.MatrixMultiply, rep
 		}
 	}
 	multiply := func(int) error { return j.sgemm(false, false, n, n, n, da, n, db, n, dc, n) }
-	if err := multiply(0); err != nil { // warm-up: cuBLAS picks its kernel, the PTX is paged in
-		return kernels.Output{}, err
-	}
-	if err := check("cuStreamSynchronize", j.s.stream.Synchronize()); err != nil {
-		return kernels.Output{}, err
-	}
-	setup := time.Since(t0) - j.transfer
-
-	elapsed, err := j.iterate(ctx, kernels.MatrixMultiplyKind, p.Iterations, multiply, report)
-	if err != nil {
-		return kernels.Output{}, err
-	}
-	c := make([]float32, elems)
-	if err := download(j, c, dc); err != nil {
-		return kernels.Output{}, err
-	}
-	if result != nil {
-		*result = c
-	}
-	return kernels.Output{
-		SetupTime:      setup,
-		ProcessingTime: elapsed,
-		TransferTime:   j.transfer,
-		Metrics:        map[string]float64{"gflops": kernels.Rate(p.Work().FLOPs, elapsed) / 1e9, "checksum": kernels.Checksum(c)},
-		Info:           map[string]string{"gemm": j.gemmName(), "precision": precision},
-	}, nil
+	return j.timed(ctx, t0, kernels.MatrixMultiplyKind, p.Iterations, multiply, report, dc, int64(elems), result,
+		"gflops", p.Work().FLOPs, map[string]string{"gemm": j.gemmName(), "precision": precision})
 }

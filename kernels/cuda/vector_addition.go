@@ -34,27 +34,6 @@ func (j *job) vectorAddition(ctx context.Context, p *kernels.VectorAddition, rep
 	add := func(int) error {
 		return j.launch(ptx.VectorAdd, dim3{x: grid}, dim3{x: block}, ptrArg(da), ptrArg(db), ptrArg(dc), i64Arg(n))
 	}
-	if err := add(0); err != nil { // warm-up
-		return kernels.Output{}, err
-	}
-	setup := time.Since(t0) - j.transfer
-
-	elapsed, err := j.iterate(ctx, kernels.VectorAdditionKind, p.Iterations, add, report)
-	if err != nil {
-		return kernels.Output{}, err
-	}
-	c := make([]float32, n)
-	if err := download(j, c, dc); err != nil {
-		return kernels.Output{}, err
-	}
-	if result != nil {
-		*result = c
-	}
-	return kernels.Output{
-		SetupTime:      setup,
-		ProcessingTime: elapsed,
-		TransferTime:   j.transfer,
-		Metrics:        map[string]float64{"gbps": kernels.Rate(p.Work().Bytes, elapsed) / 1e9, "checksum": kernels.Checksum(c)},
-		Info:           map[string]string{"grid": strconv.Itoa(grid) + "x" + strconv.Itoa(block)},
-	}, nil
+	return j.timed(ctx, t0, kernels.VectorAdditionKind, p.Iterations, add, report, dc, int64(n), result,
+		"gbps", p.Work().Bytes, map[string]string{"grid": strconv.Itoa(grid) + "x" + strconv.Itoa(block)})
 }
