@@ -11,6 +11,7 @@ import (
 
 	"github.com/gpujobs/gpujobs/activities"
 	"github.com/gpujobs/gpujobs/internal/jobclient"
+	"github.com/gpujobs/gpujobs/internal/testutil"
 	"github.com/gpujobs/gpujobs/workflows"
 )
 
@@ -51,7 +52,7 @@ func awaitAll(t *testing.T, c client.Client, reqs []workflows.JobRequest) []work
 func waitBacklog(t *testing.T, c client.Client, n int64) {
 	t.Helper()
 	insp := activities.TemporalInspector{Client: c, Namespace: "default"}
-	waitFor(t, "the CPU backlog to fill", 2*time.Minute, func() bool {
+	testutil.WaitFor(t, "the CPU backlog to fill", 2*time.Minute, func() bool {
 		st, err := insp.Inspect(ctxTimeout(t, 5*time.Second), workflows.CPUQueue)
 		return err == nil && st.Backlog >= n
 	})
@@ -63,7 +64,7 @@ func TestCancelStopsARunningKernel(t *testing.T) {
 	e.startWorker(t, "cpu", "cpu-c1")
 	c := e.dial(t)
 	req := submitAll(t, c, []jobclient.Spec{{JobType: "matrix_multiply", Params: `{"size": 512, "iterations": 100000}`, Device: "cpu"}})[0]
-	waitFor(t, "the kernel to report progress", 30*time.Second, func() bool {
+	testutil.WaitFor(t, "the kernel to report progress", 30*time.Second, func() bool {
 		st, err := jobclient.GetStatus(ctxTimeout(t, 5*time.Second), c, req.JobID)
 		return err == nil && st.Activity != nil && st.Activity.Progress != nil && st.Activity.Progress.Iteration > 0
 	})
@@ -148,7 +149,7 @@ func TestListAndStatusUseVisibility(t *testing.T) {
 	e.startWorker(t, "scheduler", "sched-l1")
 	e.startWorker(t, "cpu", "cpu-l1")
 	c := e.dial(t)
-	tenant := "list-" + randomHex(3)
+	tenant := "list-" + testutil.RandomHex(3)
 	reqs := submitAll(t, c, []jobclient.Spec{
 		{JobType: "vector_addition", Params: `{"size": 100}`, Device: "cpu", Tenant: tenant},
 		{JobType: "vector_addition", Params: `{"size": 100}`, Device: "cpu", Tenant: tenant, Priority: 2},
@@ -157,7 +158,7 @@ func TestListAndStatusUseVisibility(t *testing.T) {
 	awaitAll(t, c, reqs)
 
 	var listed []jobclient.Summary
-	waitFor(t, "visibility to list the completed jobs", 30*time.Second, func() bool {
+	testutil.WaitFor(t, "visibility to list the completed jobs", 30*time.Second, func() bool {
 		out, _, code := e.starter(t, "list", "--tenant", tenant, "--type", "vector_addition", "--status", "completed", "--json")
 		listed = nil
 		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {

@@ -3,8 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -23,15 +21,10 @@ import (
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/logging"
 	"github.com/gpujobs/gpujobs/internal/rabbit"
+	"github.com/gpujobs/gpujobs/internal/testutil"
 	"github.com/gpujobs/gpujobs/kernels"
 	"github.com/gpujobs/gpujobs/workflows"
 )
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b) //nolint:errcheck
-	return hex.EncodeToString(b)
-}
 
 // process is a binary from bin/ running for one test.
 type process struct {
@@ -72,7 +65,7 @@ func (e *environment) startProcess(t testing.TB, name, binary string, args ...st
 		}
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			t.Logf("--- %s log (%s) ---\n%s", name, logPath, tailLines(string(b), 40))
+			t.Logf("--- %s log (%s) ---\n%s", name, logPath, testutil.TailLines(string(b), 40))
 		}
 	})
 	return p
@@ -84,14 +77,6 @@ func (p *process) signal(s syscall.Signal) {
 	default:
 		p.cmd.Process.Signal(s) //nolint:errcheck
 	}
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func (e *environment) commonArgs() []string {
@@ -192,33 +177,6 @@ func (e *environment) consume(t testing.TB) *results {
 		}
 	}()
 	return r
-}
-
-func deleteQueues(url, queue string) {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return
-	}
-	ch.QueueDelete(queue, false, false, false)                         //nolint:errcheck
-	ch.QueueDelete(rabbit.DeadLetterQueue(queue), false, false, false) //nolint:errcheck
-	ch.ExchangeDelete(rabbit.DeadLetterExchange(queue), false, false)  //nolint:errcheck
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func ctxTimeout(t testing.TB, d time.Duration) context.Context {

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/gpujobs/gpujobs/internal/testutil"
 )
 
 var env *environment
@@ -76,7 +78,7 @@ func start() (*environment, error) {
 		server:      srv,
 		address:     srv.FrontendHostPort(),
 		rabbitURL:   envOr("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-		resultQueue: "e2e_results_" + randomHex(4),
+		resultQueue: "e2e_results_" + testutil.RandomHex(4),
 		logDir:      logDir,
 	}
 	fmt.Printf("e2e: dev server %s, result queue %s, logs %s\n", e.address, e.resultQueue, logDir)
@@ -85,7 +87,7 @@ func start() (*environment, error) {
 
 func (e *environment) stop() {
 	e.server.Stop()
-	deleteQueues(e.rabbitURL, e.resultQueue)
+	testutil.DeleteQueues(e.rabbitURL, e.resultQueue)
 }
 
 func envOr(name, def string) string {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/gpujobs/gpujobs/internal/jobclient"
+	"github.com/gpujobs/gpujobs/internal/testutil"
 	"github.com/gpujobs/gpujobs/workflows"
 )
 
@@ -125,7 +125,7 @@ func TestJobSurvivesCPUWorkerKilledMidJob(t *testing.T) {
 	if err := jobclient.Submit(ctxTimeout(t, 10*time.Second), c, req); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the job to heartbeat progress on cpu-doomed", 30*time.Second, func() bool {
+	testutil.WaitFor(t, "the job to heartbeat progress on cpu-doomed", 30*time.Second, func() bool {
 		desc, err := c.DescribeWorkflowExecution(ctxTimeout(t, 5*time.Second), req.JobID, "")
 		if err != nil {
 			return false
@@ -226,16 +226,16 @@ func TestStarterErrorsAreOneClearLine(t *testing.T) {
 
 func TestMonitorTailPrintsResults(t *testing.T) {
 	e := env
-	queue := "e2e_tail_" + randomHex(4)
-	t.Cleanup(func() { deleteQueues(e.rabbitURL, queue) })
+	queue := "e2e_tail_" + testutil.RandomHex(4)
+	t.Cleanup(func() { testutil.DeleteQueues(e.rabbitURL, queue) })
 	args := []string{"--temporal-address", e.address, "--rabbitmq-url", e.rabbitURL, "--result-queue", queue}
 	e.startProcess(t, "sched-6", "worker", append([]string{"--role", "scheduler", "--id", "sched-6"}, args...)...)
 	e.startWorker(t, "cpu", "cpu-6")
 	// serve owns the queue; tail follows serve over HTTP.
-	api := "http://" + freeAddr(t)
+	api := "http://" + testutil.FreeAddr(t)
 	e.startProcess(t, "monitor", "monitor", "serve", "--addr", strings.TrimPrefix(api, "http://"),
 		"--store", filepath.Join(t.TempDir(), "results.jsonl"), "--rabbitmq-url", e.rabbitURL, "--result-queue", queue)
-	waitFor(t, "monitor serve to answer", 15*time.Second, func() bool {
+	testutil.WaitFor(t, "monitor serve to answer", 15*time.Second, func() bool {
 		resp, err := http.Get(api + "/healthz")
 		if err == nil {
 			resp.Body.Close()
@@ -244,7 +244,7 @@ func TestMonitorTailPrintsResults(t *testing.T) {
 	})
 	tail := e.startProcess(t, "tail", "monitor", "tail", "--api", api, "--summary-every", "0")
 	r := e.submitJSON(t, "vector_addition", "--size", "1000", "--iterations", "1", "--cpu")
-	waitFor(t, "monitor tail to print the result and a summary", 15*time.Second, func() bool {
+	testutil.WaitFor(t, "monitor tail to print the result and a summary", 15*time.Second, func() bool {
 		b, _ := os.ReadFile(tail.log)
 		// Another test's job may reach this scheduler too (they share job_queue): count nothing.
 		return strings.Contains(string(b), r.JobID) && strings.Contains(string(b), "GB/s") && strings.Contains(string(b), " completed, ")
@@ -270,16 +270,6 @@ func TestMonitorTailPrintsResults(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func httpStatus(url string) (int, string) {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -292,9 +282,9 @@ func httpStatus(url string) (int, string) {
 
 func TestWorkerReadiness(t *testing.T) {
 	e := env
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	e.startWorker(t, "cpu", "cpu-ready", "--health-addr", addr)
-	waitFor(t, "/readyz to answer 200", 20*time.Second, func() bool {
+	testutil.WaitFor(t, "/readyz to answer 200", 20*time.Second, func() bool {
 		code, _ := httpStatus("http://" + addr + "/readyz")
 		return code == http.StatusOK
 	})
@@ -305,10 +295,10 @@ func TestWorkerReadiness(t *testing.T) {
 
 func TestWorkerWaitsForTemporal(t *testing.T) {
 	e := env
-	health := freeAddr(t)
-	nowhere := freeAddr(t) // nothing listens there: the worker must wait, alive but not ready
+	health := testutil.FreeAddr(t)
+	nowhere := testutil.FreeAddr(t) // nothing listens there: the worker must wait, alive but not ready
 	p := e.startProcess(t, "cpu-early", "worker", "--role", "cpu", "--id", "cpu-early", "--temporal-address", nowhere, "--health-addr", health)
-	waitFor(t, "the worker to report it is retrying", 20*time.Second, func() bool {
+	testutil.WaitFor(t, "the worker to report it is retrying", 20*time.Second, func() bool {
 		b, _ := os.ReadFile(p.log)
 		return strings.Contains(string(b), "Temporal not reachable yet, retrying")
 	})

@@ -16,6 +16,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/net/html"
+
+	"github.com/gpujobs/gpujobs/internal/testutil"
 )
 
 // chromiumPath finds Debian's chromium. Without it the dashboard tests skip, unless GPUJOBS_E2E=1
@@ -47,14 +49,9 @@ func headless(t *testing.T, bin, url string, args ...string) []byte {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium %v: %v\n%s", args, err, tailLines(stderr.String(), 20))
+		t.Fatalf("chromium %v: %v\n%s", args, err, testutil.TailLines(stderr.String(), 20))
 	}
 	return stdout.Bytes()
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // dashboardServer serves a monitor fed with a realistic day's slice of results on a fixed clock.

@@ -7,8 +7,6 @@ package monitor
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,14 +26,9 @@ import (
 
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/rabbit"
+	"github.com/gpujobs/gpujobs/internal/testutil"
 	"github.com/gpujobs/gpujobs/workflows"
 )
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b) //nolint:errcheck
-	return hex.EncodeToString(b)
-}
 
 // brokerURL returns the shared broker's URL, or skips the test when GPUJOBS_E2E is not set.
 func brokerURL(t testing.TB) string {
@@ -55,24 +48,9 @@ func brokerURL(t testing.TB) string {
 // testQueue returns a fresh result-queue config; the queue, its .dlq and .dlx go at cleanup.
 func testQueue(t testing.TB, url string) config.RabbitMQ {
 	t.Helper()
-	rc := config.RabbitMQ{URL: url, Queue: "monitor_test_" + randomHex(4), QueueType: "classic"}
-	t.Cleanup(func() { deleteQueues(rc) })
+	rc := config.RabbitMQ{URL: url, Queue: "monitor_test_" + testutil.RandomHex(4), QueueType: "classic"}
+	t.Cleanup(func() { testutil.DeleteQueues(rc.URL, rc.Queue) })
 	return rc
-}
-
-func deleteQueues(rc config.RabbitMQ) {
-	conn, err := amqp.Dial(rc.URL)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return
-	}
-	ch.QueueDelete(rc.Queue, false, false, false)                         //nolint:errcheck
-	ch.QueueDelete(rabbit.DeadLetterQueue(rc.Queue), false, false, false) //nolint:errcheck
-	ch.ExchangeDelete(rabbit.DeadLetterExchange(rc.Queue), false, false)  //nolint:errcheck
 }
 
 // publish sends bodies as persistent messages and waits for the broker's confirms.
@@ -151,18 +129,6 @@ func queueDepth(t testing.TB, url, queue string) int {
 	return q.Messages
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // inProcess is the consumer, store and aggregates of a monitor, run inside the test.
 type inProcess struct {
 	agg      *Aggregator
@@ -224,7 +190,7 @@ func TestSameResultPublishedTwiceIsCountedOnce(t *testing.T) {
 	again := rs[0]
 	again.WorkerID = "another-worker" // a retried publish of the same job: the first one counts
 	publish(t, rc, mustJSON(rs[0]), mustJSON(rs[0]), mustJSON(again), mustJSON(rs[1]))
-	waitFor(t, "four deliveries settled", 10*time.Second, func() bool { return m.consumer.Ingested() == 4 })
+	testutil.WaitFor(t, "four deliveries settled", 10*time.Second, func() bool { return m.consumer.Ingested() == 4 })
 	if tt := m.agg.Summary().Totals; tt.Results != 2 || tt.Duplicates != 2 {
 		t.Errorf("results %d duplicates %d, want 2 and 2", tt.Results, tt.Duplicates)
 	}
@@ -244,9 +210,9 @@ func TestMalformedMessageIsDeadLetteredAndConsumingGoesOn(t *testing.T) {
 	bad := [][]byte{[]byte("not json {"), []byte(`{"job_type":"matrix_multiply","status":"completed"}`)}
 	publish(t, rc, bad[0], bad[1], mustJSON(rs[0]))
 	dlq := rabbit.DeadLetterQueue(rc.Queue)
-	waitFor(t, "two messages in "+dlq, 10*time.Second, func() bool { return queueDepth(t, rc.URL, dlq) == 2 })
+	testutil.WaitFor(t, "two messages in "+dlq, 10*time.Second, func() bool { return queueDepth(t, rc.URL, dlq) == 2 })
 	publish(t, rc, mustJSON(rs[1]))
-	waitFor(t, "both valid results counted", 10*time.Second, func() bool { return m.agg.Len() == 2 })
+	testutil.WaitFor(t, "both valid results counted", 10*time.Second, func() bool { return m.agg.Len() == 2 })
 	if tt := m.agg.Summary().Totals; tt.Malformed != 2 || tt.Results != 2 {
 		t.Errorf("malformed %d results %d", tt.Malformed, tt.Results)
 	}
@@ -327,16 +293,6 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // serveProcess is a `monitor serve` process.
 type serveProcess struct {
 	cmd  *exec.Cmd
@@ -347,7 +303,7 @@ type serveProcess struct {
 
 func startServe(t *testing.T, bin string, rc config.RabbitMQ, store string, extra ...string) *serveProcess {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	logPath := filepath.Join(t.TempDir(), "serve.log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -369,10 +325,10 @@ func startServe(t *testing.T, bin string, rc config.RabbitMQ, store string, extr
 		p.kill()
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			t.Logf("--- monitor serve log ---\n%s", tailLines(string(b), 30))
+			t.Logf("--- monitor serve log ---\n%s", testutil.TailLines(string(b), 30))
 		}
 	})
-	waitFor(t, "monitor serve to answer /healthz", 30*time.Second, func() bool {
+	testutil.WaitFor(t, "monitor serve to answer /healthz", 30*time.Second, func() bool {
 		select {
 		case <-p.done:
 			b, _ := os.ReadFile(logPath)
@@ -432,7 +388,7 @@ func TestMonitorKilledMidwayCountsEveryResultOnce(t *testing.T) {
 		published <- err
 	}()
 	killedAt := 0
-	waitFor(t, "the monitor to count 300 results", 60*time.Second, func() bool {
+	testutil.WaitFor(t, "the monitor to count 300 results", 60*time.Second, func() bool {
 		killedAt = mon.health(t).Results
 		return killedAt >= 300
 	})
@@ -455,7 +411,7 @@ func TestMonitorKilledMidwayCountsEveryResultOnce(t *testing.T) {
 	publish(t, rc, bodies...)
 
 	mon = startServe(t, bin, rc, store, flags...)
-	waitFor(t, "all 1000 results counted after the restart", 60*time.Second, func() bool {
+	testutil.WaitFor(t, "all 1000 results counted after the restart", 60*time.Second, func() bool {
 		return mon.health(t).Results >= len(results) && queueDepth(t, rc.URL, rc.Queue) == 0
 	})
 
@@ -568,10 +524,10 @@ func startPrivateBroker(t *testing.T) *privateBroker {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o777) //nolint:errcheck // the node runs as the rabbitmq user
-	_, amqpPort, _ := net.SplitHostPort(freeAddr(t))
-	_, distPort, _ := net.SplitHostPort(freeAddr(t))
+	_, amqpPort, _ := net.SplitHostPort(testutil.FreeAddr(t))
+	_, distPort, _ := net.SplitHostPort(testutil.FreeAddr(t))
 	b := &privateBroker{
-		node: "gpujobs-test-" + randomHex(3),
+		node: "gpujobs-test-" + testutil.RandomHex(3),
 		url:  "amqp://guest:guest@127.0.0.1:" + amqpPort + "/",
 	}
 	b.env = append(os.Environ(),
@@ -596,7 +552,7 @@ func startPrivateBroker(t *testing.T) *privateBroker {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("start a private RabbitMQ node: %v\n%s", err, out)
 	}
-	waitFor(t, "the private RabbitMQ node to accept connections", 2*time.Minute, func() bool {
+	testutil.WaitFor(t, "the private RabbitMQ node to accept connections", 2*time.Minute, func() bool {
 		conn, err := amqp.Dial(b.url)
 		if err == nil {
 			conn.Close()
@@ -639,7 +595,7 @@ func TestConsumerReconnectsWhenRabbitMQRestarts(t *testing.T) {
 			close(release) // let the consumer stop
 		}
 	})
-	waitFor(t, "the consumer to connect", 10*time.Second, m.consumer.Connected)
+	testutil.WaitFor(t, "the consumer to connect", 10*time.Second, m.consumer.Connected)
 	results := fixtureResults(600, 103, t0)
 	var bodies [][]byte
 	for _, r := range results[:400] {
@@ -657,18 +613,18 @@ func TestConsumerReconnectsWhenRabbitMQRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(release)
-	waitFor(t, "the consumer to see the broker go", 30*time.Second, func() bool { return !m.consumer.Connected() })
+	testutil.WaitFor(t, "the consumer to see the broker go", 30*time.Second, func() bool { return !m.consumer.Connected() })
 	if err := b.ctl("start_app"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the consumer to reconnect", 60*time.Second, m.consumer.Connected)
+	testutil.WaitFor(t, "the consumer to reconnect", 60*time.Second, m.consumer.Connected)
 	bodies = bodies[:0]
 	for _, r := range results[400:] {
 		bodies = append(bodies, mustJSON(r))
 	}
 	publish(t, rc, bodies...)
-	waitFor(t, "all 600 results after the restart", 60*time.Second, func() bool { return m.agg.Len() == len(results) })
-	waitFor(t, "the queue to drain", 10*time.Second, func() bool { return queueDepth(t, rc.URL, rc.Queue) == 0 })
+	testutil.WaitFor(t, "all 600 results after the restart", 60*time.Second, func() bool { return m.agg.Len() == len(results) })
+	testutil.WaitFor(t, "the queue to drain", 10*time.Second, func() bool { return queueDepth(t, rc.URL, rc.Queue) == 0 })
 	tt := m.agg.Summary().Totals
 	t.Logf("broker stopped with %d results counted; %d redelivered and recognised", countWhenStopped, tt.Duplicates)
 	if countWhenStopped >= 400 || tt.Duplicates < int64(countWhenStopped) {
