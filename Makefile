@@ -80,9 +80,8 @@ images-gpu: ## build gpujobs/worker-gpu (CUDA 12 devel image; runs on a GPU node
 
 bench: setup ## benchmarks, each against a baseline in the same run (figures in docs/BENCHMARKS.md)
 	@trap 'scripts/rabbitmq.sh stop' EXIT; \
-	echo "== CPU kernels: pure gonum, then OpenBLAS"; \
-	$(GO) test -run XXX -bench . -benchtime 3x ./kernels/ | grep -E '^Benchmark'; \
-	$(GO) test -run XXX -bench . -benchtime 3x -tags openblas ./kernels/ | grep -E '^Benchmark'; \
+	echo "== CPU kernels: pure gonum against OpenBLAS"; \
+	scripts/bench-kernels.sh; \
 	echo "== pipeline latency against a bare workflow, and the scheduler's estimate error"; \
 	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -tags openblas -run XXX -bench . -benchtime 1x -timeout 30m ./internal/e2e/ | grep -E '^(Benchmark|e2e:)'; \
 	echo "== monitor ingest of 50,000 queued results against a bare consumer with the same prefetch"; \

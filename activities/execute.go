@@ -43,7 +43,7 @@ type Executor struct {
 	Runner   Runner
 	WorkerID string
 	Logger   *zap.Logger
-	// HeartbeatEvery is how often progress is heartbeated while a step runs; 0 means 2s.
+	// HeartbeatEvery is how often progress is heartbeated while the kernel runs; 0 means 1s.
 	HeartbeatEvery time.Duration
 }
 
@@ -128,11 +128,10 @@ func (e *Executor) run(ctx context.Context, p kernels.Params, report kernels.Rep
 	return e.Runner.Run(ctx, p, report)
 }
 
-// heartbeater records the latest progress as the activity's heartbeat, on every report and on a
-// ticker, so a step that runs longer than the heartbeat timeout still heartbeats and a
-// cancellation is noticed while it runs.
+// heartbeater records the latest progress as the activity's heartbeat once a tick, so a step
+// that runs longer than the heartbeat timeout still heartbeats and a cancellation is noticed while
+// it runs. Reports only store the progress: a job shorter than one tick costs no heartbeat RPC.
 type heartbeater struct {
-	ctx  context.Context
 	mu   sync.Mutex
 	last kernels.Progress
 	done chan struct{}
@@ -141,9 +140,9 @@ type heartbeater struct {
 
 func newHeartbeater(ctx context.Context, every time.Duration) *heartbeater {
 	if every <= 0 {
-		every = 2 * time.Second
+		every = time.Second
 	}
-	h := &heartbeater{ctx: ctx, done: make(chan struct{})}
+	h := &heartbeater{done: make(chan struct{})}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -168,7 +167,6 @@ func (h *heartbeater) report(p kernels.Progress) {
 	h.mu.Lock()
 	h.last = p
 	h.mu.Unlock()
-	activity.RecordHeartbeat(h.ctx, p)
 }
 
 func (h *heartbeater) stop() {

@@ -89,6 +89,9 @@ func JobWorkflow(ctx workflow.Context, req JobRequest) (JobResult, error) {
 // upsertWorkerType records where the job was sent, so `starter list` and the Web UI can filter
 // on it. A failure only loses that label, never the job.
 func upsertWorkerType(ctx workflow.Context, workerType string) {
+	if v, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(SearchWorkerType); ok && v == workerType {
+		return // set at submission already (device cpu or gpu!): no extra history event
+	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, SearchWorkerType.ValueSet(workerType)); err != nil {
 		workflow.GetLogger(ctx).Warn("search attribute WorkerType not set", "error", err)
 	}

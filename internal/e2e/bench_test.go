@@ -21,11 +21,24 @@ import (
 // The benchmarks run against the same dev server as the e2e tests (make bench sets
 // GPUJOBS_E2E=1) and report ratios against a baseline measured in the same run.
 
-const floorQueue = "bench_floor"
+const (
+	floorQueue         = "bench_floor"
+	floorActivityQueue = "bench_floor_activities"
+)
 
-// FloorWorkflow is the baseline: one workflow, one no-op activity, nothing else.
+// FloorWorkflow is the baseline: one workflow, one no-op activity, nothing else. The activity
+// runs on the workflow's own task queue and worker, so Temporal hands it over eagerly in the
+// workflow task's reply — the best case any Temporal workflow gets.
 func FloorWorkflow(ctx workflow.Context) error {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
+	return workflow.ExecuteActivity(ctx, NoopActivity).Get(ctx, nil)
+}
+
+// CrossQueueFloorWorkflow is the same with the activity on another task queue, as every job of
+// gpujobs has (workflows on job_queue, kernels on cpu_queue or gpu_queue): no eager hand-over,
+// one matching round trip more.
+func CrossQueueFloorWorkflow(ctx workflow.Context) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute, TaskQueue: floorActivityQueue})
 	return workflow.ExecuteActivity(ctx, NoopActivity).Get(ctx, nil)
 }
 
@@ -78,21 +91,29 @@ func BenchmarkPipelineLatency(b *testing.B) {
 	c := e.dial(b)
 	w := worker.New(c, floorQueue, worker.Options{})
 	w.RegisterWorkflow(FloorWorkflow)
+	w.RegisterWorkflow(CrossQueueFloorWorkflow)
 	w.RegisterActivity(NoopActivity)
-	if err := w.Start(); err != nil {
-		b.Fatal(err)
+	wa := worker.New(c, floorActivityQueue, worker.Options{})
+	wa.RegisterActivity(NoopActivity)
+	for _, w := range []worker.Worker{w, wa} {
+		if err := w.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(w.Stop)
 	}
-	b.Cleanup(w.Stop)
 	e.startWorker(b, "scheduler", "sched-bench")
 	e.startWorker(b, "cpu", "cpu-bench", "--concurrency", "8")
 
-	floor := func() error {
-		run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{TaskQueue: floorQueue}, FloorWorkflow)
-		if err != nil {
-			return err
+	bare := func(wf any) func() error {
+		return func() error {
+			run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{TaskQueue: floorQueue}, wf)
+			if err != nil {
+				return err
+			}
+			return run.Get(context.Background(), nil)
 		}
-		return run.Get(context.Background(), nil)
 	}
+	floor, crossFloor := bare(FloorWorkflow), bare(CrossQueueFloorWorkflow)
 	job := func() error {
 		req, err := jobclient.Build(jobclient.Spec{JobType: "vector_addition", Params: `{"size": 1000, "iterations": 1}`, Device: "cpu"}, kernelsRegistry())
 		if err != nil {
@@ -109,16 +130,16 @@ func BenchmarkPipelineLatency(b *testing.B) {
 	}
 	// Warm both paths up (connections, caches) before measuring.
 	for range 10 {
-		if err := floor(); err != nil {
-			b.Fatal(err)
-		}
-		if err := job(); err != nil {
-			b.Fatal(err)
+		for _, run := range []func() error{floor, crossFloor, job} {
+			if err := run(); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	b.ResetTimer()
 	for b.Loop() {
 		fl, fRate := measure(b, n, floor)
+		cl, cRate := measure(b, n, crossFloor)
 		jl, jRate := measure(b, n, job)
 		b.ReportMetric(float64(jl.quantile(0.5).Microseconds())/1e3, "p50-ms")
 		b.ReportMetric(float64(jl.quantile(0.95).Microseconds())/1e3, "p95-ms")
@@ -129,6 +150,10 @@ func BenchmarkPipelineLatency(b *testing.B) {
 		b.ReportMetric(float64(jl.quantile(0.5))/float64(fl.quantile(0.5)), "p50-x-floor")
 		b.ReportMetric(float64(jl.quantile(0.95))/float64(fl.quantile(0.95)), "p95-x-floor")
 		b.ReportMetric(jRate/fRate, "rate-x-floor")
+		b.ReportMetric(float64(cl.quantile(0.5).Microseconds())/1e3, "xq-floor-p50-ms")
+		b.ReportMetric(cRate, "xq-floor-wf/s")
+		b.ReportMetric(float64(jl.quantile(0.5))/float64(cl.quantile(0.5)), "p50-x-xq-floor")
+		b.ReportMetric(float64(jl.quantile(0.95))/float64(cl.quantile(0.95)), "p95-x-xq-floor")
 		b.ReportMetric(0, "ns/op")
 	}
 }
@@ -141,14 +166,16 @@ func BenchmarkEstimateError(b *testing.B) {
 	e.startWorker(b, "scheduler", "sched-est")
 	e.startWorker(b, "cpu", "cpu-est")
 	rng := rand.New(rand.NewPCG(1, 2))
+	// Jobs of 2-100 ms: long enough that the time measures the kernel, not the scheduler's noise
+	// (a 0.3 ms job varies by ±30% from run to run on a shared machine), short enough for 120 jobs.
 	params := map[string]func() string{
-		"matrix_multiply": func() string { return fmt.Sprintf(`{"size": %d, "iterations": 3}`, 128+rng.IntN(512)) },
-		"vector_addition": func() string { return fmt.Sprintf(`{"size": %d, "iterations": 10}`, 200_000+rng.IntN(3_000_000)) },
+		"matrix_multiply": func() string { return fmt.Sprintf(`{"size": %d, "iterations": 5}`, 300+rng.IntN(600)) },
+		"vector_addition": func() string { return fmt.Sprintf(`{"size": %d, "iterations": 20}`, 1_000_000+rng.IntN(4_000_000)) },
 		"image_processing": func() string {
-			return fmt.Sprintf(`{"batch_size": %d, "image_size": %d, "filters": 16, "iterations": 2}`, 1+rng.IntN(4), 32+rng.IntN(96))
+			return fmt.Sprintf(`{"batch_size": %d, "image_size": %d, "filters": 32, "iterations": 3}`, 2+rng.IntN(5), 64+rng.IntN(96))
 		},
 		"neural_network": func() string {
-			return fmt.Sprintf(`{"epochs": 1, "batch_size": 32, "samples": %d, "hidden_size": 64}`, 256+32*rng.IntN(40))
+			return fmt.Sprintf(`{"epochs": 2, "batch_size": 64, "samples": %d, "hidden_size": 128}`, 1024+64*rng.IntN(48))
 		},
 	}
 	run := func(kind string) workflows.JobResult {

@@ -235,5 +235,12 @@ func SearchAttributes(req workflows.JobRequest) temporal.SearchAttributes {
 	if req.Tenant != "" {
 		updates = append(updates, workflows.SearchTenant.ValueSet(req.Tenant))
 	}
+	// Where the job goes is known up front for these policies; the others learn it when scheduled.
+	switch req.EffectiveDevice() {
+	case workflows.DeviceCPU:
+		updates = append(updates, workflows.SearchWorkerType.ValueSet(workflows.WorkerTypeCPU))
+	case workflows.DeviceRequireGPU:
+		updates = append(updates, workflows.SearchWorkerType.ValueSet(workflows.WorkerTypeGPU))
+	}
 	return temporal.NewSearchAttributes(updates...)
 }
