@@ -22,6 +22,21 @@ for device in cpu gpu; do
 done
 log "waiting for ${#ids[@]} jobs (watch them at $ui/namespaces/default/workflows)"
 "$starter" result "${ids[@]}"
+
+# The monitor stores each result within milliseconds of its publication; wait for all of them,
+# then print its report (totals, time per job type and worker, speedup, fallbacks).
+store=$ROOT/results/results.jsonl
+deadline=$((SECONDS + 30))
+for id in "${ids[@]}"; do
+	until grep -q "\"job_id\":\"$id\"" "$store" 2>/dev/null; do
+		[ $SECONDS -lt $deadline ] || die "the monitor has not stored $id: see run/monitor.log"
+		sleep 0.2
+	done
+done
+"$BIN_DIR/monitor" report --store "$store" --out "$ROOT/results" >/dev/null
+echo
+sed -n '/^## Totals/,/^!\[/p' "$ROOT/results/report.md" | grep -v '^!\['
+echo "Full report: results/report.md (with charts and CSV in results/)"
 echo
 echo "Temporal Web UI:  $ui/namespaces/default/workflows"
 echo "Monitor:          http://${MONITOR_ADDR:-127.0.0.1:8000}/ (dashboard; API under /api/)"
