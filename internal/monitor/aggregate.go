@@ -338,15 +338,7 @@ func (a *Aggregator) Stats() Stats {
 			fallbacks[[2]string{r.JobType, r.Fallback}]++
 		}
 	}
-	for t, n := range failures {
-		s.Failures = append(s.Failures, Count{ErrorType: t, Count: n})
-	}
-	sort.Slice(s.Failures, func(i, j int) bool {
-		if s.Failures[i].Count != s.Failures[j].Count {
-			return s.Failures[i].Count > s.Failures[j].Count
-		}
-		return s.Failures[i].ErrorType < s.Failures[j].ErrorType
-	})
+	s.Failures = failureCounts(failures)
 	for k, n := range fallbacks {
 		s.Fallbacks = append(s.Fallbacks, FallbackCount{JobType: k[0], Reason: k[1], Count: n})
 	}
@@ -635,4 +627,19 @@ func (a *Aggregator) Since(seq int) ([]workflows.JobResult, int) {
 	defer a.mu.RUnlock()
 	seq = min(max(seq, 0), len(a.results))
 	return slices.Clone(a.results[seq:]), len(a.results)
+}
+
+// failureCounts lists failures by error type, the most frequent first (ties by name).
+func failureCounts(byType map[string]int) []Count {
+	out := make([]Count, 0, len(byType))
+	for t, n := range byType {
+		out = append(out, Count{ErrorType: t, Count: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].ErrorType < out[j].ErrorType
+	})
+	return out
 }

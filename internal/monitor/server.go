@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"net/http"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,15 +172,7 @@ func (s *Server) failed(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out.Count = len(out.Results)
-	for t, n := range counts {
-		out.Failures = append(out.Failures, Count{ErrorType: t, Count: n})
-	}
-	sort.Slice(out.Failures, func(i, j int) bool {
-		if out.Failures[i].Count != out.Failures[j].Count {
-			return out.Failures[i].Count > out.Failures[j].Count
-		}
-		return out.Failures[i].ErrorType < out.Failures[j].ErrorType
-	})
+	out.Failures = failureCounts(counts)
 	writeJSON(w, http.StatusOK, out)
 }
 
