@@ -8,15 +8,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/activities"
+	"github.com/gpujobs/gpujobs/internal/cli"
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/workerapp"
 	"github.com/gpujobs/gpujobs/kernels/cuda"
@@ -24,19 +21,13 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var o cuda.Options
 	cmd := workerapp.Command("worker-gpu", workerapp.RoleGPU, func(role string, logger *zap.Logger) (activities.Runner, func(), error) {
 		return runnerFor(role, o, logger)
 	})
 	cmd.Flags().StringVar(&o.GEMM, "gemm", config.Env("GPUJOBS_GEMM", cuda.GEMMAuto), "gpu: SGEMM implementation, auto (cuBLAS when it loads, else PTX), cublas or ptx (env GPUJOBS_GEMM)")
 	cmd.Flags().StringVar(&o.CuBLAS, "cublas", config.Env("GPUJOBS_CUBLAS", ""), "gpu: cuBLAS library to load instead of searching libcublas.so.13/.12/.11 (env GPUJOBS_CUBLAS)")
-	err := cmd.ExecuteContext(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "worker-gpu:", err)
-		os.Exit(1)
-	}
+	cli.Main("worker-gpu", cmd)
 }
 
 func runnerFor(role string, o cuda.Options, logger *zap.Logger) (activities.Runner, func(), error) {

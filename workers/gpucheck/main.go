@@ -10,20 +10,6 @@
 // prints their rates, as JSON with --json for scripts/torch_bench.py to compare with PyTorch.
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/gpujobs/gpujobs/internal/cli"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newCommand().ExecuteContext(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "gpucheck:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("gpucheck", newCommand()) }
