@@ -60,12 +60,13 @@ var paramFlags = []struct{ flag, field, help string }{
 
 func (a *app) submitCmd() *cobra.Command {
 	var (
-		s       jobclient.Spec
-		cpu     bool
-		count   int
-		wait    bool
-		asJSON  bool
-		intVals = make([]int, len(paramFlags))
+		s          jobclient.Spec
+		cpu        bool
+		requireGPU bool
+		count      int
+		wait       bool
+		asJSON     bool
+		intVals    = make([]int, len(paramFlags))
 	)
 	kinds := registry().Kinds()
 	cmd := &cobra.Command{
@@ -80,11 +81,17 @@ func (a *app) submitCmd() *cobra.Command {
 			if len(args) == 1 {
 				s.JobType = args[0]
 			}
-			if cpu {
-				if s.Device != "" && s.Device != workflows.DeviceCPU {
-					return fmt.Errorf("--cpu and --device %s contradict each other", s.Device)
+			for _, short := range []struct {
+				set          bool
+				flag, device string
+			}{{cpu, "--cpu", workflows.DeviceCPU}, {requireGPU, "--require-gpu", workflows.DeviceRequireGPU}} {
+				if !short.set {
+					continue
 				}
-				s.Device = workflows.DeviceCPU
+				if s.Device != "" && s.Device != short.device {
+					return fmt.Errorf("%s and --device %s contradict each other", short.flag, s.Device)
+				}
+				s.Device = short.device
 			}
 			if err := workflows.ValidateDevice(s.Device); err != nil {
 				return err
@@ -104,6 +111,7 @@ func (a *app) submitCmd() *cobra.Command {
 	fs.StringVar(&s.Params, "params", "", `params as a JSON object, e.g. '{"size": 1000, "iterations": 10}' (the seed's job JSON with job_type and prefer_gpu is accepted)`)
 	fs.StringVar(&s.Device, "device", "", "auto (default: whichever device is expected to finish first), gpu (prefer a GPU, fall back to CPU, labelled), gpu! (GPU only) or cpu")
 	fs.BoolVar(&cpu, "cpu", false, "run on a CPU worker (same as --device cpu)")
+	fs.BoolVar(&requireGPU, "require-gpu", false, "run on a GPU worker only, waiting for one (same as --device gpu!)")
 	fs.IntVar(&s.Priority, "priority", 0, "1 (dispatched first) .. 5 (last); default 3")
 	fs.StringVar(&s.Tenant, "tenant", "", "tenant name for fair sharing of the workers")
 	fs.DurationVar(&s.Timeout, "timeout", 0, "per-attempt timeout (default: derived from the job's estimate)")

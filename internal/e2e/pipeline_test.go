@@ -213,6 +213,7 @@ func TestStarterErrorsAreOneClearLine(t *testing.T) {
 		{[]string{"submit", "matrix_multiply", "--params", "{nope"}, "--params is not a JSON object"},
 		{[]string{"submit", "matrix_multiply", "--epochs", "3"}, "invalid epochs: unknown field, known fields are size, iterations, precision, seed"},
 		{[]string{"submit", "matrix_multiply", "--device", "tpu"}, `invalid device "tpu": allowed gpu, gpu!, cpu, auto`},
+		{[]string{"submit", "matrix_multiply", "--require-gpu", "--device", "cpu"}, "--require-gpu and --device cpu contradict each other"},
 		{[]string{"submit", "matrix_multiply", "--temporal-address", "127.0.0.1:1"}, "connect to Temporal at 127.0.0.1:1"},
 	} {
 		cmd := append([]string{}, tc.args...)
