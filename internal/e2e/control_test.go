@@ -204,3 +204,36 @@ func TestRequireGPUWithoutGPUWorkerTimesOutClearly(t *testing.T) {
 		t.Errorf("published %+v: the job must not have run anywhere", pub)
 	}
 }
+
+func TestBatchWatchAndCompareThroughTheCLI(t *testing.T) {
+	e := env
+	e.startWorker(t, "scheduler", "sched-w1")
+	e.startWorker(t, "cpu", "cpu-w1", "--concurrency", "2")
+
+	// submit --count N --wait --json: one JSON result per job.
+	out, stderr, code := e.starter(t, "submit", "vector_addition", "--size", "1000", "--iterations", "2", "--cpu", "--count", "3", "--wait", "--json")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 {
+		t.Fatalf("submit --count 3: exit %d, %d lines, stderr %q", code, len(lines), stderr)
+	}
+	var first workflows.JobResult
+	for _, l := range lines {
+		var r workflows.JobResult
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Status != workflows.StatusCompleted {
+			t.Errorf("batch result %q: %v", l, err)
+		}
+		first = r
+	}
+
+	// watch waits for the jobs and, off a terminal, prints only the result table.
+	out, stderr, code = e.starter(t, "watch", first.JobID)
+	if code != 0 || !strings.Contains(out, first.JobID) || !strings.Contains(out, "completed") {
+		t.Errorf("watch: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+
+	// compare needs a GPU worker and says so plainly when none is up.
+	_, stderr, code = e.starter(t, "compare", "matrix_multiply", "--size", "32")
+	if code == 0 || !strings.Contains(stderr, "no GPU worker is polling gpu_queue") {
+		t.Errorf("compare without a GPU worker: exit %d, stderr %q", code, stderr)
+	}
+}
