@@ -195,7 +195,7 @@ func TestListAndStatusUseVisibility(t *testing.T) {
 func TestRequireGPUWithoutGPUWorkerTimesOutClearly(t *testing.T) {
 	e := env
 	e.startWorker(t, "scheduler", "sched-g1", "--require-gpu-wait", "3s")
-	e.startWorker(t, "cpu", "cpu-g1") // a CPU worker is up, but gpu! must not use it
+	e.startWorker(t, "cpu", "cpu-g1")                                        // a CPU worker is up, but gpu! must not use it
 	r := e.submitJSON(t, "matrix_multiply", "--size", "32", "--require-gpu") // the same as --device gpu!
 	if r.Status != workflows.StatusFailed || r.ErrorType != workflows.ErrNoWorker || !strings.Contains(r.Error, "no GPU worker started the job within 3s") {
 		t.Errorf("result %+v, want a clear NoWorker failure", r)
