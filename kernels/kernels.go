@@ -8,7 +8,6 @@ package kernels
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -75,13 +74,6 @@ type ParamError struct {
 
 func (e *ParamError) Error() string {
 	return fmt.Sprintf("%s: invalid %s: %s", e.Kind, e.Field, e.Reason)
-}
-
-// IsParamError reports whether err (or anything it wraps) is a *ParamError or an unknown kind.
-func IsParamError(err error) bool {
-	var pe *ParamError
-	var ue *UnknownKindError
-	return errors.As(err, &pe) || errors.As(err, &ue)
 }
 
 // checkRange is the common validation: lo <= v <= hi, with a message naming the range.

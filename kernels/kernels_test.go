@@ -160,7 +160,9 @@ func TestDecode(t *testing.T) {
 			t.Errorf("Decode(%s, %s) succeeded, want error with %q", tt.kind, tt.params, tt.wantErr)
 			continue
 		}
-		if !kernels.IsParamError(err) {
+		var pe *kernels.ParamError
+		var ue *kernels.UnknownKindError
+		if !errors.As(err, &pe) && !errors.As(err, &ue) {
 			t.Errorf("Decode(%s, %s): %v is not a param error", tt.kind, tt.params, err)
 		}
 		for _, want := range tt.wantErr {

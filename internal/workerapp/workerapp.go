@@ -52,12 +52,8 @@ type Options struct {
 	HeartbeatThrottle time.Duration
 }
 
-// Run polls the role's task queue until ctx is done, then drains: it stops polling and gives
-// running activities StopTimeout to finish.
-func Run(ctx context.Context, c client.Client, o Options, logger *zap.Logger) error {
-	return run(ctx, c, o, &health{}, logger)
-}
-
+// run polls the role's task queue until ctx is done, then drains: it stops polling and gives
+// running activities StopTimeout to finish. h reports readiness while it polls.
 func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap.Logger) error {
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = 30 * time.Second
