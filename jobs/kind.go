@@ -46,6 +46,15 @@ type Progress struct {
 	Loss      *float64 `json:"loss,omitempty"`
 }
 
+// Heartbeat is what a running Execute attempt records as its heartbeat: the kernel's progress,
+// and who runs it, so that a job that fails or is lost with its worker still says where it ran.
+type Heartbeat struct {
+	Progress
+	WorkerID   string `json:"worker_id,omitempty"`
+	WorkerType string `json:"worker_type,omitempty"`
+	Device     string `json:"device,omitempty"`
+}
+
 // Reporter receives progress. Kernels call it after each iteration or epoch and check their
 // context right after, so a cancellation noticed by the reporter stops them within one step.
 type Reporter func(Progress)
