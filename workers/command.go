@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/internal/hostmem"
 	"github.com/gpujobs/gpujobs/internal/logging"
 	"github.com/gpujobs/gpujobs/internal/temporalx"
 )
@@ -64,6 +65,11 @@ func Command(c Config) *cobra.Command {
 	fs.DurationVar(&o.Scheduler.PreferGPUWait, "prefer-gpu-wait", config.EnvDuration("PREFER_GPU_WAIT", 2*time.Minute), "scheduler: how long a GPU-preferring job waits for a GPU worker before it falls back to CPU (env PREFER_GPU_WAIT)")
 	fs.DurationVar(&o.Scheduler.RequireGPUWait, "require-gpu-wait", config.EnvDuration("REQUIRE_GPU_WAIT", 10*time.Minute), "scheduler: how long a gpu! job waits for a GPU worker before it fails (env REQUIRE_GPU_WAIT)")
 	fs.StringVar(&o.HealthAddr, "health-addr", config.Env("HEALTH_ADDR", ""), "serve /healthz and /readyz on this address, e.g. :8081 (env HEALTH_ADDR; default off)")
+	o.MemoryLimit = config.Bytes(config.EnvBytes("WORKER_MEMORY_LIMIT", 0))
+	fs.Var(&o.MemoryLimit, "memory-limit", "cpu: the most memory one job may use, e.g. 8GiB (env WORKER_MEMORY_LIMIT; default: the host's budget)")
+	o.MemoryBudget = config.Bytes(config.EnvBytes("WORKER_MEMORY_BUDGET", 0))
+	fs.Var(&o.MemoryBudget, "memory-budget", "cpu: what the jobs of all gpujobs workers on this host may use together (env WORKER_MEMORY_BUDGET; default 80% of the machine's or container's memory)")
+	fs.StringVar(&o.MemoryLedger, "memory-ledger", config.Env("WORKER_MEMORY_LEDGER", hostmem.DefaultPath), "cpu: the file through which the host's workers share the memory budget (env WORKER_MEMORY_LEDGER)")
 	fs.StringVar(&o.EstimatesFile, "estimates-file", config.Env("ESTIMATES_FILE", ""), "scheduler: keep the learned run-time estimates in this file across restarts (env ESTIMATES_FILE; default: in memory)")
 	tc.AddFlags(fs)
 	o.RabbitMQ.AddFlags(fs)
@@ -78,14 +84,14 @@ func start(ctx context.Context, c Config, o Options, tc config.Temporal, logger 
 	}
 	o.Kinds, o.Strategy = kinds, c.Strategy
 	// Health first: /healthz answers while the worker waits for its device or for Temporal.
-	h := &health{}
+	h := newHealth()
 	stopHealth, err := h.serve(o.HealthAddr, logger)
 	if err != nil {
 		return err
 	}
 	defer stopHealth()
 	if o.Role != RoleScheduler {
-		runner, closeRunner, err := c.runner(o.Role, cpuImpls, logger)
+		runner, closeRunner, err := c.runner(o, cpuImpls, logger)
 		if err != nil {
 			return err
 		}

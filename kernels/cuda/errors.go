@@ -105,3 +105,12 @@ func (e *MemoryError) Error() string {
 	}
 	return fmt.Sprintf("job needs %s of GPU memory, more than the %s that %s can hold", jobs.FormatBytes(e.Need), jobs.FormatBytes(e.Have), e.Device)
 }
+
+// Unwrap classifies the error for the worker: not now (jobs.ErrBusy: the job waits and is
+// offered again) or never (jobs.ErrTooBig: it fails as ResourceExhausted).
+func (e *MemoryError) Unwrap() error {
+	if e.Free {
+		return jobs.ErrBusy
+	}
+	return jobs.ErrTooBig
+}

@@ -240,7 +240,8 @@ func (m *Model) MeanProcessing(device string) (d time.Duration, ok bool) {
 	return seconds(sum / float64(n)), true
 }
 
-// Save writes the observations to path atomically (write, fsync, rename).
+// Save writes the observations to path atomically (write a temporary file of its own, fsync,
+// rename), so that concurrent saves never interleave in one file.
 func (m *Model) Save(path string) error {
 	m.mu.Lock()
 	var all []Observation
@@ -255,11 +256,11 @@ func (m *Model) Save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
+	tmp := f.Name()
 	if _, err := f.Write(b); err == nil {
 		err = f.Sync()
 	}
@@ -267,6 +268,7 @@ func (m *Model) Save(path string) error {
 		err = cerr
 	}
 	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("save estimates: %w", err)
 	}
 	return os.Rename(tmp, path)
