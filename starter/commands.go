@@ -67,15 +67,17 @@ func (a *app) submitCmd() *cobra.Command {
 		wait       bool
 		asJSON     bool
 		intVals    = make([]int, len(paramFlags))
+		kv         []string
 	)
 	kinds := registry().Names()
 	cmd := &cobra.Command{
 		Use:   "submit <job_type> [flags]",
-		Short: "Submit jobs: " + strings.Join(kinds, ", "),
+		Short: "Submit jobs: " + strings.Join(kinds, ", ") + ", or a kind your cluster's workers add",
 		Example: `  starter submit matrix_multiply --size 2000 --iterations 5 --wait
   starter submit neural_network --epochs 3 --device cpu
   starter submit --params '{"job_type": "vector_addition", "size": 1000000, "prefer_gpu": true}'
-  starter submit image_processing --count 4 --wait --json`,
+  starter submit image_processing --count 4 --wait --json
+  starter submit monte_carlo_pi --param samples=50000000 --param seed=7 --wait`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -102,12 +104,19 @@ func (a *app) submitCmd() *cobra.Command {
 			if count > 1 && s.JobID != "" {
 				return errors.New("--id names one job: it cannot be combined with --count")
 			}
+			if cmd.Flags().Changed("priority") && (s.Priority < jobs.MinPriority || s.Priority > jobs.MaxPriority) {
+				return fmt.Errorf("invalid --priority %d: allowed %d (dispatched first) .. %d (last)", s.Priority, jobs.MinPriority, jobs.MaxPriority)
+			}
 			s.Set = setParams(cmd, intVals)
+			if err := keyValues(kv, s.Set); err != nil {
+				return err
+			}
 			return a.submit(cmd, s, count, wait, asJSON)
 		},
 	}
 	addParamFlags(cmd, intVals)
 	fs := cmd.Flags()
+	fs.StringArrayVar(&kv, "param", nil, "set one param, key=value (repeatable); the value is read as JSON when it is JSON, else as a string")
 	fs.StringVar(&s.Params, "params", "", `params as a JSON object, e.g. '{"size": 1000, "iterations": 10}' (the seed's job JSON with job_type and prefer_gpu is accepted)`)
 	fs.StringVar(&s.Device, "device", "", "auto (default: whichever device is expected to finish first), gpu (prefer a GPU, fall back to CPU, labelled), gpu! (GPU only) or cpu")
 	fs.BoolVar(&cpu, "cpu", false, "run on a CPU worker (same as --device cpu)")
@@ -115,7 +124,7 @@ func (a *app) submitCmd() *cobra.Command {
 	fs.IntVar(&s.Priority, "priority", 0, "1 (dispatched first) .. 5 (last); default 3")
 	fs.StringVar(&s.Tenant, "tenant", "", "tenant name for fair sharing of the workers")
 	fs.DurationVar(&s.Timeout, "timeout", 0, "per-attempt timeout (default: derived from the job's estimate)")
-	fs.StringVar(&s.JobID, "id", "", "job ID (job-<12 hex>); resubmitting the same ID is rejected, so retries are safe")
+	fs.StringVar(&s.JobID, "id", "", "job ID (default a fresh job-<12 hex>); resubmitting the same ID is rejected, so retries are safe")
 	fs.IntVar(&count, "count", 1, "submit N identical jobs")
 	fs.BoolVar(&wait, "wait", false, "wait for the jobs and print their results")
 	fs.BoolVar(&asJSON, "json", false, "print JSON lines instead of text")
@@ -145,19 +154,20 @@ func registry() *jobs.Kinds { return builtin.Kinds() }
 func (a *app) submit(cmd *cobra.Command, s jobclient.Spec, count int, wait, asJSON bool) error {
 	reqs := make([]jobs.Request, count)
 	for i := range reqs {
-		if s.JobType != "" { // until the cluster can vouch for other kinds, only the built-in ones are submitted
-			if _, err := registry().Spec(s.JobType); err != nil {
-				return err
-			}
-		}
 		req, err := jobclient.Build(s, registry())
 		if err != nil {
 			return err
 		}
 		reqs[i] = req
 	}
+	// A kind the starter was not built with is validated by the cluster's scheduler, which knows
+	// it (or says it does not); the starter waits for that verdict.
+	_, known := registry().Spec(reqs[0].JobType)
 	c, err := a.dial(cmd)
 	if err != nil {
+		if known != nil {
+			return fmt.Errorf("%w, and the cluster could not be asked for others: %w", known, err)
+		}
 		return err
 	}
 	defer c.Close()
@@ -182,6 +192,15 @@ func (a *app) submit(cmd *cobra.Command, s jobclient.Spec, count int, wait, asJS
 	if failed != nil {
 		return failed
 	}
+	if known != nil {
+		if err := jobclient.Verdict(cmd.Context(), c, accepted[0], verdictWait); err != nil {
+			if errors.Is(err, jobclient.ErrNoVerdict) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "starter: %s submitted, not validated yet: no scheduler worker took it within %s (is one running?)\n", accepted[0], verdictWait)
+			} else {
+				return err
+			}
+		}
+	}
 	if !wait {
 		return nil
 	}
@@ -205,12 +224,12 @@ func (a *app) awaitAll(cmd *cobra.Command, c client.Client, ids []string, asJSON
 }
 
 func (a *app) printResults(out io.Writer, results []jobs.Result, asJSON bool) error {
-	bad := 0
-	for _, r := range results {
-		if r.Status != jobs.StatusCompleted {
-			bad++
-		}
-	}
+	return a.printOutcome(out, results, asJSON, jobs.StatusCompleted)
+}
+
+// printOutcome prints the results and returns the outcome's error (see exitCode) when a job
+// ended otherwise than as ok.
+func (a *app) printOutcome(out io.Writer, results []jobs.Result, asJSON bool, ok ...string) error {
 	if asJSON {
 		for _, r := range results {
 			writeJSON(out, r)
@@ -218,10 +237,7 @@ func (a *app) printResults(out io.Writer, results []jobs.Result, asJSON bool) er
 	} else if err := jobs.WriteTable(out, results); err != nil {
 		return err
 	}
-	if bad > 0 {
-		return fmt.Errorf("%d of %d jobs did not complete", bad, len(results))
-	}
-	return nil
+	return outcome(results, ok...)
 }
 
 func (a *app) resultCmd() *cobra.Command {
@@ -232,13 +248,21 @@ func (a *app) resultCmd() *cobra.Command {
 		Short: "Wait for jobs and print their results",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if timeout > 0 {
-				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-				defer cancel()
-				cmd.SetContext(ctx)
-			}
 			return a.withJobs(cmd, args, func(c client.Client) error {
-				return a.awaitAll(cmd, c, args, asJSON)
+				ctx := cmd.Context()
+				if timeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, timeout)
+					defer cancel()
+				}
+				results, err := jobclient.AwaitAll(ctx, c, args)
+				if err != nil && ctx.Err() != nil && cmd.Context().Err() == nil {
+					return stillRunning(args, results, timeout)
+				}
+				if err != nil {
+					return err
+				}
+				return a.printResults(cmd.OutOrStdout(), results, asJSON)
 			})
 		},
 	}
