@@ -51,12 +51,19 @@ vet: ## go vet and gofmt, with and without the openblas tag
 	cd devserver && $(GO) vet ./...
 	cd deployments/validate && $(GO) vet ./...
 
+# The broker make test (or bench) starts is stopped at its end; one that was running already (make
+# dev's) is left running: scripts/rabbitmq.sh keeps a marker per owner.
+test bench: export GPUJOBS_RABBIT_OWNER = $@
 test: setup ## vet, unit tests, end-to-end tests against a real dev server and RabbitMQ
 	@trap 'scripts/rabbitmq.sh stop' EXIT; $(MAKE) --no-print-directory vet test-unit test-e2e test-deploy
 
 test-unit: cuda-check
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags openblas ./kernels/... ./activities/... ./workflows/...
+	@# what clients send, fuzzed briefly: params, and JobWorkflow inputs from other clients
+	$(GO) test -run '^$$' -fuzz FuzzDecodeParams -fuzztime 10s ./jobs/builtin/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 10s ./workflows/
+	scripts/tests/rabbitmq-owner.sh
 	cd devserver && $(GO) test -count=1 ./...
 
 test-e2e: # the whole log goes to run/e2e.log; the console gets test names and failures
