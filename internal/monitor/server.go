@@ -24,14 +24,6 @@ var webFS embed.FS
 // DefaultLimit is how many results /api/results and /api/failed return without ?limit=.
 const DefaultLimit = 100
 
-// Health is the body of GET /healthz.
-type Health struct {
-	Status   string `json:"status"`   // ok
-	RabbitMQ string `json:"rabbitmq"` // connected or disconnected
-	Results  int    `json:"results"`
-	Store    string `json:"store"`
-}
-
 // Server is the monitor's HTTP side: the JSON API, the SSE stream, /metrics and the dashboard.
 type Server struct {
 	agg       *Aggregator
@@ -121,14 +113,6 @@ func (s *Server) speedup(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.agg.Speedup())
 }
 
-// ResultsPage is the body of GET /api/results.
-type ResultsPage struct {
-	// Matched counts all results that match the filter; Count those returned (after limit).
-	Matched int           `json:"matched"`
-	Count   int           `json:"count"`
-	Results []jobs.Result `json:"results"`
-}
-
 func (s *Server) results(w http.ResponseWriter, r *http.Request) {
 	if !checkParams(w, r, "job_type", "worker_type", "status", "limit", "order") {
 		return
@@ -140,13 +124,6 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request) {
 	}
 	res, matched := s.agg.Results(f)
 	writeJSON(w, http.StatusOK, ResultsPage{Matched: matched, Count: len(res), Results: res})
-}
-
-// Failed is the body of GET /api/failed: counts by error type and the failed and canceled
-// results, newest first.
-type Failed struct {
-	Failures []Count `json:"failures"`
-	ResultsPage
 }
 
 func (s *Server) failed(w http.ResponseWriter, r *http.Request) {
