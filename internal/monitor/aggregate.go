@@ -22,13 +22,22 @@ type Aggregator struct {
 	now     func() time.Time
 	metrics *Metrics
 
-	mu         sync.RWMutex
-	results    []jobs.Result
-	groups     map[groupKey]*group
-	compare    map[compareKey]*compareGroup
-	canonical  map[string]json.RawMessage // params as sent → canonical form; most jobs repeat params
-	duplicates int64
-	malformed  int64
+	mu        sync.RWMutex
+	results   []jobs.Result
+	groups    map[groupKey]*group
+	compare   map[compareKey]*compareGroup
+	canonical map[string]json.RawMessage // params as sent → canonical form; most jobs repeat params
+	counters  Counters
+	// rejectedAtLoad counts the lines of the store that were skipped at start.
+	rejectedAtLoad int
+}
+
+// Counters count the deliveries that did not become results. The consumer keeps them beside
+// the store (Store.SaveCounters), so they survive a restart.
+type Counters struct {
+	Duplicates int64 `json:"duplicates"` // delivered again, not counted twice
+	Malformed  int64 `json:"malformed"`  // not results, dead-lettered
+	Rejected   int64 `json:"rejected"`   // results that failed Validate, dead-lettered
 }
 
 type groupKey struct{ jobType, workerType string }
@@ -63,25 +72,36 @@ func NewAggregator(metrics *Metrics) *Aggregator {
 // SetClock replaces time.Now, for tests of the last-minute throughput.
 func (a *Aggregator) SetClock(now func() time.Time) { a.now = now }
 
-// Add counts results. The caller has already de-duplicated them (the store does).
+// Add counts results. The caller has already de-duplicated them (the store does). A result
+// that fails Validate is not counted but refused, as rejected: whoever feeds the aggregator,
+// its figures stay finite.
 func (a *Aggregator) Add(results ...jobs.Result) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	now := a.now()
 	for _, r := range results {
-		a.add(r)
+		a.add(r, now)
 	}
 }
 
-// AddRecords counts the results of records.
+// AddRecords counts the results of records, as Add does.
 func (a *Aggregator) AddRecords(recs []Record) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	now := a.now()
 	for _, r := range recs {
-		a.add(r.Result)
+		a.add(r.Result, now)
 	}
 }
 
-func (a *Aggregator) add(r jobs.Result) {
+func (a *Aggregator) add(r jobs.Result, now time.Time) {
+	if Validate(r, now) != nil {
+		a.counters.Rejected++
+		if a.metrics != nil {
+			a.metrics.rejected.Inc()
+		}
+		return
+	}
 	a.results = append(a.results, r)
 	wt := workerType(r)
 	k := groupKey{r.JobType, wt}
@@ -147,21 +167,84 @@ func (a *Aggregator) CountDuplicates(n int) {
 		return
 	}
 	a.mu.Lock()
-	a.duplicates += int64(n)
+	a.counters.Duplicates += int64(n)
 	a.mu.Unlock()
 	if a.metrics != nil {
 		a.metrics.duplicates.Add(float64(n))
 	}
 }
 
-// CountMalformed records a message that was dead-lettered.
+// CountMalformed records a message that was not a result and was dead-lettered.
 func (a *Aggregator) CountMalformed() {
 	a.mu.Lock()
-	a.malformed++
+	a.counters.Malformed++
 	a.mu.Unlock()
 	if a.metrics != nil {
 		a.metrics.malformed.Inc()
 	}
+}
+
+// CountRejected records a result that failed Validate and was dead-lettered.
+func (a *Aggregator) CountRejected() {
+	a.mu.Lock()
+	a.counters.Rejected++
+	a.mu.Unlock()
+	if a.metrics != nil {
+		a.metrics.rejected.Inc()
+	}
+}
+
+// Counters returns the counts of deliveries that did not become results.
+func (a *Aggregator) Counters() Counters {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.counters
+}
+
+// RestoreCounters adds the counts that an earlier run kept beside the store.
+func (a *Aggregator) RestoreCounters(c Counters) {
+	a.mu.Lock()
+	a.counters.Duplicates += c.Duplicates
+	a.counters.Malformed += c.Malformed
+	a.counters.Rejected += c.Rejected
+	a.mu.Unlock()
+	if a.metrics != nil {
+		a.metrics.duplicates.Add(float64(c.Duplicates))
+		a.metrics.malformed.Add(float64(c.Malformed))
+		a.metrics.rejected.Add(float64(c.Rejected))
+	}
+}
+
+// SetRejectedAtLoad records how many lines of the store were skipped at start because they are
+// not valid results (LoadStats.NotLoaded).
+func (a *Aggregator) SetRejectedAtLoad(n int) {
+	a.mu.Lock()
+	a.rejectedAtLoad = n
+	a.mu.Unlock()
+	if a.metrics != nil {
+		a.metrics.storeRejected.Set(float64(n))
+	}
+}
+
+// JobTypes lists the job types the aggregator holds results of, sorted.
+func (a *Aggregator) JobTypes() []string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := []string{}
+	for k := range a.groups {
+		if !slices.Contains(out, k.jobType) {
+			out = append(out, k.jobType)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// RejectedAtLoad returns what SetRejectedAtLoad recorded.
+func (a *Aggregator) RejectedAtLoad() int {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.rejectedAtLoad
 }
 
 func workerType(r jobs.Result) string {

@@ -22,6 +22,10 @@ type Totals struct {
 	Fallbacks  int   `json:"fallbacks"`
 	Duplicates int64 `json:"duplicates"`
 	Malformed  int64 `json:"malformed"`
+	// Rejected counts results that failed validation and were dead-lettered; RejectedAtLoad the
+	// lines of the store that were skipped at start because they are not valid results.
+	Rejected       int64 `json:"rejected"`
+	RejectedAtLoad int   `json:"rejected_at_load"`
 }
 
 // Throughput is jobs per second. Overall divides the results by the time from the earliest
@@ -137,6 +141,8 @@ type Health struct {
 	RabbitMQ string `json:"rabbitmq"` // connected or disconnected
 	Results  int    `json:"results"`
 	Store    string `json:"store"`
+	// RejectedAtLoad counts the lines of the store skipped at start (not valid results).
+	RejectedAtLoad int `json:"rejected_at_load"`
 }
 
 // ResultsPage is the body of GET /api/results.
@@ -145,6 +151,10 @@ type ResultsPage struct {
 	Matched int           `json:"matched"`
 	Count   int           `json:"count"`
 	Results []jobs.Result `json:"results"`
+	// JobTypes lists the job types the monitor holds results of; Note says, when the job_type
+	// filter names none of them, that the answer is empty for that reason.
+	JobTypes []string `json:"job_types"`
+	Note     string   `json:"note,omitempty"`
 }
 
 // Failed is the body of GET /api/failed: counts by error type and the failed and canceled

@@ -26,8 +26,8 @@ func (a *Aggregator) Speedup() Speedups {
 		}
 		cm, gm := mean(sorted(c.cpu)), mean(sorted(c.gpu))
 		cmp := Comparison{Params: c.params, CPURuns: len(c.cpu), GPURuns: len(c.gpu), CPUMean: cm, GPUMean: gm}
-		if gm > 0 {
-			cmp.Speedup = cm / gm
+		if sp := cm / gm; gm > 0 && !math.IsInf(sp, 0) { // finite by Validate's bounds; checked all the same
+			cmp.Speedup = sp
 		}
 		js.Compared = append(js.Compared, cmp)
 	}

@@ -83,7 +83,8 @@ func errorType(r jobs.Result) string {
 }
 
 func (a *Aggregator) totals() Totals {
-	t := Totals{Results: len(a.results), Duplicates: a.duplicates, Malformed: a.malformed}
+	t := Totals{Results: len(a.results), Duplicates: a.counters.Duplicates, Malformed: a.counters.Malformed,
+		Rejected: a.counters.Rejected, RejectedAtLoad: a.rejectedAtLoad}
 	for k, g := range a.groups {
 		t.Completed += g.completed
 		t.Failed += g.failed
