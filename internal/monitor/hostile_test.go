@@ -57,6 +57,7 @@ func hostileCases(prefix string, now time.Time) []hostileCase {
 	add("processing_time negative", "processing_time", set("processing_time", -1))
 	add("processing_time denormal", "processing_time", set("processing_time", 5e-324)) // a speedup of +Inf
 	add("queue_time over 30 days", "queue_time", set("queue_time", 3e6))
+	add("estimated_time 1e300", "estimated_time", set("estimated_time", 1e300))
 	add("gbps 1e10", "headline rate", set("metrics", map[string]any{"gbps": 1e10}))
 	add("own rate 1e20", "headline rate", func(m map[string]any) {
 		m["metrics"], m["rate_metric"], m["rate_unit"] = map[string]any{"points_per_sec": 1e20}, "points_per_sec", "points/s"

@@ -22,12 +22,15 @@ import (
 const (
 	// MaxResultBytes bounds one result message (and one line of the store).
 	MaxResultBytes = 1 << 20
-	// MaxSeconds bounds processing_time, setup_time, transfer_time, queue_time and
-	// estimated_time: 30 days, longer than any job's timeouts allow.
+	// MaxSeconds bounds processing_time, setup_time, transfer_time and queue_time: 30 days.
 	MaxSeconds = 30 * 24 * 3600
 	// MinSeconds is the shortest time other than 0: a nanosecond, the clocks' resolution. A
 	// time of 1e-300 s would make a speedup overflow.
 	MinSeconds = 1e-9
+	// MaxEstimate bounds estimated_time, which nothing aggregates: the estimate of a job that
+	// could never finish (a 32768² matrix product 100,000 times on a CPU: years) is still
+	// reported with its failure.
+	MaxEstimate = 1e12
 	// MaxRate bounds a headline rate in GFLOP/s or GB/s: one exaflop/s, one exabyte/s, for one job.
 	MaxRate = 1e9
 	// MaxOtherRate bounds a headline rate in any other unit (samples/s, a user kind's own).
@@ -115,11 +118,14 @@ func Validate(r jobs.Result, now time.Time) error {
 		value float64
 	}{
 		{"processing_time", r.ProcessingTime}, {"setup_time", r.SetupTime}, {"transfer_time", r.TransferTime},
-		{"queue_time", r.QueueTime}, {"estimated_time", r.EstimatedTime},
+		{"queue_time", r.QueueTime},
 	} {
 		if !(f.value == 0 || f.value >= MinSeconds && f.value <= MaxSeconds) { // also false for NaN
 			return fmt.Errorf("%s %v: want 0, or 1e-09 to %d seconds (1 ns to 30 days)", f.name, f.value, MaxSeconds)
 		}
+	}
+	if !(r.EstimatedTime >= 0 && r.EstimatedTime <= MaxEstimate) {
+		return fmt.Errorf("estimated_time %v: want 0 to %g seconds", r.EstimatedTime, float64(MaxEstimate))
 	}
 	for k, v := range r.Metrics {
 		if math.IsNaN(v) || math.IsInf(v, 0) {

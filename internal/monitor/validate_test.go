@@ -66,6 +66,10 @@ func TestValidateAcceptsRealResults(t *testing.T) {
 		m["metrics"] = map[string]any{"gflops": 10, "final_loss": 1e300}
 	})
 	ok("fields a newer producer adds", func(m map[string]any) { m["energy_joules"] = 12.5 })
+	ok("the estimate of a job that could never finish", func(m map[string]any) {
+		m["status"], m["error_type"], m["error"], m["estimated_time"], m["processing_time"] = "failed", jobs.ErrTimeout, "job timed out", 7e7, 0
+		delete(m, "metrics")
+	})
 }
 
 // The aggregator refuses what fails Validate even when it is handed results directly, so its
