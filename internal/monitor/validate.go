@@ -17,7 +17,7 @@ import (
 // it, and the aggregator checks again whatever it is given, so that no single message can
 // poison the aggregates: with every time 0 or within MinSeconds..MaxSeconds and every rate at
 // most MaxOtherRate, no sum, mean, percentile or ratio of them can overflow, and none is NaN.
-// The bounds are wide: a real job is orders of magnitude inside them. They are documented in the
+// The bounds are wide enough for any real job. They are documented in the
 // README (Monitor).
 const (
 	// MaxResultBytes bounds one result message (and one line of the store).
@@ -77,7 +77,7 @@ func Validate(r jobs.Result, now time.Time) error {
 		return fmt.Errorf("status %q: want %s", r.Status, orList(jobs.Statuses))
 	}
 	if r.WorkerType != "" && !slices.Contains(jobs.WorkerTypes, r.WorkerType) {
-		return fmt.Errorf("worker_type %q: want %s, or none for a job that reached no worker", r.WorkerType, orList(jobs.WorkerTypes))
+		return fmt.Errorf("worker_type %q: want %s, or no worker_type for a job that reached no worker", r.WorkerType, orList(jobs.WorkerTypes))
 	}
 	if r.Status == jobs.StatusCompleted && r.WorkerType == "" {
 		return fmt.Errorf("worker_type is missing: a completed job ran on a %s worker", orList(jobs.WorkerTypes))
