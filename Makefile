@@ -59,6 +59,8 @@ test: setup ## vet, unit tests, end-to-end tests against a real dev server and R
 
 test-unit: cuda-check
 	$(GO) test -count=1 ./...
+	@# a few seconds of fuzzing the monitor's result parsing (hostile results must not poison it)
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime 10s ./internal/monitor/
 	$(GO) test -count=1 -tags openblas ./kernels/... ./activities/... ./workflows/...
 	@# what clients send, fuzzed briefly: params, and JobWorkflow inputs from other clients
 	$(GO) test -run '^$$' -fuzz FuzzDecodeParams -fuzztime 10s ./jobs/builtin/

@@ -66,6 +66,9 @@ func dashboardServer(t *testing.T) (*httptest.Server, *Aggregator) {
 	agg.Add(results[:2900]...)
 	agg.CountDuplicates(12)
 	agg.CountMalformed()
+	agg.CountRejected()
+	agg.CountRejected()
+	agg.SetRejectedAtLoad(3)
 	srv := NewServer(agg, agg.metrics, func() bool { return true }, "results/results.jsonl", zap.NewNop())
 	srv.MaxStreamAge = 300 * time.Millisecond
 	h := srv.Handler()
@@ -104,6 +107,7 @@ func TestDashboardInHeadlessChromiumShowsTheAPINumbers(t *testing.T) {
 		"kpi-results": float64(tt.Results), "kpi-completed": float64(tt.Completed), "kpi-failed": float64(tt.Failed),
 		"kpi-canceled": float64(tt.Canceled), "kpi-gpu-runs": float64(tt.GPURuns), "kpi-cpu-runs": float64(tt.CPURuns),
 		"kpi-fallbacks": float64(tt.Fallbacks), "kpi-duplicates": float64(tt.Duplicates), "kpi-malformed": float64(tt.Malformed),
+		"kpi-rejected": float64(tt.Rejected), "kpi-rejected-at-load": float64(tt.RejectedAtLoad),
 		"kpi-throughput-minute": stats.Throughput.LastMinute, "kpi-throughput-overall": stats.Throughput.Overall,
 	} {
 		n := byID(doc, id)

@@ -17,8 +17,11 @@ type Metrics struct {
 	fallbacks  *prometheus.CounterVec
 	duplicates prometheus.Counter
 	malformed  prometheus.Counter
+	rejected   prometheus.Counter
 	batches    prometheus.Histogram
 	connected  prometheus.Gauge
+
+	storeRejected prometheus.Gauge
 }
 
 // NewMetrics registers the monitor's series, and Go runtime and process collectors.
@@ -47,6 +50,14 @@ func NewMetrics() *Metrics {
 			Name: "gpujobs_monitor_malformed_total",
 			Help: "Messages that were not results, dead-lettered to the queue's .dlq.",
 		}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gpujobs_monitor_rejected_total",
+			Help: "Results that failed validation (bad status, type, time or rate), dead-lettered to the queue's .dlq with the reason.",
+		}),
+		storeRejected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gpujobs_monitor_store_rejected_lines",
+			Help: "Lines of the results file skipped at start because they are not valid results.",
+		}),
 		batches: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "gpujobs_monitor_batch_size",
 			Help:    "Messages per fsynced batch of the store.",
@@ -57,7 +68,7 @@ func NewMetrics() *Metrics {
 			Help: "1 while the monitor consumes the result queue.",
 		}),
 	}
-	m.Registry.MustRegister(m.results, m.processing, m.fallbacks, m.duplicates, m.malformed, m.batches, m.connected,
+	m.Registry.MustRegister(m.results, m.processing, m.fallbacks, m.duplicates, m.malformed, m.rejected, m.storeRejected, m.batches, m.connected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -72,6 +72,10 @@ func writeMarkdown(w io.Writer, source string, s Stats, sp Speedups, charts []Ch
 	fmt.Fprintf(&b, "# gpujobs results report\n\nGenerated %s from `%s`.\n\n", s.GeneratedAt.Format(time.RFC3339), source)
 	b.WriteString("## Totals\n\n| results | completed | failed | canceled | GPU runs | CPU runs | fallbacks (CPU) |\n|---:|---:|---:|---:|---:|---:|---:|\n")
 	fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %d | %d |\n\n", t.Results, t.Completed, t.Failed, t.Canceled, t.GPURuns, t.CPURuns, t.Fallbacks)
+	if t.Duplicates > 0 || t.Malformed > 0 || t.Rejected > 0 || t.RejectedAtLoad > 0 {
+		fmt.Fprintf(&b, "Not counted: %d duplicate deliveries, %d malformed messages and %d invalid results (dead-lettered), "+
+			"%d lines of the results file that are not valid results (skipped).\n\n", t.Duplicates, t.Malformed, t.Rejected, t.RejectedAtLoad)
+	}
 	if tp := s.Throughput; tp.FirstStart != nil {
 		fmt.Fprintf(&b, "Throughput: %.3f jobs/s overall (%s to %s), %.3f jobs/s in the minute before the report.\n\n",
 			tp.Overall, tp.FirstStart.Format(time.RFC3339), tp.LastEnd.Format(time.RFC3339), tp.LastMinute)

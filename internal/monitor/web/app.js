@@ -36,6 +36,8 @@ function renderTotals(t, overall, lastMinute) {
   setNum("kpi-canceled", t.canceled);
   setNum("kpi-duplicates", t.duplicates);
   setNum("kpi-malformed", t.malformed);
+  setNum("kpi-rejected", t.rejected);
+  setNum("kpi-rejected-at-load", t.rejected_at_load);
   setNum("kpi-throughput-minute", lastMinute, lastMinute.toFixed(2));
   setNum("kpi-throughput-overall", overall, overall.toFixed(2));
 }
