@@ -98,6 +98,7 @@ func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (work
 	}
 	fmt.Sscan(out.Info["threads"], &res.Threads)
 	deviceFromInfo(&res, out.Info)
+	withTelemetry(&res, out.Telemetry)
 	log.Info("job completed", zap.Float64("processing_time", res.ProcessingTime))
 	return res, nil
 }

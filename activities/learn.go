@@ -28,7 +28,7 @@ func (l *Learner) Learn(r workflows.JobResult) {
 	}
 	l.Model.Observe(estimate.Observation{
 		JobType: r.JobType, Device: r.WorkerType, Work: p.Work(),
-		Processing: r.ProcessingTime, Transfer: r.TransferTime,
+		Processing: r.ProcessingTime, Transfer: r.TransferTime, DeviceMemory: r.DeviceMemory,
 	})
 	if l.Path != "" {
 		if err := l.Model.Save(l.Path); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gpujobs/gpujobs/internal/estimate"
 	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/kernels/cuda/pool"
 	"github.com/gpujobs/gpujobs/workflows"
 )
 
@@ -41,6 +42,9 @@ type SchedulerOptions struct {
 	// Defaults 20 and 5m.
 	TimeoutFactor float64
 	TimeoutFloor  time.Duration
+	// GPUJobsPerGPU is the per-GPU job limit of the GPU workers (GPU_JOBS_PER_GPU), so that the
+	// GPU queue's expected wait counts the jobs that share a GPU. Default pool.DefaultJobsPerDevice.
+	GPUJobsPerGPU int
 }
 
 func (o SchedulerOptions) withDefaults() SchedulerOptions {
@@ -58,6 +62,9 @@ func (o SchedulerOptions) withDefaults() SchedulerOptions {
 	}
 	if o.TimeoutFloor <= 0 {
 		o.TimeoutFloor = 5 * time.Minute
+	}
+	if o.GPUJobsPerGPU <= 0 {
+		o.GPUJobsPerGPU = pool.DefaultJobsPerDevice
 	}
 	return o
 }
@@ -96,6 +103,7 @@ func (s *Scheduler) Schedule(ctx context.Context, req workflows.JobRequest) (wor
 	in.GPU.Prediction = model.Predict(req.JobType, estimate.GPU, in.Work)
 	in.CPU.MeanJob, _ = model.MeanProcessing(estimate.CPU)
 	in.GPU.MeanJob, _ = model.MeanProcessing(estimate.GPU)
+	in.GPU.Share = pool.Share(in.Work.MemBytes, model.DeviceMemory(estimate.GPU), s.Options.withDefaults().GPUJobsPerGPU)
 	if req.EffectiveDevice() != workflows.DeviceCPU && req.EffectiveDevice() != workflows.DeviceRequireGPU {
 		// Only policies that choose need the queues' load.
 		if in.GPU.Queue, err = s.Inspector.Inspect(ctx, workflows.GPUQueue); err != nil {
@@ -124,10 +132,15 @@ type DeviceSituation struct {
 	Prediction estimate.Prediction
 	// MeanJob is the mean processing time of recent jobs on this device kind (0: unknown).
 	MeanJob time.Duration
+	// Share is how many jobs of this one's size a worker runs at once: GPU jobs share a GPU
+	// while their memory estimates fit, up to the per-GPU limit (pool.Share). 0 means 1.
+	Share int
 }
 
 // Wait is the expected time before a worker starts a job queued now: the backlog shared by the
-// pollers, each job taking MeanJob (or this job's own prediction when nothing was measured).
+// pollers, each running Share jobs at once, each job taking MeanJob (or this job's own
+// prediction when nothing was measured). MeanJob is measured on jobs that shared their GPU, so it
+// already includes the slowdown of sharing.
 func (d DeviceSituation) Wait() time.Duration {
 	if d.Queue.Backlog <= 0 || d.Queue.Pollers <= 0 {
 		return 0
@@ -136,7 +149,7 @@ func (d DeviceSituation) Wait() time.Duration {
 	if per <= 0 {
 		per = d.Prediction.Total
 	}
-	return time.Duration(d.Queue.Backlog) * per / time.Duration(d.Queue.Pollers)
+	return time.Duration(d.Queue.Backlog) * per / time.Duration(d.Queue.Pollers*max(d.Share, 1))
 }
 
 // Finish is the expected time to the job's end: the wait plus the job itself.

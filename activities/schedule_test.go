@@ -1,12 +1,16 @@
 package activities
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/gpujobs/gpujobs/internal/estimate"
 	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/kernels/cuda/pool"
 	"github.com/gpujobs/gpujobs/workflows"
 )
 
@@ -85,4 +89,48 @@ func TestWaitSharesTheBacklogAmongPollers(t *testing.T) {
 	if got := d.Wait(); got != 2500*time.Millisecond {
 		t.Errorf("wait without a measured mean %s, want the job's own estimate per job", got)
 	}
+}
+
+// GPU jobs that share a GPU shorten the GPU queue's wait: 20 queued jobs of 100 ms on one GPU
+// worker make a GPU-preferring job slower than the 1 s CPU, unless four of them run at once.
+func TestWaitCountsJobsSharingAGPU(t *testing.T) {
+	in := situation("gpu", kernels.Work{}, time.Second, 100*time.Millisecond, QueueState{Pollers: 1}, QueueState{Pollers: 1, Backlog: 20})
+	if d := Decide(in, SchedulerOptions{}); d.Queue != workflows.CPUQueue {
+		t.Errorf("one job per GPU: %s (%s), want the CPU", d.Queue, d.Reason)
+	}
+	in.GPU.Share = 4
+	if got := in.GPU.Wait(); got != 500*time.Millisecond {
+		t.Errorf("wait %s, want 20 × 100 ms / 4 = 500 ms", got)
+	}
+	if d := Decide(in, SchedulerOptions{}); d.Queue != workflows.GPUQueue {
+		t.Errorf("four jobs per GPU: %s (%s), want the GPU", d.Queue, d.Reason)
+	}
+}
+
+// The scheduler learns the GPUs' memory from results and counts how many jobs of the new one's
+// size share a GPU, up to the per-GPU limit: none before any GPU result.
+func TestScheduleSharesByMemory(t *testing.T) {
+	model := estimate.NewModel()
+	s := &Scheduler{Registry: kernels.Default(), Inspector: fixedInspector{}, Model: model, Logger: zap.NewNop(), Options: SchedulerOptions{GPUJobsPerGPU: 3}}
+	req := workflows.JobRequest{JobID: "job-000000000001", JobType: kernels.VectorAdditionKind, Params: []byte(`{"size": 1000}`)}
+	share := func() int {
+		p, _ := s.Registry.Decode(req.JobType, req.Params)
+		return pool.Share(p.Work().MemBytes, model.DeviceMemory(estimate.GPU), s.Options.withDefaults().GPUJobsPerGPU)
+	}
+	if got := share(); got != 1 {
+		t.Errorf("share before any GPU result %d, want 1", got)
+	}
+	model.Observe(estimate.Observation{JobType: kernels.VectorAdditionKind, Device: estimate.GPU, Processing: 0.01, DeviceMemory: 80 << 30})
+	if got := share(); got != 3 {
+		t.Errorf("share of a small job on an 80 GiB GPU %d, want the limit 3", got)
+	}
+	if _, err := s.Schedule(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type fixedInspector struct{}
+
+func (fixedInspector) Inspect(context.Context, string) (QueueState, error) {
+	return QueueState{Pollers: 1}, nil
 }

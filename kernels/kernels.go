@@ -63,6 +63,18 @@ type Output struct {
 	Metrics map[string]float64
 	// Info names what ran: blas backend, gemm implementation, threads.
 	Info map[string]string
+	// Telemetry is what the GPU's management library saw while the job ran; nil when it was
+	// not sampled (a CPU job, or a node without NVML).
+	Telemetry *Telemetry
+}
+
+// Telemetry is a GPU's utilisation and memory while a job ran. The figures are the device's:
+// when jobs share a GPU, each one's include the others'.
+type Telemetry struct {
+	Samples         int
+	UtilizationMean float64 // percent of the time a kernel was running
+	UtilizationPeak float64
+	MemoryPeak      int64 // bytes in use on the device
 }
 
 // ParamError says which field of which job type is wrong and what is allowed.

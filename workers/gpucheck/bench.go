@@ -28,12 +28,20 @@ type benchCase struct {
 	Scale     float64         `json:"scale"` // 1e9 for GB/s and GFLOP/s, 1 for samples/s
 	Seconds   float64         `json:"seconds"`
 	Device    string          `json:"device"`
-	Error     string          `json:"error,omitempty"`
+	Kernels   string          `json:"kernels,omitempty"` // where the PTX kernels came from
+	CuBLAS    string          `json:"cublas,omitempty"`  // the cuBLAS that ran, with its version
+	UtilMean  float64         `json:"util_mean,omitempty"`
+	MemPeak   int64           `json:"mem_peak,omitempty"`
+	// Skipped says why the case could not be measured (cuBLAS not loaded): the report shows its
+	// target as not checked. It is not a failure; Error is.
+	Skipped string `json:"skipped,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // benchCases are the default sizes plus one larger case per job type, where the default is too
-// small to fill an H100 (a 1000² GEMM is 2 GFLOP, about 40 µs).
-func benchCases(cublas bool) []benchCase {
+// small to fill an H100 (a 1000² GEMM is 2 GFLOP, about 40 µs). The cuBLAS cases are listed
+// whether or not cuBLAS loaded; without it they are skipped, saying why.
+func benchCases() []benchCase {
 	var cs []benchCase
 	add := func(name string, p kernels.Params, impl, precision string) {
 		raw, _ := json.Marshal(p)
@@ -47,10 +55,8 @@ func benchCases(cublas bool) []benchCase {
 			iters = 20
 		}
 		add(fmt.Sprintf("matmul %d", n), &kernels.MatrixMultiply{Size: n, Iterations: iters, Precision: "fp32", Seed: 42}, cuda.GEMMPTX, "fp32")
-		if cublas {
-			add(fmt.Sprintf("matmul %d", n), &kernels.MatrixMultiply{Size: n, Iterations: iters, Precision: "fp32", Seed: 42}, cuda.GEMMCuBLAS, "fp32")
-			add(fmt.Sprintf("matmul %d", n), &kernels.MatrixMultiply{Size: n, Iterations: iters, Precision: "tf32", Seed: 42}, cuda.GEMMCuBLAS, "tf32")
-		}
+		add(fmt.Sprintf("matmul %d", n), &kernels.MatrixMultiply{Size: n, Iterations: iters, Precision: "fp32", Seed: 42}, cuda.GEMMCuBLAS, "fp32")
+		add(fmt.Sprintf("matmul %d", n), &kernels.MatrixMultiply{Size: n, Iterations: iters, Precision: "tf32", Seed: 42}, cuda.GEMMCuBLAS, "tf32")
 	}
 	add("conv 32x3x224² k3 f64", &kernels.ImageProcessing{BatchSize: 32, ImageSize: 224, Channels: 3, Filters: 64, KernelSize: 3, Iterations: 20, Seed: 42}, cuda.GEMMPTX, "fp32")
 	add("conv 32x64x56² k3 f64", &kernels.ImageProcessing{BatchSize: 32, ImageSize: 56, Channels: 64, Filters: 64, KernelSize: 3, Iterations: 20, Seed: 42}, cuda.GEMMPTX, "fp32")
@@ -58,16 +64,16 @@ func benchCases(cublas bool) []benchCase {
 		p := &kernels.NeuralNetwork{Epochs: 5, BatchSize: bs, InputSize: 784, HiddenSize: 256, OutputSize: 10, Samples: bs * 100, LearningRate: 1e-3, Seed: 42}
 		name := fmt.Sprintf("mlp 784-256-10 b%d", bs)
 		add(name, p, cuda.GEMMPTX, "fp32")
-		if cublas {
-			add(name, p, cuda.GEMMCuBLAS, "fp32")
-		}
+		add(name, p, cuda.GEMMCuBLAS, "fp32")
 	}
 	return cs
 }
 
+// runBench runs every case and prints it; it fails when a case failed (a skipped one is not a
+// failure), after printing them all.
 func runBench(ctx context.Context, w io.Writer, r *cuda.Runner, o options) error {
-	impl, _ := r.GEMM()
-	cases := benchCases(impl == cuda.GEMMCuBLAS)
+	impl, why := r.GEMM()
+	cases := benchCases()
 	reg := kernels.Default()
 	device := r.Devices()[0].Name
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -75,15 +81,28 @@ func runBench(ctx context.Context, w io.Writer, r *cuda.Runner, o options) error
 		fmt.Fprintln(tw, "case\timpl\tprecision\trate\tunit\tseconds\t")
 	}
 	enc := json.NewEncoder(w)
+	failed := 0
 	for _, c := range cases {
 		c.Device = device
+		c.Kernels = r.Kernels()
 		p, err := reg.Decode(c.Job, c.Params)
 		if err != nil {
 			return err
 		}
-		measure(ctx, r, p, &c, max(o.repeat, 1))
+		switch {
+		case c.Impl == cuda.GEMMCuBLAS && impl != cuda.GEMMCuBLAS:
+			c.Skipped = "cuBLAS not loaded: " + why
+		default:
+			if c.Impl == cuda.GEMMCuBLAS {
+				c.CuBLAS = why
+			}
+			measure(ctx, r, p, &c, max(o.repeat, 1))
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if c.Error != "" {
+			failed++
 		}
 		if o.json {
 			if err := enc.Encode(c); err != nil {
@@ -92,12 +111,21 @@ func runBench(ctx context.Context, w io.Writer, r *cuda.Runner, o options) error
 			continue
 		}
 		rate := fmt.Sprintf("%.1f", c.Rate)
-		if c.Error != "" {
+		switch {
+		case c.Error != "":
 			rate = "error: " + c.Error
+		case c.Skipped != "":
+			rate = "not checked: " + c.Skipped
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.4f\t\n", c.Case, c.Impl, c.Precision, rate, c.Unit, c.Seconds)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d benchmark cases failed", failed, len(cases))
+	}
+	return nil
 }
 
 // measure runs the case repeat times and keeps the best rate: the first run of a shape also pays
@@ -123,6 +151,13 @@ func measure(ctx context.Context, r *cuda.Runner, p kernels.Params, c *benchCase
 		}
 		if got := out.Metrics[metric]; got > c.Rate {
 			c.Rate, c.Seconds = got, out.ProcessingTime.Seconds()
+			if t := out.Telemetry; t != nil {
+				c.UtilMean, c.MemPeak = t.UtilizationMean, t.MemoryPeak
+			}
+		}
+		if !(out.Metrics[metric] > 0) {
+			c.Error = fmt.Sprintf("%s = %v", metric, out.Metrics[metric])
+			return
 		}
 		if pr := out.Info["precision"]; pr != "" && pr != c.Precision {
 			c.Error = "ran " + pr
