@@ -21,12 +21,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strconv"
 	"strings"
 
 	"gorgonia.org/cu"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/kernels/cuda/cublas"
 	"github.com/gpujobs/gpujobs/kernels/cuda/nvml"
 	"github.com/gpujobs/gpujobs/kernels/cuda/pool"
@@ -52,6 +51,8 @@ type Options struct {
 	// Devices are the ordinals to use; nil means every device the driver shows (mind
 	// CUDA_VISIBLE_DEVICES).
 	Devices []int
+	// Impls are the GPU implementations, by kind; nil means Builtin().
+	Impls *jobs.Impls[Impl]
 	// JobsPerGPU is the most jobs that share one GPU at once, while their memory estimates fit
 	// (GPU_JOBS_PER_GPU); 0 means pool.DefaultJobsPerDevice, 1 one job per GPU.
 	JobsPerGPU int
@@ -75,6 +76,7 @@ type DeviceInfo struct {
 
 // Runner runs jobs on this machine's GPUs, each job on the least busy device.
 type Runner struct {
+	impls   *jobs.Impls[Impl]
 	devices []*device
 	gemm    string
 	blas    *cublas.Library // nil when not loaded
@@ -109,7 +111,10 @@ func NewRunner(o Options) (*Runner, error) {
 	if len(ordinals) == 0 {
 		return nil, errors.New("no CUDA device found: start a CPU worker instead")
 	}
-	r := &Runner{gemm: o.GEMM}
+	if o.Impls == nil {
+		o.Impls = Builtin()
+	}
+	r := &Runner{gemm: o.GEMM, impls: o.Impls}
 	for _, i := range ordinals {
 		if i < 0 || i >= n {
 			r.Close()
@@ -278,7 +283,7 @@ func (r *Runner) GEMM() (impl, detail string) {
 
 // Fits returns a *MemoryError when a job's memory estimate exceeds what the largest device can
 // hold, so it can never run here.
-func (r *Runner) Fits(w kernels.Work) error { return r.pool.Fits(w.MemBytes) }
+func (r *Runner) Fits(w jobs.Work) error { return r.pool.Fits(w.MemBytes) }
 
 // RunOptions adjust one run, for gpucheck.
 type RunOptions struct {
@@ -291,49 +296,51 @@ type RunOptions struct {
 }
 
 // Run runs one job on the least busy GPU.
-func (r *Runner) Run(ctx context.Context, p kernels.Params, report kernels.Reporter) (kernels.Output, error) {
+func (r *Runner) Run(ctx context.Context, p jobs.Params, report jobs.Reporter) (jobs.Output, error) {
 	return r.RunWith(ctx, p, report, RunOptions{})
 }
 
 // RunWith runs one job with per-run options: on the device the pool admits it to (waiting for
 // memory while jobs run), after resetting that device's context if a job before it lost it,
 // sampling the device with NVML while it runs.
-func (r *Runner) RunWith(ctx context.Context, p kernels.Params, report kernels.Reporter, o RunOptions) (kernels.Output, error) {
+func (r *Runner) RunWith(ctx context.Context, p jobs.Params, report jobs.Reporter, o RunOptions) (jobs.Output, error) {
 	if err := p.Validate(); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
+	}
+	impl, err := r.impls.Lookup(p.Kind())
+	if err != nil {
+		return jobs.Output{}, err
 	}
 	blas, err := r.gemmFor(o.GEMM)
 	if err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	lease, err := r.pool.Acquire(ctx, p.Work().MemBytes)
 	if err != nil {
-		return kernels.Output{}, fmt.Errorf("%s: %w", p.Kind(), err)
+		return jobs.Output{}, fmt.Errorf("%s: %w", p.Kind(), err)
 	}
 	d := r.devices[lease.Device()]
-	out, err := r.runLeased(d, lease, func() (kernels.Output, error) {
-		return d.run(ctx, p, report, blas, o, lease)
+	out, err := r.runLeased(d, lease, func() (jobs.Output, error) {
+		return d.run(ctx, impl, p, report, blas, o, lease)
 	})
 	if err != nil {
-		return kernels.Output{}, fmt.Errorf("%s on %s: %w", p.Kind(), d.label(), err)
+		return jobs.Output{}, fmt.Errorf("%s on %s: %w", p.Kind(), d.label(), err)
 	}
-	out.Info["device"] = d.info.Name
-	out.Info["device_index"] = strconv.Itoa(d.info.Index)
-	out.Info["compute_capability"] = d.info.ComputeCapability
-	out.Info["device_memory"] = strconv.FormatInt(d.info.Memory, 10)
-	out.Info["kernels"] = d.loaded
+	out.Device = &jobs.DeviceInfo{WorkerType: jobs.WorkerTypeGPU, Name: d.info.Name, Index: d.info.Index,
+		ComputeCapability: d.info.ComputeCapability, Memory: d.info.Memory}
+	out.Modules = d.loaded
 	return out, nil
 }
 
 // runLeased runs fn under the lease: the reset the pool asked for first, NVML sampling around
 // it, and the outcome reported to the pool at the end.
-func (r *Runner) runLeased(d *device, lease *pool.Lease, fn func() (kernels.Output, error)) (out kernels.Output, err error) {
+func (r *Runner) runLeased(d *device, lease *pool.Lease, fn func() (jobs.Output, error)) (out jobs.Output, err error) {
 	defer func() { lease.Release(err) }()
 	if lease.NeedsReset() {
 		err = d.reset()
 		lease.ResetDone(err)
 		if err != nil {
-			return kernels.Output{}, err
+			return jobs.Output{}, err
 		}
 	}
 	var rec *nvml.Recorder
@@ -343,7 +350,7 @@ func (r *Runner) runLeased(d *device, lease *pool.Lease, fn func() (kernels.Outp
 	out, err = fn()
 	if rec != nil {
 		if s, ok := rec.Stop(); ok && err == nil {
-			out.Telemetry = &kernels.Telemetry{Samples: s.Samples, UtilizationMean: s.UtilizationMean,
+			out.Telemetry = &jobs.Telemetry{Samples: s.Samples, UtilizationMean: s.UtilizationMean,
 				UtilizationPeak: s.UtilizationPeak, MemoryPeak: s.MemoryPeak}
 		}
 	}

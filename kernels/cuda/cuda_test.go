@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 	"github.com/gpujobs/gpujobs/kernels"
 	"github.com/gpujobs/gpujobs/kernels/cuda/pool"
 	"github.com/gpujobs/gpujobs/kernels/cuda/ptx"
@@ -44,7 +46,7 @@ func newRunner(t *testing.T, o Options) *Runner {
 }
 
 func runWith(r *Runner, gemm string) kernelstest.Run {
-	return func(ctx context.Context, p kernels.Params, report kernels.Reporter) (kernels.Output, error) {
+	return func(ctx context.Context, p jobs.Params, report jobs.Reporter) (jobs.Output, error) {
 		return r.RunWith(ctx, p, report, RunOptions{GEMM: gemm})
 	}
 }
@@ -75,9 +77,9 @@ func TestMatchesCPU(t *testing.T) {
 	r := newRunner(t, Options{GEMM: GEMMPTX})
 	ctx := context.Background()
 	for _, n := range []int{1, 7, 64, 129, 300} {
-		p := &kernels.MatrixMultiply{Size: n, Iterations: 1, Precision: "fp32", Seed: 5}
+		p := &builtin.MatrixMultiply{Size: n, Iterations: 1, Precision: "fp32", Seed: 5}
 		var got []float32
-		if _, err := r.RunWith(ctx, p, func(kernels.Progress) {}, RunOptions{Result: &got}); err != nil {
+		if _, err := r.RunWith(ctx, p, func(jobs.Progress) {}, RunOptions{Result: &got}); err != nil {
 			t.Fatal(err)
 		}
 		a, b := p.Inputs()
@@ -87,10 +89,10 @@ func TestMatchesCPU(t *testing.T) {
 			t.Errorf("matrix_multiply %d: max relative error %.2g", n, e)
 		}
 	}
-	for _, s := range []kernels.ConvShape{{N: 2, C: 3, H: 9, W: 9, F: 4, K: 3}, {N: 1, C: 2, H: 5, W: 5, F: 70, K: 5}, {N: 3, C: 1, H: 7, W: 7, F: 3, K: 1}} {
-		p := &kernels.ImageProcessing{BatchSize: s.N, Channels: s.C, ImageSize: s.H, Filters: s.F, KernelSize: s.K, Iterations: 1, Seed: 2}
+	for _, s := range []builtin.ConvShape{{N: 2, C: 3, H: 9, W: 9, F: 4, K: 3}, {N: 1, C: 2, H: 5, W: 5, F: 70, K: 5}, {N: 3, C: 1, H: 7, W: 7, F: 3, K: 1}} {
+		p := &builtin.ImageProcessing{BatchSize: s.N, Channels: s.C, ImageSize: s.H, Filters: s.F, KernelSize: s.K, Iterations: 1, Seed: 2}
 		var got []float32
-		if _, err := r.RunWith(ctx, p, func(kernels.Progress) {}, RunOptions{Result: &got}); err != nil {
+		if _, err := r.RunWith(ctx, p, func(jobs.Progress) {}, RunOptions{Result: &got}); err != nil {
 			t.Fatal(err)
 		}
 		in, w := p.Inputs()
@@ -105,12 +107,12 @@ func TestMatchesCPU(t *testing.T) {
 func TestFits(t *testing.T) {
 	r := newRunner(t, Options{GEMM: GEMMPTX})
 	mem := r.Devices()[0].Memory
-	err := r.Fits(kernels.Work{MemBytes: 2 * mem})
+	err := r.Fits(jobs.Work{MemBytes: 2 * mem})
 	var me *MemoryError
 	if !errors.As(err, &me) || !strings.Contains(err.Error(), "can hold") {
 		t.Errorf("Fits(2× device memory) = %v, want a MemoryError naming the limit", err)
 	}
-	if err := r.Fits(kernels.Work{MemBytes: 1 << 20}); err != nil {
+	if err := r.Fits(jobs.Work{MemBytes: 1 << 20}); err != nil {
 		t.Errorf("Fits(1 MiB) = %v", err)
 	}
 }
@@ -139,8 +141,8 @@ func TestFaultsLeaveRunnerServing(t *testing.T) {
 
 func checkSgemm(t *testing.T, r *Runner, when string) {
 	t.Helper()
-	p := &kernels.MatrixMultiply{Size: 64, Iterations: 2, Seed: 1}
-	out, err := r.Run(context.Background(), p, func(kernels.Progress) {})
+	p := &builtin.MatrixMultiply{Size: 64, Iterations: 2, Seed: 1}
+	out, err := r.Run(context.Background(), p, func(jobs.Progress) {})
 	if err != nil {
 		t.Fatalf("%s: %v", when, err)
 	}
@@ -171,7 +173,7 @@ func TestIllegalAddressKillsTheDevice(t *testing.T) {
 		if st := r.Health()[0]; st.State != pool.Dead {
 			t.Fatalf("device %v, want dead", st.State)
 		}
-		_, err = r.Run(context.Background(), &kernels.MatrixMultiply{Size: 8, Iterations: 1, Seed: 1}, func(kernels.Progress) {})
+		_, err = r.Run(context.Background(), &builtin.MatrixMultiply{Size: 8, Iterations: 1, Seed: 1}, func(jobs.Progress) {})
 		if !errors.Is(err, pool.ErrDraining) {
 			t.Fatalf("next job: %v, want ErrDraining", err)
 		}
@@ -194,22 +196,22 @@ func TestIllegalAddressKillsTheDevice(t *testing.T) {
 // the same time (each waits in its first progress report until all four have reported).
 func TestSmallJobsShareTheGPU(t *testing.T) {
 	r := newRunner(t, Options{GEMM: GEMMPTX, JobsPerGPU: 4})
-	const jobs = 4
+	const n = 4
 	var mu sync.Mutex
 	arrived := 0
 	all := make(chan struct{})
-	errs := make(chan error, jobs)
-	for i := 0; i < jobs; i++ {
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
 		go func() {
 			first := true
-			_, err := r.Run(context.Background(), &kernels.VectorAddition{Size: 1 << 20, Iterations: 20, Seed: 1}, func(kernels.Progress) {
+			_, err := r.Run(context.Background(), &builtin.VectorAddition{Size: 1 << 20, Iterations: 20, Seed: 1}, func(jobs.Progress) {
 				if !first {
 					return
 				}
 				first = false
 				mu.Lock()
 				arrived++
-				if arrived == jobs {
+				if arrived == n {
 					close(all)
 				}
 				mu.Unlock()
@@ -221,7 +223,7 @@ func TestSmallJobsShareTheGPU(t *testing.T) {
 			errs <- err
 		}()
 	}
-	for i := 0; i < jobs; i++ {
+	for i := 0; i < n; i++ {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
@@ -229,7 +231,7 @@ func TestSmallJobsShareTheGPU(t *testing.T) {
 	select {
 	case <-all:
 	default:
-		t.Fatalf("only %d of %d jobs ran at once", arrived, jobs)
+		t.Fatalf("only %d of %d jobs ran at once", arrived, n)
 	}
 }
 
@@ -259,7 +261,7 @@ func TestTelemetry(t *testing.T) {
 	if !on {
 		t.Skipf("no NVML: %s", detail)
 	}
-	out, err := r.Run(context.Background(), &kernels.MatrixMultiply{Size: 2048, Iterations: 50, Seed: 1}, func(kernels.Progress) {})
+	out, err := r.Run(context.Background(), &builtin.MatrixMultiply{Size: 2048, Iterations: 50, Seed: 1}, func(jobs.Progress) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,15 +274,15 @@ func TestTelemetry(t *testing.T) {
 
 func TestStopsWithinOneStep(t *testing.T) {
 	r := newRunner(t, Options{})
-	for _, p := range []kernels.Params{
-		&kernels.MatrixMultiply{Size: 512, Iterations: 1000, Seed: 1},
-		&kernels.VectorAddition{Size: 1 << 20, Iterations: 1000, Seed: 1},
-		&kernels.ImageProcessing{BatchSize: 2, ImageSize: 64, Channels: 3, Filters: 8, KernelSize: 3, Iterations: 1000, Seed: 1},
-		&kernels.NeuralNetwork{Epochs: 1000, BatchSize: 8, InputSize: 4, HiddenSize: 4, OutputSize: 2, Samples: 16, LearningRate: 0.01, Seed: 1},
+	for _, p := range []jobs.Params{
+		&builtin.MatrixMultiply{Size: 512, Iterations: 1000, Seed: 1},
+		&builtin.VectorAddition{Size: 1 << 20, Iterations: 1000, Seed: 1},
+		&builtin.ImageProcessing{BatchSize: 2, ImageSize: 64, Channels: 3, Filters: 8, KernelSize: 3, Iterations: 1000, Seed: 1},
+		&builtin.NeuralNetwork{Epochs: 1000, BatchSize: 8, InputSize: 4, HiddenSize: 4, OutputSize: 2, Samples: 16, LearningRate: 0.01, Seed: 1},
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
 		steps := 0
-		_, err := r.Run(ctx, p, func(kernels.Progress) {
+		_, err := r.Run(ctx, p, func(jobs.Progress) {
 			steps++
 			if steps == 3 {
 				cancel()

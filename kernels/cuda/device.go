@@ -14,7 +14,7 @@ import (
 
 	"gorgonia.org/cu"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/kernels/cuda/cublas"
 	"github.com/gpujobs/gpujobs/kernels/cuda/nvml"
 	"github.com/gpujobs/gpujobs/kernels/cuda/pool"
@@ -171,28 +171,28 @@ func (d *device) label() string { return fmt.Sprintf("GPU %d (%s)", d.info.Index
 
 // run runs one job on this device, on the calling goroutine's thread. The pool has admitted it
 // (and reset the context first when a job before it lost it).
-func (d *device) run(ctx context.Context, p kernels.Params, report kernels.Reporter, blas *cublas.Library, o RunOptions, lease *pool.Lease) (kernels.Output, error) {
+func (d *device) run(ctx context.Context, impl Impl, p jobs.Params, report jobs.Reporter, blas *cublas.Library, o RunOptions, lease *pool.Lease) (jobs.Output, error) {
 	leave, err := d.enter()
 	if err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	defer leave()
 	s, err := d.takeSlot(blas)
 	if err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
-	j := &job{d: d, s: s, lease: lease, noSplitK: o.NoSplitK}
+	j := &Job{d: d, s: s, result: o.Result, lease: lease, noSplitK: o.NoSplitK}
 	if blas != nil {
 		j.blas = s.blas
 	}
-	out, err := j.run(ctx, p, report, o.Result)
+	out, err := impl(ctx, j, p, report)
 	if ferr := j.free(); err == nil {
 		err = ferr
 	} else if ferr != nil {
 		err = errors.Join(err, ferr) // a sticky error behind a cuBLAS status surfaces at the sync
 	}
 	if err != nil && severity(err) != pool.JobFailed {
-		return kernels.Output{}, err // the slot's stream and handle died with the context
+		return jobs.Output{}, err // the slot's stream and handle died with the context
 	}
 	d.putSlot(s)
 	return out, err

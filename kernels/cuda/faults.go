@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/kernels/cuda/pool"
 	"github.com/gpujobs/gpujobs/kernels/cuda/ptx"
 )
@@ -50,7 +50,7 @@ func (r *Runner) ProvokeFault(ctx context.Context, fault string) error {
 		return err
 	}
 	d := r.devices[lease.Device()]
-	_, err = r.runLeased(d, lease, func() (kernels.Output, error) { return kernels.Output{}, d.provoke(fault) })
+	_, err = r.runLeased(d, lease, func() (jobs.Output, error) { return jobs.Output{}, d.provoke(fault) })
 	return err
 }
 
@@ -64,7 +64,7 @@ func (d *device) provoke(fault string) error {
 	if err != nil {
 		return err
 	}
-	j := &job{d: d, s: s}
+	j := &Job{d: d, s: s}
 	switch fault {
 	case FaultOutOfMemory:
 		_, err = j.alloc(2 * d.info.Memory)

@@ -14,16 +14,15 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
-// Defaults of Options.
+// Defaults of Options, and what a device keeps for itself: the rule the scheduler estimates
+// with too (jobs.GPUShare).
 const (
-	// ContextReserve is what a device keeps for its context, module code and cuBLAS workspaces:
-	// a device's capacity for jobs is its memory less this.
-	ContextReserve       = 512 << 20
-	DefaultJobsPerDevice = 4
-	DefaultHeadroom      = 64 << 20
+	ContextReserve       = jobs.GPUContextReserve
+	DefaultJobsPerDevice = jobs.DefaultJobsPerGPU
+	DefaultHeadroom      = jobs.GPUJobHeadroom
 	// DefaultMaxResets is how many context resets in a row, with no job completing between them,
 	// a device gets before the pool gives up on it.
 	DefaultMaxResets = 2
@@ -124,18 +123,6 @@ func (p *Pool) JobsPerDevice() int { return p.o.JobsPerDevice }
 
 // Headroom is the memory kept free beyond each job's estimate.
 func (p *Pool) Headroom() int64 { return p.o.Headroom }
-
-// Share is how many jobs that need mem bytes each by their estimate run at once on a device of
-// memory bytes with at most limit jobs: as many as fit beside each other with their headroom, at
-// least one, at most limit. The scheduler divides a GPU queue's backlog by it; memory 0 (not known
-// yet) counts as one job at a time.
-func Share(mem, memory int64, limit int) int {
-	if limit <= 1 || memory <= 0 {
-		return 1
-	}
-	n := (memory - ContextReserve) / (mem + DefaultHeadroom)
-	return int(max(1, min(n, int64(limit))))
-}
 
 // Fits returns a *MemoryError when a job that needs mem bytes by its estimate can never run on
 // any of the devices, whatever their state: a job that fails Fits must not be retried.
@@ -453,7 +440,7 @@ type MemoryError struct {
 
 func (e *MemoryError) Error() string {
 	if e.Free {
-		return fmt.Sprintf("job needs %s of GPU memory, %s has %s free now", kernels.FormatBytes(e.Need), e.Device, kernels.FormatBytes(e.Have))
+		return fmt.Sprintf("job needs %s of GPU memory, %s has %s free now", jobs.FormatBytes(e.Need), e.Device, jobs.FormatBytes(e.Have))
 	}
-	return fmt.Sprintf("job needs %s of GPU memory, more than the %s that %s can hold", kernels.FormatBytes(e.Need), kernels.FormatBytes(e.Have), e.Device)
+	return fmt.Sprintf("job needs %s of GPU memory, more than the %s that %s can hold", jobs.FormatBytes(e.Need), jobs.FormatBytes(e.Have), e.Device)
 }

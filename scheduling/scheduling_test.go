@@ -1,22 +1,17 @@
-package activities
+package scheduling
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/gpujobs/gpujobs/internal/estimate"
-	"github.com/gpujobs/gpujobs/kernels"
-	"github.com/gpujobs/gpujobs/kernels/cuda/pool"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/scheduling/estimate"
 )
 
-func situation(device string, w kernels.Work, cpuTotal, gpuTotal time.Duration, cpuQ, gpuQ QueueState) Situation {
+func situation(device string, w jobs.Work, cpuTotal, gpuTotal time.Duration, cpuQ, gpuQ QueueState) Situation {
 	return Situation{
-		Request: workflows.JobRequest{Device: device},
+		Request: jobs.Request{Device: device},
 		Work:    w,
 		CPU:     DeviceSituation{Queue: cpuQ, Prediction: estimate.Prediction{Processing: cpuTotal, Total: cpuTotal}},
 		GPU:     DeviceSituation{Queue: gpuQ, Prediction: estimate.Prediction{Processing: gpuTotal * 8 / 10, Total: gpuTotal}},
@@ -24,7 +19,7 @@ func situation(device string, w kernels.Work, cpuTotal, gpuTotal time.Duration, 
 }
 
 func TestDecideEveryPolicy(t *testing.T) {
-	w := kernels.Work{FLOPs: 1e12}
+	w := jobs.Work{FLOPs: 1e12}
 	one, idle := QueueState{Pollers: 1}, QueueState{}
 	tests := []struct {
 		name                 string
@@ -50,7 +45,7 @@ func TestDecideEveryPolicy(t *testing.T) {
 			"cpu_queue", "", "wait 3s"},
 	}
 	for _, tt := range tests {
-		d := Decide(tt.in, SchedulerOptions{})
+		d := Decide(tt.in, nil, Options{})
 		if d.Queue != tt.queue || !strings.HasPrefix(d.Fallback, tt.fallback) || (tt.fallback == "") != (d.Fallback == "") || !strings.Contains(d.Reason, tt.why) {
 			t.Errorf("%s: queue %s fallback %q reason %q; want %s %q %q", tt.name, d.Queue, d.Fallback, d.Reason, tt.queue, tt.fallback, tt.why)
 		}
@@ -65,8 +60,8 @@ func TestDecideEveryPolicy(t *testing.T) {
 }
 
 func TestDecideEstimatesAndTimeouts(t *testing.T) {
-	in := situation("gpu", kernels.Work{}, 10*time.Minute, time.Minute, QueueState{Pollers: 1}, QueueState{Pollers: 1})
-	d := Decide(in, SchedulerOptions{TimeoutFactor: 3, TimeoutFloor: time.Minute, PreferGPUWait: time.Second})
+	in := situation("gpu", jobs.Work{}, 10*time.Minute, time.Minute, QueueState{Pollers: 1}, QueueState{Pollers: 1})
+	d := Decide(in, nil, Options{TimeoutFactor: 3, TimeoutFloor: time.Minute, PreferGPUWait: time.Second})
 	if d.EstimatedTime != 48 || d.EstimatedCPUTime != 600 {
 		t.Errorf("estimates %v / %v s, want the GPU's processing 48 s and the CPU's 600 s", d.EstimatedTime, d.EstimatedCPUTime)
 	}
@@ -91,46 +86,65 @@ func TestWaitSharesTheBacklogAmongPollers(t *testing.T) {
 	}
 }
 
+// A strategy decides only for auto and gpu; its CPU choice for a GPU-preferring job is labelled.
+func TestDecideWithAStrategy(t *testing.T) {
+	alwaysCPU := StrategyFunc(func(Situation) Choice { return Choice{WorkerType: "cpu", Reason: "cheaper"} })
+	alwaysGPU := StrategyFunc(func(Situation) Choice { return Choice{WorkerType: "gpu", Reason: "faster"} })
+	one := QueueState{Pollers: 1}
+	in := func(device string) Situation {
+		return situation(device, jobs.Work{FLOPs: 1e9}, time.Second, time.Millisecond, one, one)
+	}
+	for _, tt := range []struct {
+		s                    Strategy
+		device               string
+		queue, fallback, why string
+	}{
+		{alwaysCPU, "auto", "cpu_queue", "", "cheaper"},
+		{alwaysCPU, "gpu", "cpu_queue", "the scheduling strategy chose the CPU: cheaper", "fallback to CPU"},
+		{alwaysCPU, "gpu!", "gpu_queue", "", "device gpu! requested"},
+		{alwaysGPU, "cpu", "cpu_queue", "", "device cpu requested"},
+		{alwaysGPU, "auto", "gpu_queue", "", "faster"},
+	} {
+		d := Decide(in(tt.device), tt.s, Options{})
+		if d.Queue != tt.queue || d.Fallback != tt.fallback || !strings.Contains(d.Reason, tt.why) {
+			t.Errorf("%s: queue %s fallback %q reason %q; want %s %q %q", tt.device, d.Queue, d.Fallback, d.Reason, tt.queue, tt.fallback, tt.why)
+		}
+	}
+}
+
 // GPU jobs that share a GPU shorten the GPU queue's wait: 20 queued jobs of 100 ms on one GPU
 // worker make a GPU-preferring job slower than the 1 s CPU, unless four of them run at once.
 func TestWaitCountsJobsSharingAGPU(t *testing.T) {
-	in := situation("gpu", kernels.Work{}, time.Second, 100*time.Millisecond, QueueState{Pollers: 1}, QueueState{Pollers: 1, Backlog: 20})
-	if d := Decide(in, SchedulerOptions{}); d.Queue != workflows.CPUQueue {
+	in := situation("gpu", jobs.Work{}, time.Second, 100*time.Millisecond, QueueState{Pollers: 1}, QueueState{Pollers: 1, Backlog: 20})
+	if d := Decide(in, nil, Options{}); d.Queue != jobs.CPUQueue {
 		t.Errorf("one job per GPU: %s (%s), want the CPU", d.Queue, d.Reason)
 	}
 	in.GPU.Share = 4
 	if got := in.GPU.Wait(); got != 500*time.Millisecond {
 		t.Errorf("wait %s, want 20 × 100 ms / 4 = 500 ms", got)
 	}
-	if d := Decide(in, SchedulerOptions{}); d.Queue != workflows.GPUQueue {
+	if d := Decide(in, nil, Options{}); d.Queue != jobs.GPUQueue {
 		t.Errorf("four jobs per GPU: %s (%s), want the GPU", d.Queue, d.Reason)
 	}
 }
 
-// The scheduler learns the GPUs' memory from results and counts how many jobs of the new one's
-// size share a GPU, up to the per-GPU limit: none before any GPU result.
-func TestScheduleSharesByMemory(t *testing.T) {
+// The share follows the GPUs' memory, learned from results, and the per-GPU limit: one job at a
+// time before any GPU result, the limit for small jobs, fewer for large ones.
+func TestGPUShare(t *testing.T) {
+	small, large := jobs.Work{MemBytes: 100 << 20}, jobs.Work{MemBytes: 30 << 30}
 	model := estimate.NewModel()
-	s := &Scheduler{Registry: kernels.Default(), Inspector: fixedInspector{}, Model: model, Logger: zap.NewNop(), Options: SchedulerOptions{GPUJobsPerGPU: 3}}
-	req := workflows.JobRequest{JobID: "job-000000000001", JobType: kernels.VectorAdditionKind, Params: []byte(`{"size": 1000}`)}
-	share := func() int {
-		p, _ := s.Registry.Decode(req.JobType, req.Params)
-		return pool.Share(p.Work().MemBytes, model.DeviceMemory(estimate.GPU), s.Options.withDefaults().GPUJobsPerGPU)
+	if got := GPUShare(small, model.DeviceMemory(estimate.GPU), Options{}); got != 1 {
+		t.Errorf("before any GPU result: %d, want 1", got)
 	}
-	if got := share(); got != 1 {
-		t.Errorf("share before any GPU result %d, want 1", got)
+	model.Observe(estimate.Observation{JobType: "vector_addition", Device: estimate.GPU, Processing: 0.01, DeviceMemory: 80 << 30})
+	mem := model.DeviceMemory(estimate.GPU)
+	for _, tc := range []struct {
+		w     jobs.Work
+		limit int
+		want  int
+	}{{small, 0, 4}, {small, 3, 3}, {small, 1, 1}, {large, 0, 2}} {
+		if got := GPUShare(tc.w, mem, Options{GPUJobsPerGPU: tc.limit}); got != tc.want {
+			t.Errorf("GPUShare(%d MiB, 80 GiB, limit %d) = %d, want %d", tc.w.MemBytes>>20, tc.limit, got, tc.want)
+		}
 	}
-	model.Observe(estimate.Observation{JobType: kernels.VectorAdditionKind, Device: estimate.GPU, Processing: 0.01, DeviceMemory: 80 << 30})
-	if got := share(); got != 3 {
-		t.Errorf("share of a small job on an 80 GiB GPU %d, want the limit 3", got)
-	}
-	if _, err := s.Schedule(context.Background(), req); err != nil {
-		t.Fatal(err)
-	}
-}
-
-type fixedInspector struct{}
-
-func (fixedInspector) Inspect(context.Context, string) (QueueState, error) {
-	return QueueState{Pollers: 1}, nil
 }
