@@ -46,6 +46,32 @@ type group struct {
 	times                                           []float64 // processing_time of completed results
 	rates                                           []float64 // headline rate of completed results
 	unit                                            string
+	gpu                                             gpuTelemetry
+}
+
+// gpuTelemetry gathers the NVML figures of a group's completed GPU results that carry them.
+type gpuTelemetry struct {
+	utilMeans []float64 // each result's mean utilisation
+	utilPeak  float64
+	memPeak   int64
+}
+
+func (t *gpuTelemetry) add(r jobs.Result) {
+	if r.GPUUtilizationMean == nil {
+		return
+	}
+	t.utilMeans = append(t.utilMeans, *r.GPUUtilizationMean)
+	if r.GPUUtilizationPeak != nil {
+		t.utilPeak = max(t.utilPeak, *r.GPUUtilizationPeak)
+	}
+	t.memPeak = max(t.memPeak, r.GPUMemoryPeak)
+}
+
+func (t *gpuTelemetry) stats() *GPUTelemetry {
+	if len(t.utilMeans) == 0 {
+		return nil
+	}
+	return &GPUTelemetry{Results: len(t.utilMeans), UtilizationMean: mean(sorted(t.utilMeans)), UtilizationPeak: t.utilPeak, MemoryPeak: t.memPeak}
 }
 
 // compareGroup holds the completed runs of one job type with one set of params.
@@ -107,6 +133,7 @@ func (a *Aggregator) add(r jobs.Result) {
 			g.rates = append(g.rates, v)
 			g.unit = unit
 		}
+		g.gpu.add(r)
 		a.addComparable(r)
 	case jobs.StatusFailed:
 		g.failed++
@@ -264,6 +291,17 @@ type Group struct {
 	Fallbacks      int        `json:"fallbacks"`
 	ProcessingTime *TimeStats `json:"processing_time,omitempty"`
 	Rate           *Rate      `json:"rate,omitempty"`
+	// GPUTelemetry summarises the NVML figures of the completed results that carry them.
+	GPUTelemetry *GPUTelemetry `json:"gpu_telemetry,omitempty"`
+}
+
+// GPUTelemetry is what NVML saw of a group's GPU jobs: the mean of their mean utilisations, the
+// highest utilisation and memory in use any of them saw. Device-wide figures (see jobs.Result).
+type GPUTelemetry struct {
+	Results         int     `json:"results"`
+	UtilizationMean float64 `json:"utilization_mean"`
+	UtilizationPeak float64 `json:"utilization_peak"`
+	MemoryPeak      int64   `json:"memory_peak"`
 }
 
 // Count is a count under a name.
@@ -325,6 +363,7 @@ func (a *Aggregator) Stats() Stats {
 		if len(g.rates) > 0 {
 			out.Rate = &Rate{Mean: mean(sorted(g.rates)), Unit: g.unit}
 		}
+		out.GPUTelemetry = g.gpu.stats()
 		s.Groups = append(s.Groups, out)
 	}
 
