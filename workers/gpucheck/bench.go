@@ -23,16 +23,19 @@ type benchCase struct {
 	Params    json.RawMessage `json:"params"`
 	Impl      string          `json:"impl"`      // ptx or cublas
 	Precision string          `json:"precision"` // fp32 or tf32
-	Rate      float64         `json:"rate"`
-	Unit      string          `json:"unit"`
-	Work      float64         `json:"work"`  // rate = work / time / scale
-	Scale     float64         `json:"scale"` // 1e9 for GB/s and GFLOP/s, 1 for samples/s
-	Seconds   float64         `json:"seconds"`
-	Device    string          `json:"device"`
-	Kernels   string          `json:"kernels,omitempty"` // where the PTX kernels came from
-	CuBLAS    string          `json:"cublas,omitempty"`  // the cuBLAS that ran, with its version
-	UtilMean  float64         `json:"util_mean,omitempty"`
-	MemPeak   int64           `json:"mem_peak,omitempty"`
+	// Variant marks a run with an optimisation turned off, to measure it ("split-K off"); the
+	// targets apply to the plain runs only.
+	Variant  string  `json:"variant,omitempty"`
+	Rate     float64 `json:"rate"`
+	Unit     string  `json:"unit"`
+	Work     float64 `json:"work"`  // rate = work / time / scale
+	Scale    float64 `json:"scale"` // 1e9 for GB/s and GFLOP/s, 1 for samples/s
+	Seconds  float64 `json:"seconds"`
+	Device   string  `json:"device"`
+	Kernels  string  `json:"kernels,omitempty"` // where the PTX kernels came from
+	CuBLAS   string  `json:"cublas,omitempty"`  // the cuBLAS that ran, with its version
+	UtilMean float64 `json:"util_mean,omitempty"`
+	MemPeak  int64   `json:"mem_peak,omitempty"`
 	// Skipped says why the case could not be measured (cuBLAS not loaded): the report shows its
 	// target as not checked. It is not a failure; Error is.
 	Skipped string `json:"skipped,omitempty"`
@@ -48,6 +51,10 @@ func benchCases() []benchCase {
 		raw, _ := json.Marshal(p)
 		cs = append(cs, benchCase{Case: name, Job: p.Kind(), Params: raw, Impl: impl, Precision: precision})
 	}
+	noSplit := func(name string, p jobs.Params) {
+		add(name, p, cuda.GEMMPTX, "fp32")
+		cs[len(cs)-1].Variant = variantNoSplitK
+	}
 	add("vector 10M", &builtin.VectorAddition{Size: 10_000_000, Iterations: 200, Seed: 42}, cuda.GEMMPTX, "fp32")
 	add("vector 128M", &builtin.VectorAddition{Size: 1 << 27, Iterations: 20, Seed: 42}, cuda.GEMMPTX, "fp32")
 	for _, n := range []int{1000, 4096} {
@@ -56,6 +63,9 @@ func benchCases() []benchCase {
 			iters = 20
 		}
 		add(fmt.Sprintf("matmul %d", n), &builtin.MatrixMultiply{Size: n, Iterations: iters, Precision: "fp32", Seed: 42}, cuda.GEMMPTX, "fp32")
+		if n == 1000 { // the product that split-K is for
+			noSplit(fmt.Sprintf("matmul %d", n), &builtin.MatrixMultiply{Size: n, Iterations: iters, Precision: "fp32", Seed: 42})
+		}
 		add(fmt.Sprintf("matmul %d", n), &builtin.MatrixMultiply{Size: n, Iterations: iters, Precision: "fp32", Seed: 42}, cuda.GEMMCuBLAS, "fp32")
 		add(fmt.Sprintf("matmul %d", n), &builtin.MatrixMultiply{Size: n, Iterations: iters, Precision: "tf32", Seed: 42}, cuda.GEMMCuBLAS, "tf32")
 	}
@@ -65,10 +75,16 @@ func benchCases() []benchCase {
 		p := &builtin.NeuralNetwork{Epochs: 5, BatchSize: bs, InputSize: 784, HiddenSize: 256, OutputSize: 10, Samples: bs * 100, LearningRate: 1e-3, Seed: 42}
 		name := fmt.Sprintf("mlp 784-256-10 b%d", bs)
 		add(name, p, cuda.GEMMPTX, "fp32")
+		if bs == 64 {
+			noSplit(name, p)
+		}
 		add(name, p, cuda.GEMMCuBLAS, "fp32")
 	}
 	return cs
 }
+
+// variantNoSplitK is the bench variant that runs the PTX SGEMM without split-K.
+const variantNoSplitK = "split-K off"
 
 // runBench runs every case and prints it; it fails when a case failed (a skipped one is not a
 // failure), after printing them all.
@@ -79,11 +95,14 @@ func runBench(ctx context.Context, w io.Writer, r *cuda.Runner, o options) error
 	device := r.Devices()[0].Name
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if !o.json {
-		fmt.Fprintln(tw, "case\timpl\tprecision\trate\tunit\tseconds\t")
+		fmt.Fprintln(tw, "case\timpl\tprecision\tvariant\trate\tunit\tseconds\t")
 	}
 	enc := json.NewEncoder(w)
 	failed := 0
 	for _, c := range cases {
+		if o.impl != "" && c.Impl != o.impl {
+			continue
+		}
 		c.Device = device
 		c.Kernels = r.Kernels()
 		p, err := reg.Decode(c.Job, c.Params)
@@ -118,7 +137,7 @@ func runBench(ctx context.Context, w io.Writer, r *cuda.Runner, o options) error
 		case c.Skipped != "":
 			rate = "not checked: " + c.Skipped
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.4f\t\n", c.Case, c.Impl, c.Precision, rate, c.Unit, c.Seconds)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.4f\t\n", c.Case, c.Impl, c.Precision, c.Variant, rate, c.Unit, c.Seconds)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -145,7 +164,7 @@ func measure(ctx context.Context, r *cuda.Runner, p jobs.Params, c *benchCase, r
 		c.Unit, c.Work, c.Scale = "GFLOP/s", w.FLOPs, 1e9
 	}
 	for i := 0; i < repeat; i++ {
-		out, err := r.RunWith(ctx, p, nothing, cuda.RunOptions{GEMM: c.Impl})
+		out, err := r.RunWith(ctx, p, nothing, cuda.RunOptions{GEMM: c.Impl, NoSplitK: c.Variant == variantNoSplitK})
 		if err != nil {
 			c.Error = err.Error()
 			return

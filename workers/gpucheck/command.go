@@ -21,6 +21,7 @@ type options struct {
 	kernelDir  string
 	nvml       string
 	bench      bool
+	impl       string
 	json       bool
 	repeat     int
 	noFault    bool
@@ -43,6 +44,9 @@ scripts/torch_bench.py, which runs the same cases in PyTorch).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.impl != "" && o.impl != cuda.GEMMPTX && o.impl != cuda.GEMMCuBLAS {
+				return fmt.Errorf("--impl %q: use ptx or cublas", o.impl)
+			}
 			r, err := cuda.NewRunner(cuda.Options{GEMM: o.gemm, CuBLAS: o.cublas, Devices: []int{o.device}, KernelDir: o.kernelDir, NVML: o.nvml})
 			if err != nil {
 				return err
@@ -65,6 +69,7 @@ scripts/torch_bench.py, which runs the same cases in PyTorch).`,
 	fs.StringVar(&o.cublas, "cublas", config.Env("GPUJOBS_CUBLAS", ""), "cuBLAS library to load instead of searching libcublas.so.13/.12/.11 (env GPUJOBS_CUBLAS)")
 	fs.BoolVar(&o.bench, "bench", false, "run the benchmark cases instead of the checks")
 	fs.BoolVar(&o.json, "json", false, "with --bench: print JSON lines instead of a table")
+	fs.StringVar(&o.impl, "impl", "", "with --bench: only the cases of this SGEMM implementation, ptx or cublas (default all)")
 	fs.IntVar(&o.repeat, "repeat", 3, "with --bench: runs per case, the best counts")
 	fs.StringVar(&o.kernelDir, "kernel-dir", config.Env(ptx.KernelDirEnv, ""), "load the kernels' .fatbin/.ptx files from this directory instead of the embedded ones (env "+ptx.KernelDirEnv+")")
 	fs.StringVar(&o.nvml, "nvml", config.Env("GPUJOBS_NVML", ""), "NVML library for utilisation and memory telemetry: a file or soname, or off (env GPUJOBS_NVML; default libnvidia-ml.so.1)")
