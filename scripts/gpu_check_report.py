@@ -146,6 +146,11 @@ def main():
 
     out += ["## Preflight", ""]
     out += ["- %s: %s" % (k, v) for k, v in pre] or ["- (no preflight ran)"]
+    ours_gemm = re.search(r"^SGEMM: (.*)$", read(w("gpucheck.err")) or read(w("bench.err")), re.M)
+    if ours_gemm:
+        out.append("- SGEMM and cuBLAS, ours (gpucheck): %s" % ours_gemm.group(1))
+    if info.get("cublas_path"):
+        out.append("- cuBLAS, PyTorch's: %s, version %s" % (info["cublas_path"], info.get("cublas_version") or "unknown"))
     out.append("")
 
     out += ["## GPU vs PyTorch", ""]

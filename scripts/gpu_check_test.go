@@ -270,7 +270,8 @@ func TestGPUCheckAllPass(t *testing.T) {
 		"ptx fp32 (split-K off)",
 		"SGEMM: cublas (/fake/torch/lib/libcublas.so.13, cuBLAS 13.0.2)", // ours, on PyTorch's library
 		"cuda.test saw GPUJOBS_CUBLAS=/fake/torch/lib/libcublas.so.13",
-		`"cublas_version": "13.0.2"`, // PyTorch's version, beside ours
+		"- SGEMM and cuBLAS, ours (gpucheck): cublas (/fake/torch/lib/libcublas.so.13, cuBLAS 13.0.2)",
+		"- cuBLAS, PyTorch's: /fake/torch/lib/libcublas.so.13, version 13.0.2", // both versions
 		"| matmul 1000 | ptx (split-K off) | 1.5e+04 GFLOP/s | 1.5e+04 GFLOP/s | 1.00x |",
 		"| image_processing | k_image_processing | 128 | **32** | 0 | 17920 | 128 | 0 | 0 |",
 		"### memcheck: ERROR SUMMARY: 0 errors",

@@ -88,11 +88,12 @@ func openDevice(i int, kernelDir string) (*device, error) {
 	}
 	d.retains++
 	leave, err := d.enter()
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = d.load()
+		leave()
 	}
-	defer leave()
-	if err := d.load(); err != nil {
+	if err != nil {
+		_ = dev.ReleasePrimaryCtx() // the runner never saw this device: nothing else releases it
 		return nil, err
 	}
 	return d, nil
