@@ -25,6 +25,8 @@ const (
 	minKChunk         = 64
 	maxSplits         = 16
 	MaxSplitWorkspace = 32 << 20
+	// maxGridY is CUDA's limit on gridDim.y: splitk_reduce runs one block row per row of C.
+	maxGridY = 65535
 )
 
 // PlanGemm picks the tiles of an M×N×K product on a GPU with sms multiprocessors: 128×128 tiles
@@ -42,7 +44,7 @@ func PlanGemm(m, n, k, sms int, splittable bool, large, small string) GemmPlan {
 	}
 	blocks := ceil(m, p.Tile) * ceil(n, p.Tile)
 	slots := sms * resident
-	if !splittable || 2*blocks > slots || k < 2*minKChunk {
+	if !splittable || 2*blocks > slots || k < 2*minKChunk || m > maxGridY {
 		return p
 	}
 	splits := min(slots/blocks, k/minKChunk, maxSplits)

@@ -42,6 +42,10 @@ func TestPlanGemm(t *testing.T) {
 			}
 		}
 	}
+	// splitk_reduce's grid has a row of blocks per row of C: no split beyond CUDA's 65535.
+	if p := PlanGemm(70000, 8, 4096, 100000, true, "large", "small"); p.Splits != 1 {
+		t.Errorf("70000 rows: %d splits", p.Splits)
+	}
 	// The workspace cap limits the split of a large, skinny product.
 	p := PlanGemm(3000, 3000, 1<<16, 1000, true, "large", "small")
 	if ws := p.Workspace(3000, 3000); ws > MaxSplitWorkspace || p.Splits > 1 && ws == 0 {
