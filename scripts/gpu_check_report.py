@@ -130,7 +130,9 @@ def main():
         notes.append("failed: " + ", ".join(failed))
     if unchecked:
         notes.append("not checked: " + ", ".join(unchecked))
-    if unchecked_targets:
+    if not ours:
+        notes.append("no benchmark ran: every target not checked")
+    elif unchecked_targets:
         notes.append("%d benchmark target(s) not checked" % len(unchecked_targets))
     if ours:
         notes.append("%d target(s) met, %d missed" % (tally["met"], tally["missed"]))
