@@ -338,8 +338,8 @@ func TestGPUCheckNoGPU(t *testing.T) {
 			t.Errorf("%s: %s (%s), want not checked: preflight failed", s, got, detail)
 		}
 	}
-	if r.code != 1 {
-		t.Errorf("exit %d, want 1", r.code)
+	if r.code != 1 || !strings.Contains(r.report, "no benchmark ran: every target not checked") {
+		t.Errorf("exit %d, want 1, and the report must say no target was checked:\n%s", r.code, r.report)
 	}
 }
 
