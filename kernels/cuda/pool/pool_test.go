@@ -250,7 +250,7 @@ func TestFirstComeFirstServed(t *testing.T) {
 	g := &fakeGPU{total: 10 * GiB}
 	p := newPool(t, Options{JobsPerDevice: 4}, g)
 	a := acquire(t, p, 6*GiB)
-	big := acquireAsync(t, p, context.Background(), 8*GiB)
+	big := acquireAsync(t, p, context.Background(), 9*GiB)
 	small := acquireAsync(t, p, context.Background(), GiB)
 	stillWaiting(t, small)
 	a.Release(nil)
@@ -258,7 +258,7 @@ func TestFirstComeFirstServed(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	stillWaiting(t, small) // 8 + 1 GiB + headrooms do not fit in 10
+	stillWaiting(t, small) // 9 + 1 GiB + headrooms do not fit in 10
 	r.l.Release(nil)
 	if r := received(t, small); r.err != nil {
 		t.Fatal(r.err)
