@@ -21,7 +21,7 @@ setup: deps build ## install missing packages (apt), start RabbitMQ, build bin/
 	@scripts/rabbitmq.sh start
 
 deps: ## install the Debian packages the build and the stack need (only the missing ones)
-	@. scripts/lib.sh && apt_install rabbitmq-server libopenblas-dev chromium
+	@. scripts/lib.sh && apt_install rabbitmq-server libopenblas-dev chromium python3
 
 # The starter and the monitor run no kernel: built without cgo, as in their images.
 build: $(BIN)/devserver ## build bin/devserver, bin/worker, bin/starter, bin/monitor, bin/monitor-report

@@ -168,6 +168,7 @@ func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (jobs
 	if d := out.Device; d != nil { // a runner with several devices says which one ran the job
 		res.Device, res.ComputeCapability, res.DeviceMemory = d.Name, d.ComputeCapability, d.Memory
 	}
+	withTelemetry(&res, out.Telemetry)
 	log.Info("job completed", zap.Float64("processing_time", res.ProcessingTime))
 	return res, nil
 }

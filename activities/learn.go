@@ -40,7 +40,7 @@ func (l *Learner) Learn(r jobs.Result) {
 	}
 	l.Model.Observe(estimate.Observation{
 		JobType: r.JobType, Device: r.WorkerType, Work: p.Work(),
-		Processing: r.ProcessingTime, Transfer: r.TransferTime,
+		Processing: r.ProcessingTime, Transfer: r.TransferTime, DeviceMemory: r.DeviceMemory,
 	})
 	if l.Path == "" {
 		return

@@ -82,6 +82,18 @@ type Output struct {
 	// Device is the device that ran the job, set by runners with several (one GPU of a node);
 	// nil means the runner's own description.
 	Device *DeviceInfo
+	// Telemetry is what the GPU's management library saw while the job ran; nil when it was
+	// not sampled (a CPU job, or a node without NVML).
+	Telemetry *Telemetry
+}
+
+// Telemetry is a GPU's utilisation and memory while a job ran. The figures are the device's:
+// when jobs share a GPU, each one's include the others'.
+type Telemetry struct {
+	Samples         int
+	UtilizationMean float64 // percent of the time a kernel was running
+	UtilizationPeak float64
+	MemoryPeak      int64 // bytes in use on the device
 }
 
 // DeviceInfo describes the hardware an implementation runs on.

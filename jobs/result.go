@@ -111,6 +111,12 @@ type Result struct {
 	// GPU details, when a GPU ran the job.
 	ComputeCapability string `json:"compute_capability,omitempty"`
 	DeviceMemory      int64  `json:"device_memory,omitempty"`
+	// GPU telemetry from NVML while the job ran, when the worker has NVML: the mean and peak
+	// SM utilisation (percent of time a kernel ran) and the peak memory in use, bytes. They are
+	// the device's figures: with jobs sharing the GPU, the others' work is in them too.
+	GPUUtilizationMean *float64 `json:"gpu_utilization_mean,omitempty"`
+	GPUUtilizationPeak *float64 `json:"gpu_utilization_peak,omitempty"`
+	GPUMemoryPeak      int64    `json:"gpu_memory_peak,omitempty"`
 }
 
 // legacyRates are the headline metrics of results that do not name theirs, in order of

@@ -135,6 +135,9 @@ func resultLine(r jobs.Result) string {
 		took = jobs.FormatSeconds(r.ProcessingTime)
 	}
 	line := fmt.Sprintf("%s  %-16s %-9s %-4s %-40.40s %9s  %s", r.JobID, r.JobType, r.Status, wt, r.Device, took, jobs.FormatRate(r))
+	if r.GPUUtilizationMean != nil && r.GPUUtilizationPeak != nil {
+		line += fmt.Sprintf("  GPU %.0f%%/%.0f%% %s", *r.GPUUtilizationMean, *r.GPUUtilizationPeak, jobs.FormatBytes(r.GPUMemoryPeak))
+	}
 	if r.Fallback != "" {
 		line += "  (fallback: " + r.Fallback + ")"
 	}

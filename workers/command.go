@@ -59,7 +59,7 @@ func Command(c Config) *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&o.Role, "role", config.Env("WORKER_TYPE", defaultRole), "scheduler, cpu or gpu (env WORKER_TYPE)")
 	fs.StringVar(&o.WorkerID, "id", config.Env("WORKER_ID", fmt.Sprintf("%s-%d", hostname, os.Getpid())), "worker identity shown in results and the Web UI (env WORKER_ID)")
-	fs.IntVar(&o.Concurrency, "concurrency", config.EnvInt("WORKER_CONCURRENCY", 0), "jobs run at once (env WORKER_CONCURRENCY; default 1 for cpu, one per GPU for gpu)")
+	fs.IntVar(&o.Concurrency, "concurrency", config.EnvInt("WORKER_CONCURRENCY", 0), "jobs run at once (env WORKER_CONCURRENCY; default 1 for cpu, GPUs × --jobs-per-gpu for gpu)")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", config.EnvDuration("WORKER_STOP_TIMEOUT", 30*time.Second), "on SIGTERM, how long running jobs may finish before they are handed back (env WORKER_STOP_TIMEOUT)")
 	fs.DurationVar(&hbt, "heartbeat-timeout", config.EnvDuration("HEARTBEAT_TIMEOUT", 10*time.Second), "scheduler: a worker silent this long is presumed dead and its job retried elsewhere (env HEARTBEAT_TIMEOUT)")
 	fs.DurationVar(&o.Scheduler.PreferGPUWait, "prefer-gpu-wait", config.EnvDuration("PREFER_GPU_WAIT", 2*time.Minute), "scheduler: how long a GPU-preferring job waits for a GPU worker before it falls back to CPU (env PREFER_GPU_WAIT)")
@@ -70,6 +70,7 @@ func Command(c Config) *cobra.Command {
 	o.MemoryBudget = config.Bytes(config.EnvBytes("WORKER_MEMORY_BUDGET", 0))
 	fs.Var(&o.MemoryBudget, "memory-budget", "cpu: what the jobs of all gpujobs workers on this host may use together (env WORKER_MEMORY_BUDGET; default 80% of the machine's or container's memory)")
 	fs.StringVar(&o.MemoryLedger, "memory-ledger", config.Env("WORKER_MEMORY_LEDGER", hostmem.DefaultPath), "cpu: the file through which the host's workers share the memory budget (env WORKER_MEMORY_LEDGER)")
+	fs.IntVar(&o.Scheduler.GPUJobsPerGPU, "jobs-per-gpu", config.EnvInt("GPU_JOBS_PER_GPU", 0), "gpu: most jobs that share one GPU at once, while their memory estimates fit (1: one job per GPU); scheduler: the GPU workers' limit, for its wait estimates (env GPU_JOBS_PER_GPU; default 4)")
 	fs.StringVar(&o.EstimatesFile, "estimates-file", config.Env("ESTIMATES_FILE", ""), "scheduler: keep the learned run-time estimates in this file across restarts (env ESTIMATES_FILE; default: in memory)")
 	tc.AddFlags(fs)
 	o.RabbitMQ.AddFlags(fs)
@@ -98,7 +99,7 @@ func start(ctx context.Context, c Config, o Options, tc config.Temporal, logger 
 		defer closeRunner()
 		o.Runner = runner
 		if s, ok := runner.(interface{ Slots() int }); ok && o.Concurrency <= 0 {
-			o.Concurrency = s.Slots() // the GPU runner: one job per GPU
+			o.Concurrency = s.Slots() // the GPU runner: GPUs × jobs per GPU
 		}
 		dev := runner.Device()
 		logger.Info("kernel runner ready", zap.String("device", dev.Name), zap.String("memory", formatMem(dev.Memory)))

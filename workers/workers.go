@@ -127,10 +127,10 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 	}
 	h.polling.Store(true)
 	logger.Info("worker polling", zap.String("role", o.Role), zap.String("worker_id", o.WorkerID), zap.Int("concurrency", o.Concurrency))
-	<-ctx.Done()
-	h.polling.Store(false)
-	logger.Info("worker stopping: no new jobs, running ones get a grace period", zap.Duration("stop_timeout", o.StopTimeout))
-	w.Stop()
-	logger.Info("worker stopped")
-	return nil
+	return waitStop(ctx, o.Runner, func() {
+		h.polling.Store(false)
+		logger.Info("worker stopping: no new jobs, running ones get a grace period", zap.Duration("stop_timeout", o.StopTimeout))
+		w.Stop()
+		logger.Info("worker stopped")
+	}, logger)
 }

@@ -50,6 +50,32 @@ type group struct {
 	times                                           []float64 // processing_time of completed results
 	rates                                           []float64 // headline rate of completed results
 	unit                                            string
+	gpu                                             gpuTelemetry
+}
+
+// gpuTelemetry gathers the NVML figures of a group's completed GPU results that carry them.
+type gpuTelemetry struct {
+	utilMeans []float64 // each result's mean utilisation
+	utilPeak  float64
+	memPeak   int64
+}
+
+func (t *gpuTelemetry) add(r jobs.Result) {
+	if r.GPUUtilizationMean == nil {
+		return
+	}
+	t.utilMeans = append(t.utilMeans, *r.GPUUtilizationMean)
+	if r.GPUUtilizationPeak != nil {
+		t.utilPeak = max(t.utilPeak, *r.GPUUtilizationPeak)
+	}
+	t.memPeak = max(t.memPeak, r.GPUMemoryPeak)
+}
+
+func (t *gpuTelemetry) stats() *GPUTelemetry {
+	if len(t.utilMeans) == 0 {
+		return nil
+	}
+	return &GPUTelemetry{Results: len(t.utilMeans), UtilizationMean: mean(sorted(t.utilMeans)), UtilizationPeak: t.utilPeak, MemoryPeak: t.memPeak}
 }
 
 // compareGroup holds the completed runs of one job type with one set of params.
@@ -122,6 +148,7 @@ func (a *Aggregator) add(r jobs.Result, now time.Time) {
 			g.rates = append(g.rates, v)
 			g.unit = unit
 		}
+		g.gpu.add(r)
 		a.addComparable(r)
 	case jobs.StatusFailed:
 		g.failed++

@@ -75,6 +75,17 @@ type Group struct {
 	Fallbacks      int        `json:"fallbacks"`
 	ProcessingTime *TimeStats `json:"processing_time,omitempty"`
 	Rate           *Rate      `json:"rate,omitempty"`
+	// GPUTelemetry summarises the NVML figures of the completed results that carry them.
+	GPUTelemetry *GPUTelemetry `json:"gpu_telemetry,omitempty"`
+}
+
+// GPUTelemetry is what NVML saw of a group's GPU jobs: the mean of their mean utilisations, the
+// highest utilisation and memory in use any of them saw. Device-wide figures (see jobs.Result).
+type GPUTelemetry struct {
+	Results         int     `json:"results"`
+	UtilizationMean float64 `json:"utilization_mean"`
+	UtilizationPeak float64 `json:"utilization_peak"`
+	MemoryPeak      int64   `json:"memory_peak"`
 }
 
 // Count is a count under a name.

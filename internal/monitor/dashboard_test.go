@@ -172,6 +172,13 @@ func TestDashboardInHeadlessChromiumShowsTheAPINumbers(t *testing.T) {
 		if cell("results") != strconv.Itoa(g.Results) {
 			t.Errorf("%s results %s, API %d", key, cell("results"), g.Results)
 		}
+		if gt := g.GPUTelemetry; gt != nil {
+			if num(t, cell("gpu_util")) != gt.UtilizationMean || num(t, cell("gpu_mem")) != float64(gt.MemoryPeak) {
+				t.Errorf("%s GPU util/mem %s/%s, API %v/%v", key, cell("gpu_util"), cell("gpu_mem"), gt.UtilizationMean, gt.MemoryPeak)
+			}
+		} else if cell("gpu_util") != "" {
+			t.Errorf("%s GPU util %s without telemetry in the API", key, cell("gpu_util"))
+		}
 		if g.ProcessingTime != nil {
 			if num(t, cell("p95")) != g.ProcessingTime.P95 || num(t, cell("avg")) != g.ProcessingTime.Avg {
 				t.Errorf("%s p95/avg %s/%s, API %v/%v", key, cell("p95"), cell("avg"), g.ProcessingTime.P95, g.ProcessingTime.Avg)

@@ -20,6 +20,8 @@ type Metrics struct {
 	rejected   prometheus.Counter
 	batches    prometheus.Histogram
 	connected  prometheus.Gauge
+	gpuUtil    *prometheus.HistogramVec
+	gpuMem     *prometheus.HistogramVec
 
 	storeRejected prometheus.Gauge
 }
@@ -67,8 +69,19 @@ func NewMetrics() *Metrics {
 			Name: "gpujobs_monitor_rabbitmq_connected",
 			Help: "1 while the monitor consumes the result queue.",
 		}),
+		gpuUtil: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gpujobs_gpu_utilization_percent",
+			Help:    "Mean GPU utilisation (NVML: percent of time a kernel ran) of completed GPU jobs, device-wide.",
+			Buckets: prometheus.LinearBuckets(10, 10, 10), // 10 % .. 100 %
+		}, []string{"job_type"}),
+		gpuMem: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gpujobs_gpu_memory_peak_bytes",
+			Help:    "Peak GPU memory in use (NVML, device-wide) while completed GPU jobs ran.",
+			Buckets: prometheus.ExponentialBuckets(256<<20, 2, 10), // 256 MiB .. 128 GiB
+		}, []string{"job_type"}),
 	}
 	m.Registry.MustRegister(m.results, m.processing, m.fallbacks, m.duplicates, m.malformed, m.rejected, m.storeRejected, m.batches, m.connected,
+		m.gpuUtil, m.gpuMem,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -78,5 +91,9 @@ func (m *Metrics) observe(r jobs.Result, workerType string) {
 	m.processing.WithLabelValues(r.JobType, workerType, r.Status).Observe(r.ProcessingTime)
 	if r.Fallback != "" {
 		m.fallbacks.WithLabelValues(r.JobType).Inc()
+	}
+	if r.Status == jobs.StatusCompleted && r.GPUUtilizationMean != nil {
+		m.gpuUtil.WithLabelValues(r.JobType).Observe(*r.GPUUtilizationMean)
+		m.gpuMem.WithLabelValues(r.JobType).Observe(float64(r.GPUMemoryPeak))
 	}
 }

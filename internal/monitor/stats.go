@@ -37,6 +37,7 @@ func (a *Aggregator) Stats() Stats {
 		if len(g.rates) > 0 {
 			out.Rate = &Rate{Mean: mean(sorted(g.rates)), Unit: g.unit}
 		}
+		out.GPUTelemetry = g.gpu.stats()
 		s.Groups = append(s.Groups, out)
 	}
 

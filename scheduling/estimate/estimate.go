@@ -100,6 +100,8 @@ type Observation struct {
 	Work       jobs.Work `json:"work"`
 	Processing float64   `json:"processing"` // seconds
 	Transfer   float64   `json:"transfer"`   // seconds
+	// DeviceMemory is the memory of the device that ran it (GPU results), bytes.
+	DeviceMemory int64 `json:"device_memory,omitempty"`
 }
 
 // Model learns from observations. It is safe for concurrent use.
@@ -238,6 +240,23 @@ func (m *Model) MeanProcessing(device string) (d time.Duration, ok bool) {
 		return 0, false
 	}
 	return seconds(sum / float64(n)), true
+}
+
+// DeviceMemory is the largest memory of the devices of this kind that recent jobs ran on, bytes;
+// 0 before a result said.
+func (m *Model) DeviceMemory(device string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var most int64
+	for k, s := range m.obs {
+		if k.device != device {
+			continue
+		}
+		for _, o := range s {
+			most = max(most, o.DeviceMemory)
+		}
+	}
+	return most
 }
 
 // Save writes the observations to path atomically (write a temporary file of its own, fsync,
