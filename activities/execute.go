@@ -132,7 +132,10 @@ func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (jobs
 		log.Warn("job failed", zap.Error(err))
 		var ae *temporal.ApplicationError
 		var noImpl *jobs.NoImplementationError
+		var failure *jobs.Failure
 		switch {
+		case errors.As(err, &failure):
+			return jobs.Result{}, fail(failure.Message, failure.Type, failure.Retryable, nil)
 		case errors.As(err, &noImpl):
 			return jobs.Result{}, fail(err.Error(), jobs.ErrNoImplementation, false, nil)
 		case errors.Is(err, jobs.ErrBusy):

@@ -198,6 +198,12 @@ func Decide(in Situation, s Strategy, opts Options) Decision {
 	gpu.ScheduleToStart = o.PreferGPUWait
 
 	policy := in.Request.EffectiveDevice()
+	if policy == jobs.DeviceAuto && in.Work.GPUs > 0 {
+		// A job that asks for GPUs (a GPU command) prefers a GPU worker; if it runs on a CPU
+		// instead, that is a labelled fallback.
+		policy = jobs.DeviceGPU
+		in.Request.Device = jobs.DeviceGPU
+	}
 	switch policy {
 	case jobs.DeviceCPU:
 		cpu.Reason = "device cpu requested"

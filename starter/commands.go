@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/jobclient"
@@ -256,7 +258,8 @@ func (a *app) resultCmd() *cobra.Command {
 					defer cancel()
 				}
 				results, err := jobclient.AwaitAll(ctx, c, args)
-				if err != nil && ctx.Err() != nil && cmd.Context().Err() == nil {
+				// The deadline may reach the server first and come back as its error.
+				if err != nil && timeout > 0 && cmd.Context().Err() == nil && (ctx.Err() != nil || status.Code(errors.Unwrap(err)) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded)) {
 					return stillRunning(args, results, timeout)
 				}
 				if err != nil {
