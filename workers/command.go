@@ -34,11 +34,12 @@ func Command(c Config) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   name,
-		Short: "Run a gpujobs worker: scheduler (workflows), cpu or gpu (kernels)",
+		Short: "Run a gpujobs worker: scheduler (workflows), cpu or gpu (kernels), bridge (RabbitMQ jobs)",
 		Long: `Run a gpujobs worker in one role:
   scheduler  runs JobWorkflow and its local activities on job_queue, publishes results to RabbitMQ
   cpu        runs jobs' kernels on this machine's CPU, from cpu_queue
-  gpu        runs jobs' kernels on this machine's GPUs, from gpu_queue (the worker-gpu binary)`,
+  gpu        runs jobs' kernels on this machine's GPUs, from gpu_queue (the worker-gpu binary)
+  bridge     starts the jobs that the original system's clients publish to RabbitMQ's job_queue`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -56,7 +57,7 @@ func Command(c Config) *cobra.Command {
 	}
 	hostname, _ := os.Hostname()
 	fs := cmd.Flags()
-	fs.StringVar(&o.Role, "role", config.Env("WORKER_TYPE", defaultRole), "scheduler, cpu or gpu (env WORKER_TYPE)")
+	fs.StringVar(&o.Role, "role", config.Env("WORKER_TYPE", defaultRole), "scheduler, cpu, gpu or bridge (env WORKER_TYPE)")
 	fs.StringVar(&o.WorkerID, "id", config.Env("WORKER_ID", fmt.Sprintf("%s-%d", hostname, os.Getpid())), "worker identity shown in results and the Web UI (env WORKER_ID)")
 	fs.IntVar(&o.Concurrency, "concurrency", config.EnvInt("WORKER_CONCURRENCY", 0), "jobs run at once (env WORKER_CONCURRENCY; default 1 for cpu, one per GPU for gpu)")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", config.EnvDuration("WORKER_STOP_TIMEOUT", 30*time.Second), "on SIGTERM, how long running jobs may finish before they are handed back (env WORKER_STOP_TIMEOUT)")
@@ -65,6 +66,8 @@ func Command(c Config) *cobra.Command {
 	fs.DurationVar(&o.Scheduler.RequireGPUWait, "require-gpu-wait", config.EnvDuration("REQUIRE_GPU_WAIT", 10*time.Minute), "scheduler: how long a gpu! job waits for a GPU worker before it fails (env REQUIRE_GPU_WAIT)")
 	fs.StringVar(&o.HealthAddr, "health-addr", config.Env("HEALTH_ADDR", ""), "serve /healthz and /readyz on this address, e.g. :8081 (env HEALTH_ADDR; default off)")
 	fs.StringVar(&o.EstimatesFile, "estimates-file", config.Env("ESTIMATES_FILE", ""), "scheduler: keep the learned run-time estimates in this file across restarts (env ESTIMATES_FILE; default: in memory)")
+	fs.StringVar(&o.Bridge.Queue, "job-queue", config.Env("JOB_QUEUE", "job_queue"), "bridge: the RabbitMQ queue the original clients publish jobs to (env JOB_QUEUE; their code says gpu_jobs)")
+	fs.IntVar(&o.Bridge.Prefetch, "bridge-prefetch", config.EnvInt("BRIDGE_PREFETCH", 32), "bridge: messages being started at once (env BRIDGE_PREFETCH)")
 	tc.AddFlags(fs)
 	o.RabbitMQ.AddFlags(fs)
 	lc.AddFlags(fs)
@@ -79,12 +82,15 @@ func start(ctx context.Context, c Config, o Options, tc config.Temporal, logger 
 	o.Kinds, o.Strategy = kinds, c.Strategy
 	// Health first: /healthz answers while the worker waits for its device or for Temporal.
 	h := &health{}
+	if o.Role == RoleBridge {
+		bridgeMetrics(&o, h)
+	}
 	stopHealth, err := h.serve(o.HealthAddr, logger)
 	if err != nil {
 		return err
 	}
 	defer stopHealth()
-	if o.Role != RoleScheduler {
+	if o.Role != RoleScheduler && o.Role != RoleBridge {
 		runner, closeRunner, err := c.runner(o.Role, cpuImpls, logger)
 		if err != nil {
 			return err

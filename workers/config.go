@@ -84,5 +84,5 @@ func (c Config) runner(role string, cpu *jobs.Impls[jobs.Impl], logger *zap.Logg
 		}
 		return c.GPU(logger)
 	}
-	return nil, nil, fmt.Errorf("unknown role %q: use scheduler, cpu or gpu", role)
+	return nil, nil, fmt.Errorf("unknown role %q: use scheduler, cpu, gpu or bridge", role)
 }

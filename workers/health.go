@@ -18,6 +18,10 @@ import (
 type health struct {
 	client  atomic.Pointer[client.Client] // set once connected
 	polling atomic.Bool
+	// consuming, when set, must also hold for readiness (the bridge: consuming its queue).
+	consuming func() bool
+	// metrics, when set, serves /metrics (the bridge's).
+	metrics http.Handler
 }
 
 func (h *health) handler() http.Handler {
@@ -35,6 +39,10 @@ func (h *health) handler() http.Handler {
 			http.Error(w, "not polling (starting or draining)", http.StatusServiceUnavailable)
 			return
 		}
+		if h.consuming != nil && !h.consuming() {
+			http.Error(w, "not consuming the job queue (RabbitMQ unreachable?)", http.StatusServiceUnavailable)
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if _, err := (*c).CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
@@ -43,6 +51,9 @@ func (h *health) handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	if h.metrics != nil {
+		mux.Handle("GET /metrics", h.metrics)
+	}
 	return mux
 }
 

@@ -35,6 +35,7 @@ func JobWorkflow(ctx workflow.Context, req jobs.Request) (jobs.Result, error) {
 		RequestedDevice: req.EffectiveDevice(),
 		Priority:        req.EffectivePriority(),
 		Tenant:          req.Tenant,
+		SweepID:         req.SweepID,
 	}
 	if res.SubmitTime.IsZero() {
 		res.SubmitTime = info.WorkflowStartTime
@@ -126,6 +127,7 @@ func withJob(r, job jobs.Result) jobs.Result {
 	r.JobID, r.JobType, r.Params = job.JobID, job.JobType, job.Params
 	r.SubmitTime, r.RequestedDevice, r.Priority, r.Tenant = job.SubmitTime, job.RequestedDevice, job.Priority, job.Tenant
 	r.Fallback, r.ScheduleReason, r.EstimatedTime = job.Fallback, job.ScheduleReason, job.EstimatedTime
+	r.SweepID = job.SweepID
 	return r
 }
 
