@@ -346,7 +346,7 @@ func WriteSweepTable(w io.Writer, s SweepSummary) error {
 		}
 		var notes []string
 		if p.Fallbacks > 0 {
-			notes = append(notes, fmt.Sprintf("%d GPU runs fell back to CPU", p.Fallbacks))
+			notes = append(notes, plural(p.Fallbacks, "fallback")+" to CPU")
 		}
 		if p.Failed > 0 {
 			notes = append(notes, fmt.Sprintf("%d failed or canceled", p.Failed))
@@ -372,4 +372,11 @@ func runRate(r *SweepRuns) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f %s", r.MeanRate, r.RateUnit)
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

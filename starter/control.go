@@ -150,8 +150,8 @@ func (a *app) listCmd() *cobra.Command {
 func (a *app) cancelCmd() *cobra.Command {
 	var wait bool
 	cmd := &cobra.Command{
-		Use:   "cancel <job-id>...",
-		Short: "Cancel running jobs: the kernel stops within one step and the result says canceled",
+		Use:   "cancel <job-or-sweep-id>...",
+		Short: "Cancel running jobs (the kernel stops within one step and the result says canceled) or sweeps (with their running jobs)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJobs(cmd, args, func(c client.Client) error {
@@ -164,11 +164,7 @@ func (a *app) cancelCmd() *cobra.Command {
 				if !wait {
 					return nil
 				}
-				results, err := jobclient.AwaitAll(cmd.Context(), c, args)
-				if err != nil {
-					return err
-				}
-				return jobs.WriteTable(cmd.OutOrStdout(), results)
+				return a.awaitJobsOrSweeps(cmd, c, args, false, false)
 			})
 		},
 	}
