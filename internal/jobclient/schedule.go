@@ -111,7 +111,7 @@ func CreateSchedule(ctx context.Context, c client.Client, s ScheduleSpec) error 
 	case errors.Is(err, temporal.ErrScheduleAlreadyRunning):
 		return fmt.Errorf("schedule %s exists already: delete it first, or pick another name", s.Name)
 	case errors.As(err, &badArg):
-		return fmt.Errorf("schedule %s: %s", s.Name, badArg.Message)
+		return fmt.Errorf("schedule %s: --cron %q: %s", s.Name, s.Cron, badArg.Message)
 	case err != nil:
 		return fmt.Errorf("create schedule %s: %w", s.Name, err)
 	}
