@@ -206,7 +206,7 @@ func (a *app) printSchedule(w io.Writer, s jobclient.Schedule) {
 	}
 	if !s.Paused {
 		var next []string
-		for _, t := range s.Next {
+		for _, t := range s.Next[:min(3, len(s.Next))] {
 			next = append(next, t.Local().Format(time.DateTime))
 		}
 		fmt.Fprintf(w, "  next:      %s\n", jobs.Dash(strings.Join(next, ", ")))
