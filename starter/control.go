@@ -32,12 +32,18 @@ func (a *app) withJobs(cmd *cobra.Command, ids []string, fn func(c client.Client
 func (a *app) statusCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status <job-id>...",
-		Short: "Show a job's state, device, progress and Web UI link",
+		Use:   "status <job-or-sweep-id>...",
+		Short: "Show a job's state, device, progress and Web UI link (a sweep's: how many of its jobs are done)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJobs(cmd, args, func(c client.Client) error {
 				for _, id := range args {
+					if sweep, _ := jobclient.IsSweep(cmd.Context(), c, id); sweep {
+						if err := a.sweepStatus(cmd, c, id, asJSON); err != nil {
+							return err
+						}
+						continue
+					}
 					st, err := jobclient.GetStatus(cmd.Context(), c, id)
 					if err != nil {
 						return err

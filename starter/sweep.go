@@ -240,3 +240,50 @@ func (a *app) awaitJobsOrSweeps(cmd *cobra.Command, c client.Client, ids []strin
 	}
 	return errors.Join(failed, a.awaitAll(cmd, c, jobIDs, asJSON))
 }
+
+// SweepStatus is what status prints for a sweep with --json.
+type SweepStatus struct {
+	SweepID  string                   `json:"sweep_id"`
+	State    string                   `json:"state"`
+	Progress *workflows.SweepProgress `json:"progress,omitempty"` // while it runs
+	Summary  *jobs.SweepSummary       `json:"summary,omitempty"`  // once it ended
+}
+
+func (a *app) sweepStatus(cmd *cobra.Command, c client.Client, id string, asJSON bool) error {
+	ctx := cmd.Context()
+	d, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return fmt.Errorf("describe %s: %w", id, err)
+	}
+	st := SweepStatus{SweepID: id, State: jobclient.State(d.GetWorkflowExecutionInfo().GetStatus())}
+	if st.State == jobclient.StateRunning {
+		var p workflows.SweepProgress
+		if v, err := c.QueryWorkflow(ctx, id, "", workflows.SweepProgressQuery); err == nil && v.Get(&p) == nil {
+			st.Progress = &p
+		}
+	} else {
+		res, err := jobclient.AwaitSweep(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		sum := jobs.SummarizeSweep(id, res.Results)
+		st.Summary = &sum
+	}
+	w := cmd.OutOrStdout()
+	if asJSON {
+		writeJSON(w, st)
+		return nil
+	}
+	fmt.Fprintf(w, "%s  sweep  %s\n", id, st.State)
+	switch {
+	case st.Progress != nil:
+		p := st.Progress
+		fmt.Fprintf(w, "  jobs:      %d/%d done, %d running, %d not completed\n", p.Finished, p.Total, p.Started-p.Finished, p.Failed)
+	case st.Summary != nil:
+		s := st.Summary
+		fmt.Fprintf(w, "  jobs:      %s, %d: %d completed, %d failed, %d canceled (starter result %s prints the table)\n",
+			s.JobType, s.Results, s.Completed, s.Failed, s.Canceled, id)
+	}
+	fmt.Fprintf(w, "  web UI:    %s\n", a.temporal.WorkflowURL(id))
+	return nil
+}

@@ -260,15 +260,21 @@ func TestBridgeStartsSeedMessagesOnceThroughAKill(t *testing.T) {
 		t.Errorf("want every one of the %d jobs counted once and nothing else: lost %d, unexpected %d, twice %d, monitor %+v", total, lost, extra, twice, st.Totals)
 	}
 
-	// Each job ran once: exactly 1,000 job workflows were started in this test, one per job ID.
-	resp, err := c.CountWorkflow(ctxTimeout(t, 10*time.Second), &workflowservice.CountWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("WorkflowType = 'JobWorkflow' AND StartTime >= '%s'", since.Format(time.RFC3339)),
+	// Each job ran once: exactly 1,000 job workflows were started in this test, one per job ID
+	// (visibility lags a little behind the starts: wait until it has them all, then compare).
+	var started int64
+	testutil.WaitFor(t, "visibility to count the test's job workflows", 30*time.Second, func() bool {
+		resp, err := c.CountWorkflow(ctxTimeout(t, 10*time.Second), &workflowservice.CountWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("WorkflowType = 'JobWorkflow' AND StartTime >= '%s'", since.Format(time.RFC3339)),
+		})
+		started = resp.GetCount()
+		return err == nil && started >= total
 	})
-	if err != nil {
-		t.Fatal(err)
+	if started != total {
+		t.Errorf("%d job workflows started during the test, want %d: a redelivered message started a job twice", started, total)
 	}
-	if resp.GetCount() != total {
-		t.Errorf("%d job workflows started during the test, want %d: a redelivered message started a job twice, or one was lost", resp.GetCount(), total)
+	if code, body := httpStatus("http://" + health2 + "/readyz"); code != http.StatusOK {
+		t.Errorf("the consuming bridge's /readyz: %d %s", code, body)
 	}
 
 	// The invalid messages sit in the dead-letter queue, each once, with its reason; the job

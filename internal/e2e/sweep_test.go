@@ -84,6 +84,11 @@ func TestSweepOfEightPointsCompletesWithItsTable(t *testing.T) {
 		}
 	}
 
+	out, _, code = e.starter(t, "status", sweepID)
+	if code != 0 || !strings.Contains(out, sweepID+"  sweep  completed") || !strings.Contains(out, "matrix_multiply, 8: 8 completed, 0 failed, 0 canceled") {
+		t.Errorf("starter status %s: exit %d\n%s", sweepID, code, out)
+	}
+
 	// In the Web UI the sweep is the parent of its 8 jobs.
 	children, err := jobclient.SweepJobs(ctxTimeout(t, 10*time.Second), c, sweepID)
 	if err != nil || len(children) != 8 {
@@ -173,6 +178,9 @@ func TestCanceledSweepLeavesNoRunningChild(t *testing.T) {
 	t.Logf("sweep of 4 jobs canceled: %d started, %d canceled, %d still running, %d never started", len(children), canceled, running, 4-len(children))
 	if len(children) != 2 || canceled != 2 || running != 0 {
 		t.Errorf("want the 2 started jobs canceled, none running and the other 2 never started")
+	}
+	if out, _, code := e.starter(t, "status", sub.SweepID); code != 0 || !strings.Contains(out, sub.SweepID+"  sweep  canceled") {
+		t.Errorf("starter status: exit %d\n%s", code, out)
 	}
 	d, err := c.DescribeWorkflowExecution(ctxTimeout(t, 5*time.Second), sub.SweepID, "")
 	if err != nil || d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED {

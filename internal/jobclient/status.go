@@ -29,6 +29,9 @@ const (
 	StateTimedOut   = "timed_out"
 )
 
+// State names a workflow's execution status as a job state.
+func State(s enumspb.WorkflowExecutionStatus) string { return state(s) }
+
 func state(s enumspb.WorkflowExecutionStatus) string {
 	switch s {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
