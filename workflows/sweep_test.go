@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -145,6 +147,30 @@ func TestInvalidSweepFailsWithoutRetry(t *testing.T) {
 		var appErr *temporal.ApplicationError
 		if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != jobs.ErrInvalidParams || !appErr.NonRetryable() {
 			t.Errorf("%+v: error %v, want a non-retryable %s", in, err, jobs.ErrInvalidParams)
+		}
+	}
+}
+
+// Histories of real sweeps (recorded from the dev server: one that completed with two failed
+// jobs, one canceled while its first job ran) must replay against the current code, so a change
+// that would break running sweeps fails here.
+func TestSweepHistoriesReplay(t *testing.T) {
+	for id, file := range map[string]string{"sweep-replay0001": "testdata/sweep_completed.json", "sweep-replay0002": "testdata/sweep_canceled.json"} {
+		f, err := os.Open(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := worker.NewWorkflowReplayer()
+		r.RegisterWorkflowWithOptions(workflows.SweepWorkflow, workflow.RegisterOptions{Name: workflows.SweepWorkflowName})
+		// The sweep's ID is its workflow ID, and its jobs' IDs derive from it: replay with the original.
+		opts := worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id, RunID: "run"}}
+		if err := r.ReplayWorkflowHistoryWithOptions(temporalx.Logger(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))), h, opts); err != nil {
+			t.Errorf("%s: %v", file, err)
 		}
 	}
 }
