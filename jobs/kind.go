@@ -46,6 +46,15 @@ type Progress struct {
 	Loss      *float64 `json:"loss,omitempty"`
 }
 
+// Heartbeat is what a running Execute attempt records as its heartbeat: the kernel's progress,
+// and who runs it, so that a job that fails or is lost with its worker still says where it ran.
+type Heartbeat struct {
+	Progress
+	WorkerID   string `json:"worker_id,omitempty"`
+	WorkerType string `json:"worker_type,omitempty"`
+	Device     string `json:"device,omitempty"`
+}
+
 // Reporter receives progress. Kernels call it after each iteration or epoch and check their
 // context right after, so a cancellation noticed by the reporter stops them within one step.
 type Reporter func(Progress)
@@ -73,6 +82,18 @@ type Output struct {
 	// Device is the device that ran the job, set by runners with several (one GPU of a node);
 	// nil means the runner's own description.
 	Device *DeviceInfo
+	// Telemetry is what the GPU's management library saw while the job ran; nil when it was
+	// not sampled (a CPU job, or a node without NVML).
+	Telemetry *Telemetry
+}
+
+// Telemetry is a GPU's utilisation and memory while a job ran. The figures are the device's:
+// when jobs share a GPU, each one's include the others'.
+type Telemetry struct {
+	Samples         int
+	UtilizationMean float64 // percent of the time a kernel was running
+	UtilizationPeak float64
+	MemoryPeak      int64 // bytes in use on the device
 }
 
 // DeviceInfo describes the hardware an implementation runs on.

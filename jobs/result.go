@@ -3,6 +3,7 @@ package jobs
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -38,6 +39,11 @@ const (
 	// ErrNoImplementation: the worker that took the job has no implementation of its kind for
 	// its device. Never retried on that device.
 	ErrNoImplementation = "NoImplementation"
+	// ErrResourceBusy: the job does not fit the memory available now but may later. The workflow
+	// waits and offers it again (to any worker), as often as it takes; a job never ends with it.
+	ErrResourceBusy = "ResourceBusy"
+	// ErrKernelStalled: the kernel made no progress for far longer than its estimate. Retried.
+	ErrKernelStalled = "KernelStalled"
 	// ErrNoWorker: no worker of the required kind took the job in time.
 	ErrNoWorker = "NoWorker"
 	// ErrTimeout: the job ran past its timeout.
@@ -50,7 +56,15 @@ const (
 
 // ErrorTypes lists the error types a result can carry.
 var ErrorTypes = []string{ErrInvalidParams, ErrResourceExhausted, ErrKernelPanic, ErrKernel, ErrNoImplementation,
-	ErrNoWorker, ErrTimeout, ErrCanceled, ErrTerminated}
+	ErrKernelStalled, ErrNoWorker, ErrTimeout, ErrCanceled, ErrTerminated}
+
+// ErrBusy marks an error of a runner that cannot take a job now for lack of memory (or GPU
+// slots) it may have later: the worker reports it as ErrResourceBusy.
+var ErrBusy = errors.New("busy")
+
+// ErrTooBig marks an error of a runner for a job that can never fit its device or the worker's
+// memory limit: the worker reports it as ErrResourceExhausted.
+var ErrTooBig = errors.New("too big for this worker")
 
 // Result is what a job's workflow returns and publishes to result_queue. Field names are the
 // seed system's, plus what gpujobs adds; they are the monitor's input and documented in the
@@ -99,6 +113,12 @@ type Result struct {
 	// GPU details, when a GPU ran the job.
 	ComputeCapability string `json:"compute_capability,omitempty"`
 	DeviceMemory      int64  `json:"device_memory,omitempty"`
+	// GPU telemetry from NVML while the job ran, when the worker has NVML: the mean and peak
+	// SM utilisation (percent of time a kernel ran) and the peak memory in use, bytes. They are
+	// the device's figures: with jobs sharing the GPU, the others' work is in them too.
+	GPUUtilizationMean *float64 `json:"gpu_utilization_mean,omitempty"`
+	GPUUtilizationPeak *float64 `json:"gpu_utilization_peak,omitempty"`
+	GPUMemoryPeak      int64    `json:"gpu_memory_peak,omitempty"`
 }
 
 // legacyRates are the headline metrics of results that do not name theirs, in order of

@@ -113,6 +113,9 @@ func scheduledJob(args []string) (jobs.Request, error) {
 	if err != nil {
 		return jobs.Request{}, err
 	}
+	if _, err := registry().Spec(s.JobType); s.JobType != "" && err != nil {
+		return jobs.Request{}, err // a schedule's runs are not watched: refuse a kind nobody checked now
+	}
 	return jobclient.Build(s, registry())
 }
 

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/term"
 
+	"github.com/gpujobs/gpujobs/internal/cli"
 	"github.com/gpujobs/gpujobs/internal/jobclient"
 	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/workflows"
@@ -103,7 +104,7 @@ and the monitor's /api/sweeps, dashboard and report show the sweep's speedup cur
 			if err != nil {
 				return err
 			}
-			return printSweep(out, res, asJSON, true)
+			return printSweep(out, res, asJSON, jobs.StatusCompleted)
 		},
 	}
 	fs := cmd.Flags()
@@ -185,8 +186,9 @@ type SweepOutput struct {
 	Results []jobs.Result     `json:"results"`
 }
 
-// printSweep prints the sweep's table (or JSON); strict, it fails when a job did not complete.
-func printSweep(out io.Writer, res jobs.SweepResult, asJSON, strict bool) error {
+// printSweep prints the sweep's table (or JSON) and returns the outcome's error (see exitCode)
+// when a job ended otherwise than as one of ok.
+func printSweep(out io.Writer, res jobs.SweepResult, asJSON bool, ok ...string) error {
 	sum := jobs.SummarizeSweep(res.SweepID, res.Results)
 	if asJSON {
 		writeJSON(out, SweepOutput{Status: res.Status, Summary: sum, Results: res.Results})
@@ -202,43 +204,41 @@ func printSweep(out io.Writer, res jobs.SweepResult, asJSON, strict bool) error 
 			return err
 		}
 	}
-	if bad := sum.Failed + sum.Canceled; strict && (bad > 0 || res.Status != jobs.StatusCompleted) {
-		return fmt.Errorf("%d of %d jobs of sweep %s did not complete", bad, sum.Results, res.SweepID)
+	if err := outcome(res.Results, ok...); err != nil {
+		return fmt.Errorf("sweep %s: %w", res.SweepID, err)
 	}
 	return nil
 }
 
-// awaitJobsOrSweeps waits for jobs and sweeps and prints their results, a sweep's as its table;
-// strict, it fails when a job did not complete.
-func (a *app) awaitJobsOrSweeps(cmd *cobra.Command, c client.Client, ids []string, asJSON, strict bool) error {
-	var jobIDs []string
-	var failed error
+// splitSweeps tells the sweeps among ids from the jobs (an unknown ID counts as a job, whose
+// lookup then says it does not exist).
+func splitSweeps(ctx context.Context, c client.Client, ids []string) (jobIDs, sweepIDs []string) {
 	for _, id := range ids {
-		sweep, err := jobclient.IsSweep(cmd.Context(), c, id)
-		if err != nil {
-			return err
-		}
-		if !sweep {
+		if sweep, _ := jobclient.IsSweep(ctx, c, id); sweep {
+			sweepIDs = append(sweepIDs, id)
+		} else {
 			jobIDs = append(jobIDs, id)
-			continue
 		}
-		res, err := jobclient.AwaitSweep(cmd.Context(), c, id)
-		if err != nil {
-			return err
+	}
+	return jobIDs, sweepIDs
+}
+
+// worse returns the error with the higher exit code (see exitCode), a before b on a tie.
+func worse(a, b error) error {
+	code := func(err error) int {
+		var ee *cli.ExitError
+		switch {
+		case err == nil:
+			return 0
+		case errors.As(err, &ee):
+			return ee.Code
 		}
-		failed = errors.Join(failed, printSweep(cmd.OutOrStdout(), res, asJSON, strict))
+		return exitError
 	}
-	if len(jobIDs) == 0 {
-		return failed
+	if code(b) > code(a) {
+		return b
 	}
-	if !strict {
-		results, err := jobclient.AwaitAll(cmd.Context(), c, jobIDs)
-		if err != nil {
-			return err
-		}
-		return errors.Join(failed, jobs.WriteTable(cmd.OutOrStdout(), results))
-	}
-	return errors.Join(failed, a.awaitAll(cmd, c, jobIDs, asJSON))
+	return a
 }
 
 // SweepStatus is what status prints for a sweep with --json.

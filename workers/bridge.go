@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
@@ -23,16 +20,7 @@ type BridgeOptions struct {
 	// Prefetch is how many messages are being started at once (default 32).
 	Prefetch int
 
-	metrics *bridge.Metrics
-}
-
-// bridgeMetrics registers the bridge's metrics, and the Go and process ones, for /metrics on the
-// health address.
-func bridgeMetrics(o *Options, h *health) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	o.Bridge.metrics = bridge.NewMetrics(reg)
-	h.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	metrics *bridge.Metrics // registered with the health endpoint's /metrics
 }
 
 // runBridge consumes the job queue until ctx is done. It is ready while it consumes.

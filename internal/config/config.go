@@ -11,7 +11,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -25,21 +28,123 @@ func Env(name, def string) string {
 	return def
 }
 
-// EnvInt is Env for integers; a malformed value falls back to def (flag parsing reports it).
-func EnvInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
+// envErrors collects the environment variables that could not be read, for CheckEnv. Flags
+// take their defaults from the environment when a command builds its flag set, so the errors
+// are found then and reported once the command runs.
+var (
+	envMu     sync.Mutex
+	envErrors = map[string]error{}
+)
+
+func badEnv(name, value, want string) {
+	envMu.Lock()
+	envErrors[name] = fmt.Errorf("environment variable %s=%q: want %s", name, value, want)
+	envMu.Unlock()
+}
+
+// CheckEnv returns an error naming every environment variable that EnvInt, EnvDuration or
+// EnvBytes could not read, or nil: a malformed setting stops the command rather than being
+// silently replaced by its default.
+func CheckEnv() error {
+	envMu.Lock()
+	defer envMu.Unlock()
+	names := make([]string, 0, len(envErrors))
+	for n := range envErrors {
+		names = append(names, n)
 	}
-	return def
+	sort.Strings(names)
+	errs := make([]error, len(names))
+	for i, n := range names {
+		errs[i] = envErrors[n]
+	}
+	return errors.Join(errs...)
+}
+
+// EnvInt is Env for integers.
+func EnvInt(name string, def int) int {
+	raw := os.Getenv(name)
+	if raw == "" {
+		return def
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(raw))
+	if err != nil {
+		badEnv(name, raw, "an integer")
+		return def
+	}
+	return v
 }
 
 // EnvDuration is Env for durations such as "30s".
 func EnvDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
+	raw := os.Getenv(name)
+	if raw == "" {
+		return def
 	}
-	return def
+	v, err := time.ParseDuration(strings.TrimSpace(raw))
+	if err != nil {
+		badEnv(name, raw, "a duration with its unit, such as 10s, 500ms or 2m")
+		return def
+	}
+	return v
 }
+
+// EnvBytes is Env for sizes such as "8GiB" (see ParseBytes).
+func EnvBytes(name string, def int64) int64 {
+	raw := os.Getenv(name)
+	if raw == "" {
+		return def
+	}
+	v, err := ParseBytes(raw)
+	if err != nil {
+		badEnv(name, raw, "a size such as 8GiB, 512MiB or a number of bytes")
+		return def
+	}
+	return v
+}
+
+// ParseBytes reads a size: a number of bytes, or a number with a unit B, KiB, MiB, GiB, TiB (or
+// K, M, G, T, KB, MB, GB, TB, all binary).
+func ParseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := s, ""
+	if i >= 0 {
+		num, unit = s[:i], strings.ToUpper(strings.TrimSpace(s[i:]))
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 || num == "" {
+		return 0, fmt.Errorf("size %q: want a number of bytes or a number with a unit such as 8GiB", s)
+	}
+	shift, ok := map[string]uint{"": 0, "B": 0, "K": 10, "KB": 10, "KIB": 10, "M": 20, "MB": 20, "MIB": 20,
+		"G": 30, "GB": 30, "GIB": 30, "T": 40, "TB": 40, "TIB": 40}[unit]
+	if !ok {
+		return 0, fmt.Errorf("size %q: unknown unit %q, use B, KiB, MiB, GiB or TiB", s, unit)
+	}
+	return int64(v * float64(uint64(1)<<shift)), nil
+}
+
+// Bytes is a flag value holding a size, e.g. --memory-limit 8GiB.
+type Bytes int64
+
+func (b *Bytes) String() string {
+	if *b == 0 {
+		return "0"
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+// Set parses a size.
+func (b *Bytes) Set(s string) error {
+	v, err := ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = Bytes(v)
+	return nil
+}
+
+// Type names the value in --help.
+func (*Bytes) Type() string { return "size" }
 
 // Temporal says which Temporal cluster and namespace to use.
 type Temporal struct {

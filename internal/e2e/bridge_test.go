@@ -99,8 +99,8 @@ func getJSON(t *testing.T, url string, v any) bool {
 	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(v) == nil
 }
 
-// startMonitor runs `monitor serve` on its own result queue and returns its API's base URL.
-func (e *environment) startMonitor(t *testing.T, queue string) string {
+// serveMonitor runs `monitor serve` on its own result queue and returns its API's base URL.
+func (e *environment) serveMonitor(t *testing.T, queue string) string {
 	t.Helper()
 	addr := testutil.FreeAddr(t)
 	e.startProcess(t, "monitor", "monitor", "serve", "--addr", addr, "--store", filepath.Join(t.TempDir(), "results.jsonl"),
@@ -129,7 +129,7 @@ func TestBridgeStartsSeedMessagesOnceThroughAKill(t *testing.T) {
 	e.startProcess(t, "sched-b1", "worker", append([]string{"--role", "scheduler", "--id", "sched-b1"}, args...)...)
 	e.startWorker(t, "cpu", "cpu-b1")
 	e.startWorker(t, "cpu", "cpu-b2")
-	api := e.startMonitor(t, results)
+	api := e.serveMonitor(t, results)
 	c := e.dial(t)
 	since := time.Now().UTC().Add(-time.Second)
 

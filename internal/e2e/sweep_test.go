@@ -33,7 +33,7 @@ func TestSweepOfEightPointsCompletesWithItsTable(t *testing.T) {
 		"--rabbitmq-url", e.rabbitURL, "--result-queue", results)
 	e.startWorker(t, "cpu", "cpu-s1")
 	e.startWorker(t, "cpu", "cpu-s2")
-	api := e.startMonitor(t, results)
+	api := e.serveMonitor(t, results)
 	c := e.dial(t)
 
 	out, stderr, code := e.starter(t, "sweep", "matrix_multiply", "--size", "32,48,64,96", "--iterations", "2", "--device", "cpu,gpu", "--parallel", "3", "--wait")

@@ -66,8 +66,12 @@ type Summary struct {
 // Status is a job's summary, what its kernel is doing now, and its result once it ended.
 type Status struct {
 	Summary
+	// Stage is what the job is doing, from its workflow (nil when it could not be asked).
+	Stage *workflows.JobState `json:"stage,omitempty"`
 	// Activity is the Execute activity in flight, if any.
 	Activity *ActivityStatus `json:"activity,omitempty"`
+	// Publish is the publishing of the result while the broker has not taken it, if it is so.
+	Publish *ActivityStatus `json:"publish,omitempty"`
 	// Result is set once the job ended.
 	Result *jobs.Result `json:"result,omitempty"`
 }
@@ -94,7 +98,8 @@ func GetStatus(ctx context.Context, c client.Client, jobID string) (Status, erro
 	info := desc.GetWorkflowExecutionInfo()
 	st := Status{Summary: summaryOf(info)}
 	for _, pa := range desc.GetPendingActivities() {
-		if pa.GetActivityType().GetName() != workflows.ExecuteActivity {
+		name := pa.GetActivityType().GetName()
+		if name != workflows.ExecuteActivity && name != workflows.PublishActivity {
 			continue
 		}
 		a := &ActivityStatus{Attempt: pa.GetAttempt(), Worker: pa.GetLastWorkerIdentity(), State: "scheduled"}
@@ -110,9 +115,15 @@ func GetStatus(ctx context.Context, c client.Client, jobID string) (Status, erro
 				a.Progress = &p
 			}
 		}
-		st.Activity = a
+		if name == workflows.PublishActivity {
+			st.Publish = a
+		} else {
+			st.Activity = a
+		}
 	}
-	if st.State != StateRunning {
+	if st.State == StateRunning {
+		st.Stage = stage(ctx, c, jobID)
+	} else {
 		res, err := Await(ctx, c, jobID)
 		if err != nil {
 			return st, err
@@ -120,6 +131,22 @@ func GetStatus(ctx context.Context, c client.Client, jobID string) (Status, erro
 		st.Result = &res
 	}
 	return st, nil
+}
+
+// stage asks the job's workflow what it is doing; nil when it cannot say within a second (no
+// scheduler worker is running, or the workflow has not run its first task yet).
+func stage(ctx context.Context, c client.Client, jobID string) *workflows.JobState {
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	v, err := c.QueryWorkflow(qctx, jobID, "", workflows.StateQuery)
+	if err != nil {
+		return nil
+	}
+	var st workflows.JobState
+	if v.Get(&st) != nil {
+		return nil
+	}
+	return &st
 }
 
 func summaryOf(info *workflowpb.WorkflowExecutionInfo) Summary {

@@ -66,6 +66,9 @@ func dashboardServer(t *testing.T) (*httptest.Server, *Aggregator) {
 	agg.Add(results[:2900]...)
 	agg.CountDuplicates(12)
 	agg.CountMalformed()
+	agg.CountRejected()
+	agg.CountRejected()
+	agg.SetRejectedAtLoad(3)
 	srv := NewServer(agg, agg.metrics, func() bool { return true }, "results/results.jsonl", zap.NewNop())
 	srv.MaxStreamAge = 300 * time.Millisecond
 	h := srv.Handler()
@@ -104,6 +107,7 @@ func TestDashboardInHeadlessChromiumShowsTheAPINumbers(t *testing.T) {
 		"kpi-results": float64(tt.Results), "kpi-completed": float64(tt.Completed), "kpi-failed": float64(tt.Failed),
 		"kpi-canceled": float64(tt.Canceled), "kpi-gpu-runs": float64(tt.GPURuns), "kpi-cpu-runs": float64(tt.CPURuns),
 		"kpi-fallbacks": float64(tt.Fallbacks), "kpi-duplicates": float64(tt.Duplicates), "kpi-malformed": float64(tt.Malformed),
+		"kpi-rejected": float64(tt.Rejected), "kpi-rejected-at-load": float64(tt.RejectedAtLoad),
 		"kpi-throughput-minute": stats.Throughput.LastMinute, "kpi-throughput-overall": stats.Throughput.Overall,
 	} {
 		n := byID(doc, id)
@@ -167,6 +171,13 @@ func TestDashboardInHeadlessChromiumShowsTheAPINumbers(t *testing.T) {
 		}
 		if cell("results") != strconv.Itoa(g.Results) {
 			t.Errorf("%s results %s, API %d", key, cell("results"), g.Results)
+		}
+		if gt := g.GPUTelemetry; gt != nil {
+			if num(t, cell("gpu_util")) != gt.UtilizationMean || num(t, cell("gpu_mem")) != float64(gt.MemoryPeak) {
+				t.Errorf("%s GPU util/mem %s/%s, API %v/%v", key, cell("gpu_util"), cell("gpu_mem"), gt.UtilizationMean, gt.MemoryPeak)
+			}
+		} else if cell("gpu_util") != "" {
+			t.Errorf("%s GPU util %s without telemetry in the API", key, cell("gpu_util"))
 		}
 		if g.ProcessingTime != nil {
 			if num(t, cell("p95")) != g.ProcessingTime.P95 || num(t, cell("avg")) != g.ProcessingTime.Avg {

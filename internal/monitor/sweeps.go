@@ -160,7 +160,7 @@ func WriteSweepReport(dir string, agg *Aggregator, limit int, draw SweepChart) (
 			continue
 		}
 		path := filepath.Join(dir, SweepChartFile(s.SweepID))
-		if err := writeFile(path, func(w io.Writer) error { return draw(w, s) }); err != nil {
+		if err := writeReportFile(path, func(w io.Writer) error { return draw(w, s) }); err != nil {
 			return written, err
 		}
 		written = append(written, path)
@@ -188,7 +188,7 @@ func runCells(r *jobs.SweepRuns) string {
 	return fmt.Sprintf("%d | %s | %s", r.Runs, secs(r.MeanTime), rate)
 }
 
-func writeFile(path string, fn func(io.Writer) error) error {
+func writeReportFile(path string, fn func(io.Writer) error) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err

@@ -112,7 +112,7 @@ func TestSweepsAPIGroupsResultsBySweep(t *testing.T) {
 		t.Errorf("unknown parameter: %d", code)
 	}
 	// New results reach the next answer (the index follows the aggregator).
-	agg.Add(sweepResults("sweep-new", time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC))[:3]...)
+	agg.Add(sweepResults("sweep-new", time.Date(2026, 12, 1, 10, 40, 0, 0, time.UTC))[:3]...)
 	if _, more := get(""); more.Matched != 3 || more.Sweeps[0].SweepID != "sweep-new" || more.Sweeps[0].Results != 3 {
 		t.Errorf("after more results: %+v", more)
 	}

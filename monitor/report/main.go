@@ -31,6 +31,14 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("read results: %w", err)
 			}
+			agg.RestoreCounters(st.Counters)
+			agg.SetRejectedAtLoad(st.NotLoaded())
+			for _, sk := range st.Skipped {
+				fmt.Fprintf(cmd.ErrOrStderr(), "skipped line %d of %s: %s\n", sk.Line, store, sk.Reason)
+			}
+			if n := st.NotLoaded(); n > len(st.Skipped) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "skipped %d lines of %s in all (not valid results)\n", n, store)
+			}
 			paths, err := monitor.WriteReport(out, store, agg, charts.All()...)
 			if err != nil {
 				return err
