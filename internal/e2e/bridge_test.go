@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/gpujobs/gpujobs/internal/monitor"
 	"github.com/gpujobs/gpujobs/internal/testutil"
 	"github.com/gpujobs/gpujobs/jobs"
 )
@@ -60,33 +59,6 @@ func (s *seedClient) publish(t *testing.T, queue string, body []byte, messageID 
 	if ok, err := dc.WaitContext(ctxTimeout(t, 10*time.Second)); err != nil || !ok {
 		t.Fatalf("publish not confirmed: %v", err)
 	}
-}
-
-// bridgeMetric reads a counter of the bridge's /metrics, e.g. `gpujobs_bridge_messages_total{outcome="started"}`.
-func bridgeMetric(addr, series string) (float64, bool) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return f, err == nil
-		}
-	}
-	return 0, false
-}
-
-// monitorStats is the part of the monitor's /api/stats the tests read.
-type monitorStats struct {
-	Totals struct {
-		Results    int `json:"results"`
-		Completed  int `json:"completed"`
-		Duplicates int `json:"duplicates"`
-		Malformed  int `json:"malformed"`
-	} `json:"totals"`
 }
 
 func getJSON(t *testing.T, url string, v any) bool {
@@ -210,7 +182,7 @@ func TestBridgeStartsSeedMessagesOnceThroughAKill(t *testing.T) {
 	// SIGKILL the bridge in the middle: at least 300 jobs started, the rest still queued or in
 	// flight (started in Temporal but not yet acknowledged, or not yet started).
 	testutil.WaitFor(t, "the bridge to start 300 jobs", 3*time.Minute, func() bool {
-		v, _ := bridgeMetric(health, `gpujobs_bridge_messages_total{outcome="started"}`)
+		v, _ := gauge(health, `gpujobs_bridge_messages_total{outcome="started"}`)
 		return v >= 300
 	})
 	bridge1.signal(syscall.SIGKILL)
@@ -218,9 +190,10 @@ func TestBridgeStartsSeedMessagesOnceThroughAKill(t *testing.T) {
 	health2 := testutil.FreeAddr(t)
 	e.startWorker(t, "bridge", "bridge-2", "--job-queue", queue, "--health-addr", health2)
 
-	var st monitorStats
+	var st monitor.Totals
 	testutil.WaitFor(t, "the monitor to count 1,000 results", 5*time.Minute, func() bool {
-		return getJSON(t, api+"/api/stats", &st) && st.Totals.Results >= total
+		st = totals(t, api)
+		return st.Results >= total
 	})
 	var page struct {
 		Results []jobs.Result `json:"results"`
@@ -255,9 +228,9 @@ func TestBridgeStartsSeedMessagesOnceThroughAKill(t *testing.T) {
 		}
 	}
 	t.Logf("published %d messages (%d jobs, %d repeats, %d invalid); the monitor counted %d results (%d completed, %d duplicates), %d fallbacks; lost %d, unexpected %d, counted twice %d",
-		published, total, total/20, len(bad), st.Totals.Results, st.Totals.Completed, st.Totals.Duplicates, fallbacks, lost, extra, twice)
-	if lost != 0 || extra != 0 || twice != 0 || st.Totals.Results != total || st.Totals.Completed != total || st.Totals.Duplicates != 0 {
-		t.Errorf("want every one of the %d jobs counted once and nothing else: lost %d, unexpected %d, twice %d, monitor %+v", total, lost, extra, twice, st.Totals)
+		published, total, total/20, len(bad), st.Results, st.Completed, st.Duplicates, fallbacks, lost, extra, twice)
+	if lost != 0 || extra != 0 || twice != 0 || st.Results != total || st.Completed != total || st.Duplicates != 0 {
+		t.Errorf("want every one of the %d jobs counted once and nothing else: lost %d, unexpected %d, twice %d, monitor %+v", total, lost, extra, twice, st)
 	}
 
 	// Each job ran once: exactly 1,000 job workflows were started in this test, one per job ID
@@ -306,9 +279,9 @@ func TestBridgeStartsSeedMessagesOnceThroughAKill(t *testing.T) {
 	if err != nil || q.Messages != 0 {
 		t.Errorf("job queue: %d messages left (%v), want 0", q.Messages, err)
 	}
-	if v, ok := bridgeMetric(health2, `gpujobs_bridge_dead_letters_total{reason="invalid_params"}`); !ok || v > 2 {
+	if v, ok := gauge(health2, `gpujobs_bridge_dead_letters_total{reason="invalid_params"}`); !ok || v > 2 {
 		t.Errorf("restarted bridge's invalid_params dead letters %v (%v): at most the 2 published", v, ok)
 	}
-	dups, _ := bridgeMetric(health2, `gpujobs_bridge_messages_total{outcome="duplicate"}`)
+	dups, _ := gauge(health2, `gpujobs_bridge_messages_total{outcome="duplicate"}`)
 	t.Logf("the restarted bridge acknowledged %v messages whose job existed (redeliveries and repeats), started none of them again", dups)
 }

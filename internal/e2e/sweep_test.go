@@ -113,13 +113,12 @@ func TestSweepOfEightPointsCompletesWithItsTable(t *testing.T) {
 	testutil.WaitFor(t, "the monitor to group the sweep's 8 results", 30*time.Second, func() bool {
 		return getJSON(t, api+"/api/sweeps", &sweeps) && len(sweeps.Sweeps) == 1 && sweeps.Sweeps[0].Results == 8
 	})
-	var st monitorStats
-	getJSON(t, api+"/api/stats", &st)
+	st := totals(t, api)
 	got := sweeps.Sweeps[0]
 	lost := 8 - got.Completed
-	t.Logf("sweep %s: submitted 8, completed %d, monitor counted %d (duplicates %d), lost %d", sweepID, s.Completed, st.Totals.Results, st.Totals.Duplicates, lost)
-	if got.SweepID != sweepID || got.Completed != 8 || len(got.Points) != 4 || st.Totals.Results != 8 || st.Totals.Duplicates != 0 || lost != 0 {
-		t.Errorf("monitor: sweep %+v, totals %+v", got, st.Totals)
+	t.Logf("sweep %s: submitted 8, completed %d, monitor counted %d (duplicates %d), lost %d", sweepID, s.Completed, st.Results, st.Duplicates, lost)
+	if got.SweepID != sweepID || got.Completed != 8 || len(got.Points) != 4 || st.Results != 8 || st.Duplicates != 0 || lost != 0 {
+		t.Errorf("monitor: sweep %+v, totals %+v", got, st)
 	}
 }
 
