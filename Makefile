@@ -24,8 +24,9 @@ deps: ## install the Debian packages the build and the stack need (only the miss
 	@. scripts/lib.sh && apt_install rabbitmq-server libopenblas-dev chromium python3
 
 # The starter and the monitor run no kernel: built without cgo, as in their images.
-build: $(BIN)/devserver ## build bin/devserver, bin/worker, bin/starter, bin/monitor, bin/monitor-report
+build: $(BIN)/devserver ## build bin/devserver, bin/worker, bin/starter, bin/monitor, bin/monitor-report, bin/example-worker
 	$(GOBUILD) -o $(BIN)/worker ./workers/worker
+	$(GOBUILD) -o $(BIN)/example-worker ./examples/worker
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/starter ./starter
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/monitor ./monitor
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/monitor-report ./monitor/report

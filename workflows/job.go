@@ -46,6 +46,10 @@ type JobState struct {
 	Detail string `json:"detail,omitempty"`
 	// Since is when the job entered the stage.
 	Since time.Time `json:"since"`
+	// Scheduled is set once the scheduler accepted the job; Rejected holds its reason when it
+	// did not (invalid params, unknown kind): what a client that does not know the kind waits for.
+	Scheduled bool   `json:"scheduled,omitempty"`
+	Rejected  string `json:"rejected,omitempty"`
 }
 
 // Timeouts and retries of the steps around the kernel.
@@ -58,7 +62,7 @@ const (
 	quickPublishWindow = 5 * time.Second
 	// publishMaxInterval caps the durable publish's backoff: the cost of a workflow waiting for
 	// the broker is one activity attempt this often.
-	publishMaxInterval = time.Minute
+	publishMaxInterval = 15 * time.Second
 	// busyWait* pace the offers of a job that no worker had the memory for.
 	busyWaitFirst = time.Second
 	busyWaitMax   = 30 * time.Second
@@ -94,6 +98,7 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 		return res, err
 	}
 	if decodeErr != nil {
+		j.state.Rejected = decodeErr.Error()
 		return j.finish(res, temporal.NewNonRetryableApplicationError(decodeErr.Error(), jobs.ErrInvalidParams, nil))
 	}
 
@@ -109,8 +114,10 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 		},
 	})
 	if err := workflow.ExecuteLocalActivity(sctx, ScheduleActivity, req).Get(ctx, &d); err != nil {
+		j.state.Rejected = Message(err)
 		return j.finish(res, err)
 	}
+	j.state.Scheduled = true
 	res.Params = d.Params
 	res.Fallback = d.Fallback
 	res.ScheduleReason = d.Reason
@@ -156,7 +163,7 @@ type job struct {
 }
 
 func (j *job) enter(stage, detail string) {
-	j.state = JobState{Stage: stage, Detail: detail, Since: workflow.Now(j.ctx)}
+	j.state.Stage, j.state.Detail, j.state.Since = stage, detail, workflow.Now(j.ctx)
 }
 
 // DecodeRequest reads the workflow's input. Its errors name what could not be read; the request

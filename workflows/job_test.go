@@ -439,7 +439,7 @@ func TestRequireGPUWaitsOnlyOnTheGPUQueue(t *testing.T) {
 // published, exactly once, and reported completed (it was failed with wrapError before).
 func TestPublishOutlastsALongBrokerOutage(t *testing.T) {
 	h := newHarness(t, 0)
-	h.broker.failures = 40 // with retries capped at one a minute: half an hour of outage
+	h.broker.failures = 40 // with retries capped at one every 15 s: about ten minutes of outage
 	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
 	res, err := h.run(t, request("cpu", `{}`))
 	if err != nil {

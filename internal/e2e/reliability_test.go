@@ -134,9 +134,14 @@ func TestBrokerOutagesLoseNoResult(t *testing.T) {
 			e.startWorker(t, "cpu", "cpu-b")
 			api := e.startMonitor(t)
 
-			ids := e.submitIDs(t, "vector_addition", "--size", "1000", "--iterations", "1", "--cpu", "--count", strconv.Itoa(tc.jobs))
+			// Half the burst before the broker goes away, half while it is away.
+			submit := func(n int) []string {
+				return e.submitIDs(t, "vector_addition", "--size", "1000", "--iterations", "1", "--cpu", "--count", strconv.Itoa(n))
+			}
+			ids := submit(tc.jobs / 2)
 			b.Stop(t)
 			down := time.Now()
+			ids = append(ids, submit(tc.jobs-tc.jobs/2)...)
 			c := e.dial(t)
 			last := ids[len(ids)-1]
 			testutil.WaitFor(t, "a job to wait for the broker", 2*time.Minute, func() bool {

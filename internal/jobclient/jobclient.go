@@ -214,7 +214,9 @@ func Verdict(ctx context.Context, c client.Client, jobID string, wait time.Durat
 			}
 			return nil
 		}
-		if st := stage(ctx, c, jobID); st != nil && st.Stage != workflows.StageScheduling {
+		if st := stage(ctx, c, jobID); st != nil && st.Rejected != "" {
+			return errors.New(st.Rejected)
+		} else if st != nil && st.Scheduled {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/gpujobs/gpujobs/internal/testutil"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // chromiumPath finds Debian's chromium. Without it the dashboard tests skip, unless GPUJOBS_E2E=1
@@ -297,4 +298,34 @@ func text(n *html.Node) string {
 	}
 	walk(n)
 	return strings.TrimSpace(b.String())
+}
+
+// A kind the monitor was not built with shows its own headline metric, the one its results name,
+// in the dashboard's tables.
+func TestDashboardShowsAnUnknownKindsHeadlineMetric(t *testing.T) {
+	bin := chromiumPath(t)
+	agg := NewAggregator(nil)
+	end := time.Now().Add(-time.Second).UTC()
+	agg.Add(jobs.Result{JobID: "job-00000000pi01", JobType: "monte_carlo_pi", Status: jobs.StatusCompleted, WorkerType: jobs.WorkerTypeCPU,
+		WorkerID: "cpu-1", ProcessingTime: 0.5, StartTime: end.Add(-time.Second), EndTime: end,
+		Metrics:    map[string]float64{"samples_per_sec": 4.2e7, "gflops": 9.9, "pi": 3.1415},
+		RateMetric: "samples_per_sec", RateUnit: "samples/s"})
+	srv := NewServer(agg, nil, func() bool { return true }, "x", zap.NewNop())
+	srv.MaxStreamAge = 300 * time.Millisecond
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	doc, err := html.Parse(bytes.NewReader(headless(t, bin, ts.URL+"/", "--dump-dom")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := find(doc, func(n *html.Node) bool { return n.Data == "tr" && attr(n, "data-job-id") == "job-00000000pi01" })
+	if row == nil {
+		t.Fatal("the result is not in the latest results")
+	}
+	if got := text(row); !strings.Contains(got, "samples/s") || strings.Contains(got, "GFLOP/s") {
+		t.Errorf("latest row %q: want the kind's samples/s, not GFLOP/s", got)
+	}
+	if g := agg.Stats().Groups; len(g) != 1 || g[0].Rate == nil || g[0].Rate.Unit != "samples/s" {
+		t.Errorf("groups %+v: want the kind's rate unit", g)
+	}
 }

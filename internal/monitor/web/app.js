@@ -211,10 +211,12 @@ function renderLatest(results) {
   document.querySelector("#latest tbody").innerHTML = rows.join("") || `<tr><td colspan="8" class="empty">No results yet.</td></tr>`;
 }
 
-// rateOf mirrors JobResult.Rate: GB/s, else GFLOP/s, else samples/s.
+// rateOf mirrors jobs.Result.Rate: the metric the result names as its headline (a kind the
+// monitor was not built with says which), else GB/s, else GFLOP/s, else samples/s.
 function rateOf(r) {
   const m = r.metrics || {};
   if (r.status !== "completed") return "–";
+  if (r.rate_metric) return m[r.rate_metric] != null ? `${fmtRate(m[r.rate_metric])} ${esc(r.rate_unit || r.rate_metric)}` : "–";
   if (m.gbps != null) return `${fmtRate(m.gbps)} GB/s`;
   if (m.gflops != null) return `${fmtRate(m.gflops)} GFLOP/s`;
   if (m.samples_per_sec != null) return `${fmtRate(m.samples_per_sec)} samples/s`;
