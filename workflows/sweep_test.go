@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,11 +153,15 @@ func TestInvalidSweepFailsWithoutRetry(t *testing.T) {
 	}
 }
 
-// Histories of real sweeps (recorded from the dev server: one that completed with two failed
-// jobs, one canceled while its first job ran) must replay against the current code, so a change
-// that would break running sweeps fails here.
+// Histories of real sweeps (recorded by internal/e2e's TestRecordSweepHistories: one that
+// completed with two failed jobs, one canceled while its first job ran) must replay against the
+// current code, so a change that would break running sweeps fails here.
 func TestSweepHistoriesReplay(t *testing.T) {
-	for id, file := range map[string]string{"sweep-replay0001": "testdata/sweep_completed.json", "sweep-replay0002": "testdata/sweep_canceled.json"} {
+	files, err := filepath.Glob("testdata/sweeps/*.json")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("recorded sweep histories: %v, %v", files, err)
+	}
+	for _, file := range files {
 		f, err := os.Open(file)
 		if err != nil {
 			t.Fatal(err)
@@ -167,7 +173,9 @@ func TestSweepHistoriesReplay(t *testing.T) {
 		}
 		r := worker.NewWorkflowReplayer()
 		r.RegisterWorkflowWithOptions(workflows.SweepWorkflow, workflow.RegisterOptions{Name: workflows.SweepWorkflowName})
-		// The sweep's ID is its workflow ID, and its jobs' IDs derive from it: replay with the original.
+		// The sweep's ID is its workflow ID, and its jobs' IDs derive from it: replay with the
+		// original, which the file is named after.
+		id := "sweep-" + strings.TrimSuffix(filepath.Base(file), ".json")
 		opts := worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id, RunID: "run"}}
 		if err := r.ReplayWorkflowHistoryWithOptions(temporalx.Logger(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))), h, opts); err != nil {
 			t.Errorf("%s: %v", file, err)
