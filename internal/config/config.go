@@ -62,41 +62,29 @@ func CheckEnv() error {
 
 // EnvInt is Env for integers.
 func EnvInt(name string, def int) int {
-	raw := os.Getenv(name)
-	if raw == "" {
-		return def
-	}
-	v, err := strconv.Atoi(strings.TrimSpace(raw))
-	if err != nil {
-		badEnv(name, raw, "an integer")
-		return def
-	}
-	return v
+	return envParse(name, def, strconv.Atoi, "an integer")
 }
 
 // EnvDuration is Env for durations such as "30s".
 func EnvDuration(name string, def time.Duration) time.Duration {
-	raw := os.Getenv(name)
-	if raw == "" {
-		return def
-	}
-	v, err := time.ParseDuration(strings.TrimSpace(raw))
-	if err != nil {
-		badEnv(name, raw, "a duration with its unit, such as 10s, 500ms or 2m")
-		return def
-	}
-	return v
+	return envParse(name, def, time.ParseDuration, "a duration with its unit, such as 10s, 500ms or 2m")
 }
 
 // EnvBytes is Env for sizes such as "8GiB" (see ParseBytes).
 func EnvBytes(name string, def int64) int64 {
+	return envParse(name, def, ParseBytes, "a size such as 8GiB, 512MiB or a number of bytes")
+}
+
+// envParse reads the variable name with parse; unset or empty is def, and a value parse
+// refuses is def too, recorded for CheckEnv with what the variable takes.
+func envParse[T any](name string, def T, parse func(string) (T, error), want string) T {
 	raw := os.Getenv(name)
 	if raw == "" {
 		return def
 	}
-	v, err := ParseBytes(raw)
+	v, err := parse(strings.TrimSpace(raw))
 	if err != nil {
-		badEnv(name, raw, "a size such as 8GiB, 512MiB or a number of bytes")
+		badEnv(name, raw, want)
 		return def
 	}
 	return v

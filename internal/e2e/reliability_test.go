@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -431,5 +432,22 @@ func sameAsPublished(t *testing.T, shown, pub jobs.Result) {
 	b, _ := json.Marshal(pub)
 	if string(a) != string(b) {
 		t.Errorf("starter result --json differs from the published result:\n%s\n%s", a, b)
+	}
+}
+
+// A malformed setting in the environment stops a worker at once, naming the variable and what
+// it takes, instead of being replaced by its default.
+func TestMalformedEnvironmentStopsAWorker(t *testing.T) {
+	for _, tc := range []struct{ name, value, want string }{
+		{"HEARTBEAT_TIMEOUT", "10", `HEARTBEAT_TIMEOUT="10": want a duration with its unit`},
+		{"WORKER_CONCURRENCY", "two", `WORKER_CONCURRENCY="two": want an integer`},
+		{"WORKER_MEMORY_LIMIT", "lots", `WORKER_MEMORY_LIMIT="lots": want a size`},
+	} {
+		cmd := exec.Command(filepath.Join(env.bin, "worker"), "--role", "cpu", "--temporal-address", env.address)
+		cmd.Env = append(os.Environ(), tc.name+"="+tc.value)
+		out, err := cmd.CombinedOutput()
+		if err == nil || cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("worker with %s=%s: %v, output %q", tc.name, tc.value, err, out)
+		}
 	}
 }
