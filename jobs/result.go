@@ -111,12 +111,14 @@ type Result struct {
 	GEMM    string `json:"gemm,omitempty"`
 	Threads int    `json:"threads,omitempty"`
 	// RequestedDevice is the policy the job asked for: auto, gpu, gpu! or cpu.
-	RequestedDevice string  `json:"requested_device,omitempty"`
-	Priority        int     `json:"priority,omitempty"`
-	Tenant          string  `json:"tenant,omitempty"`
-	EstimatedTime   float64 `json:"estimated_time,omitempty"`
-	ScheduleReason  string  `json:"schedule_reason,omitempty"`
-	Attempt         int     `json:"attempt,omitempty"`
+	RequestedDevice string `json:"requested_device,omitempty"`
+	Priority        int    `json:"priority,omitempty"`
+	Tenant          string `json:"tenant,omitempty"`
+	// SweepID names the sweep the job was a point of, so a sweep's results can be grouped.
+	SweepID        string  `json:"sweep_id,omitempty"`
+	EstimatedTime  float64 `json:"estimated_time,omitempty"`
+	ScheduleReason string  `json:"schedule_reason,omitempty"`
+	Attempt        int     `json:"attempt,omitempty"`
 	// GPU details, when a GPU ran the job.
 	ComputeCapability string `json:"compute_capability,omitempty"`
 	DeviceMemory      int64  `json:"device_memory,omitempty"`

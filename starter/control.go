@@ -34,12 +34,18 @@ func (a *app) withJobs(cmd *cobra.Command, ids []string, fn func(c client.Client
 func (a *app) statusCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status <job-id>...",
-		Short: "Show a job's state, device, progress and Web UI link",
+		Use:   "status <job-or-sweep-id>...",
+		Short: "Show a job's state, device, progress and Web UI link (a sweep's: how many of its jobs are done)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJobs(cmd, args, func(c client.Client) error {
 				for _, id := range args {
+					if sweep, _ := jobclient.IsSweep(cmd.Context(), c, id); sweep {
+						if err := a.sweepStatus(cmd, c, id, asJSON); err != nil {
+							return err
+						}
+						continue
+					}
 					st, err := jobclient.GetStatus(cmd.Context(), c, id)
 					if err != nil {
 						return err
@@ -184,8 +190,8 @@ func (a *app) listCmd() *cobra.Command {
 func (a *app) cancelCmd() *cobra.Command {
 	var wait bool
 	cmd := &cobra.Command{
-		Use:   "cancel <job-id>...",
-		Short: "Cancel running jobs: the kernel stops within one step and the result says canceled",
+		Use:   "cancel <job-or-sweep-id>...",
+		Short: "Cancel running jobs (the kernel stops within one step and the result says canceled) or sweeps (with their running jobs)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJobs(cmd, args, func(c client.Client) error {
@@ -198,12 +204,25 @@ func (a *app) cancelCmd() *cobra.Command {
 				if !wait {
 					return nil
 				}
-				results, err := jobclient.AwaitAll(cmd.Context(), c, args)
+				ids, sweeps := splitSweeps(cmd.Context(), c, args)
+				// A job that stopped did what cancel asked, and one that completed first is fine too.
+				ok := []string{jobs.StatusCanceled, jobs.StatusCompleted}
+				var failed error
+				for _, id := range sweeps {
+					res, err := jobclient.AwaitSweep(cmd.Context(), c, id)
+					if err != nil {
+						return err
+					}
+					failed = worse(failed, printSweep(cmd.OutOrStdout(), res, false, ok...))
+				}
+				if len(ids) == 0 {
+					return failed
+				}
+				results, err := jobclient.AwaitAll(cmd.Context(), c, ids)
 				if err != nil {
 					return err
 				}
-				// A job that stopped did what cancel asked, and one that completed first is fine too.
-				return a.printOutcome(cmd.OutOrStdout(), results, false, jobs.StatusCanceled, jobs.StatusCompleted)
+				return worse(failed, a.printOutcome(cmd.OutOrStdout(), results, false, ok...))
 			})
 		},
 	}

@@ -94,5 +94,5 @@ func (c Config) runner(o Options, cpu *jobs.Impls[jobs.Impl], logger *zap.Logger
 		}
 		return c.GPU(logger)
 	}
-	return nil, nil, fmt.Errorf("unknown role %q: use scheduler, cpu or gpu", o.Role)
+	return nil, nil, fmt.Errorf("unknown role %q: use scheduler, cpu, gpu or bridge", o.Role)
 }

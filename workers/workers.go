@@ -57,6 +57,8 @@ type Options struct {
 	EstimatesFile string
 	// HealthAddr serves /healthz and /readyz when set, e.g. ":8081".
 	HealthAddr string
+	// Bridge configures the bridge role.
+	Bridge BridgeOptions
 	// HeartbeatThrottle caps how long a heartbeat (and so the notice of a cancel) is held back by
 	// the SDK. Default 1s.
 	HeartbeatThrottle time.Duration
@@ -80,6 +82,9 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 	if o.HeartbeatThrottle <= 0 {
 		o.HeartbeatThrottle = time.Second
 	}
+	if o.Role == RoleBridge {
+		return runBridge(ctx, c, o, h, logger)
+	}
 	wo := worker.Options{Identity: o.WorkerID, WorkerStopTimeout: o.StopTimeout, MaxHeartbeatThrottleInterval: o.HeartbeatThrottle}
 	var w worker.Worker
 	switch o.Role {
@@ -90,6 +95,7 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 		defer pub.Close()
 		w = worker.New(c, jobs.JobQueue, wo)
 		w.RegisterWorkflowWithOptions(workflows.JobWorkflow, workflow.RegisterOptions{Name: workflows.JobWorkflowName})
+		w.RegisterWorkflowWithOptions(workflows.SweepWorkflow, workflow.RegisterOptions{Name: workflows.SweepWorkflowName})
 		model := estimate.NewModel()
 		if o.EstimatesFile != "" {
 			if err := model.Load(o.EstimatesFile); err != nil {
@@ -120,7 +126,7 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 			func() float64 { return float64(ex.Wedged()) })
 		w.RegisterActivityWithOptions(ex.Execute, activity.RegisterOptions{Name: workflows.ExecuteActivity})
 	default:
-		return fmt.Errorf("unknown role %q: use scheduler, cpu or gpu", o.Role)
+		return fmt.Errorf("unknown role %q: use scheduler, cpu, gpu or bridge", o.Role)
 	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start %s worker: %w", o.Role, err)

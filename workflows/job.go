@@ -88,6 +88,7 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 		RequestedDevice: req.EffectiveDevice(),
 		Priority:        req.EffectivePriority(),
 		Tenant:          req.Tenant,
+		SweepID:         req.SweepID,
 	}
 	if res.SubmitTime.IsZero() {
 		res.SubmitTime = info.WorkflowStartTime
@@ -299,6 +300,7 @@ func withJob(r, job jobs.Result) jobs.Result {
 	r.JobID, r.JobType, r.Params = job.JobID, job.JobType, job.Params
 	r.SubmitTime, r.RequestedDevice, r.Priority, r.Tenant = job.SubmitTime, job.RequestedDevice, job.Priority, job.Tenant
 	r.Fallback, r.ScheduleReason, r.EstimatedTime = job.Fallback, job.ScheduleReason, job.EstimatedTime
+	r.SweepID = job.SweepID
 	return r
 }
 

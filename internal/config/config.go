@@ -154,6 +154,11 @@ func (t Temporal) WorkflowURL(workflowID string) string {
 	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", t.UIURL, url.PathEscape(t.Namespace), url.PathEscape(workflowID))
 }
 
+// ScheduleURL links to a schedule in the Web UI.
+func (t Temporal) ScheduleURL(scheduleID string) string {
+	return fmt.Sprintf("%s/namespaces/%s/schedules/%s", t.UIURL, url.PathEscape(t.Namespace), url.PathEscape(scheduleID))
+}
+
 // RabbitMQ says where the result queue lives.
 type RabbitMQ struct {
 	URL string

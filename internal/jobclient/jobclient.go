@@ -98,6 +98,10 @@ func Build(s Spec, known *jobs.Kinds) (jobs.Request, error) {
 	return req, req.Validate()
 }
 
+// ErrJobExists is Submit's error for a job ID that was used before: job IDs are never reused, so
+// a client that retries a submission (the RabbitMQ bridge after a redelivery) starts nothing twice.
+var ErrJobExists = errors.New("job IDs are never reused")
+
 // Submit starts the job's workflow. A job ID that exists already is an error: job IDs are never
 // reused, so resubmitting with the same --id is safe.
 func Submit(ctx context.Context, c client.Client, req jobs.Request) error {
@@ -112,7 +116,7 @@ func Submit(ctx context.Context, c client.Client, req jobs.Request) error {
 	}, workflows.JobWorkflowName, req)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
-		return fmt.Errorf("job %s exists already: job IDs are never reused", req.JobID)
+		return fmt.Errorf("job %s exists already: %w", req.JobID, ErrJobExists)
 	}
 	if err != nil {
 		return fmt.Errorf("submit %s: %w", req.JobID, err)

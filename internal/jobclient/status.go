@@ -29,6 +29,9 @@ const (
 	StateTimedOut   = "timed_out"
 )
 
+// State names a workflow's execution status as a job state.
+func State(s enumspb.WorkflowExecutionStatus) string { return state(s) }
+
 func state(s enumspb.WorkflowExecutionStatus) string {
 	switch s {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
@@ -254,20 +257,5 @@ func Cancel(ctx context.Context, c client.Client, jobID string) error {
 
 // SearchAttributes are the ones a job is submitted with.
 func SearchAttributes(req jobs.Request) temporal.SearchAttributes {
-	updates := []temporal.SearchAttributeUpdate{
-		workflows.SearchJobType.ValueSet(req.JobType),
-		workflows.SearchDevice.ValueSet(req.EffectiveDevice()),
-		workflows.SearchPriority.ValueSet(int64(req.EffectivePriority())),
-	}
-	if req.Tenant != "" {
-		updates = append(updates, workflows.SearchTenant.ValueSet(req.Tenant))
-	}
-	// Where the job goes is known up front for these policies; the others learn it when scheduled.
-	switch req.EffectiveDevice() {
-	case jobs.DeviceCPU:
-		updates = append(updates, workflows.SearchWorkerType.ValueSet(jobs.WorkerTypeCPU))
-	case jobs.DeviceRequireGPU:
-		updates = append(updates, workflows.SearchWorkerType.ValueSet(jobs.WorkerTypeGPU))
-	}
-	return temporal.NewSearchAttributes(updates...)
+	return workflows.SearchAttributes(req)
 }

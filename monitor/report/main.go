@@ -18,6 +18,7 @@ func main() { cli.Main("monitor report", newRoot()) }
 
 func newRoot() *cobra.Command {
 	var store, out string
+	var sweeps int
 	cmd := &cobra.Command{
 		Use:           "monitor-report",
 		Short:         "Write report.md, results.csv and PNG charts from the results file",
@@ -42,6 +43,11 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			more, err := monitor.WriteSweepReport(out, agg, sweeps, charts.SweepCurve)
+			paths = append(paths, more...)
+			if err != nil {
+				return err
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d results from %s\n", st.Results, store)
 			for _, p := range paths {
 				fmt.Fprintln(cmd.OutOrStdout(), "wrote", p)
@@ -51,5 +57,6 @@ func newRoot() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&store, "store", config.Env("RESULTS_FILE", monitor.DefaultStorePath), "the results file written by serve (env RESULTS_FILE)")
 	cmd.Flags().StringVar(&out, "out", "results", "directory for report.md, results.csv and the charts")
+	cmd.Flags().IntVar(&sweeps, "sweeps", 20, "the report shows this many sweeps, the most recent first, each with its chart (0: all)")
 	return cmd
 }
