@@ -60,7 +60,7 @@ type Options struct {
 	// Bridge configures the bridge role.
 	Bridge BridgeOptions
 	// HeartbeatThrottle caps how long a heartbeat (and so the notice of a cancel) is held back by
-	// the SDK. Default 1s.
+	// the SDK. Default 500ms: a cancel reaches a running job within about a second.
 	HeartbeatThrottle time.Duration
 	// MemoryLimit is the most memory one job of a CPU worker may use; 0 means the host's budget.
 	MemoryLimit config.Bytes
@@ -68,6 +68,8 @@ type Options struct {
 	// through the ledger at MemoryLedger; 0 means 80% of the machine's (or container's) memory.
 	MemoryBudget config.Bytes
 	MemoryLedger string
+	// Commands are the command kind's settings (cpu and gpu roles).
+	Commands CommandOptions
 }
 
 // run polls the role's task queue until ctx is done, then drains: it stops polling and gives
@@ -80,7 +82,7 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 		o.Concurrency = 1
 	}
 	if o.HeartbeatThrottle <= 0 {
-		o.HeartbeatThrottle = time.Second
+		o.HeartbeatThrottle = 500 * time.Millisecond
 	}
 	if o.Role == RoleBridge {
 		return runBridge(ctx, c, o, h, logger)
