@@ -60,6 +60,11 @@ type Executor struct {
 	// Checkpoints opens a job's checkpoints (restored from an earlier attempt) for kinds that
 	// keep them (jobs.Spec.Checkpoints); nil when the worker has no artifact store. done cleans up.
 	Checkpoints func(ctx context.Context, jobID string) (cp jobs.Checkpointer, done func(), err error)
+	// Notify, when set, tells the job's workflow who runs it and how far it is: once when the
+	// kernel starts and then at most every NotifyEvery (default 5s) while its progress moves.
+	// The Web UI shows it in the workflow's current details.
+	Notify      func(jobID string, hb jobs.Heartbeat)
+	NotifyEvery time.Duration
 
 	wedged atomic.Int64 // kernels that did not stop when told to, and still run
 }
@@ -129,6 +134,13 @@ func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (jobs
 	kctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	hb := newHeartbeater(ctx, who, e.HeartbeatEvery, e.stallLimit(in, w), func() { cancel(errStalled) })
+	if e.Notify != nil {
+		every := e.NotifyEvery
+		if every <= 0 {
+			every = 5 * time.Second
+		}
+		hb.notify(func(h jobs.Heartbeat) { e.Notify(in.JobID, h) }, every)
+	}
 	run := jobs.RunInfo{JobID: in.JobID, Attempt: int(info.Attempt), WorkerID: e.WorkerID}
 	if spec.Checkpoints && e.Checkpoints != nil {
 		cp, done, err := e.Checkpoints(ctx, in.JobID)
@@ -303,6 +315,11 @@ func (e *Executor) run(ctx context.Context, runner Runner, p jobs.Params, report
 type heartbeater struct {
 	limit time.Duration
 
+	notifyFn    func(jobs.Heartbeat)
+	notifyEvery time.Duration
+	notified    time.Time
+	notifiedAt  int // the step last notified
+
 	mu       sync.Mutex
 	last     jobs.Heartbeat
 	progress time.Time // when the step last changed
@@ -331,6 +348,7 @@ func newHeartbeater(ctx context.Context, who jobs.Heartbeat, every, limit time.D
 				hb, since := h.last, now.Sub(h.progress)
 				h.mu.Unlock()
 				activity.RecordHeartbeat(hctx, hb)
+				h.maybeNotify(now, hb)
 				if limit > 0 && since > limit && !stalled {
 					stalled = true
 					onStall()
@@ -348,6 +366,28 @@ func (h *heartbeater) report(p jobs.Progress) {
 	}
 	h.last.Progress = p
 	h.mu.Unlock()
+}
+
+// notify sends the job's start now, and its progress at most every period afterwards.
+func (h *heartbeater) notify(fn func(jobs.Heartbeat), period time.Duration) {
+	h.mu.Lock()
+	h.notifyFn, h.notifyEvery, h.notified, h.notifiedAt = fn, period, time.Now(), h.last.Iteration
+	hb := h.last
+	h.mu.Unlock()
+	go fn(hb)
+}
+
+func (h *heartbeater) maybeNotify(now time.Time, hb jobs.Heartbeat) {
+	h.mu.Lock()
+	fn := h.notifyFn
+	due := fn != nil && hb.Iteration != h.notifiedAt && now.Sub(h.notified) >= h.notifyEvery
+	if due {
+		h.notified, h.notifiedAt = now, hb.Iteration
+	}
+	h.mu.Unlock()
+	if due {
+		go fn(hb)
+	}
 }
 
 func (h *heartbeater) lastStep() int {

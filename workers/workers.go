@@ -121,7 +121,8 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 		}
 		wo.MaxConcurrentActivityExecutionSize = o.Concurrency
 		w = worker.New(c, queue, wo)
-		ex := &activities.Executor{Kinds: o.Kinds, Runner: o.Runner, WorkerID: o.WorkerID, Logger: logger}
+		ex := &activities.Executor{Kinds: o.Kinds, Runner: o.Runner, WorkerID: o.WorkerID, Logger: logger,
+			Notify: func(jobID string, hb jobs.Heartbeat) { notifyJob(c, jobID, hb, logger) }}
 		h.wedged = ex.Wedged
 		promauto.With(h.metrics).NewGaugeFunc(prometheus.GaugeOpts{Name: "gpujobs_worker_wedged_kernels",
 			Help: "Kernels that did not stop when told to (stalled) and still run; the worker is not ready while there is one."},
@@ -141,4 +142,13 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 		w.Stop()
 		logger.Info("worker stopped")
 	}, logger)
+}
+
+// notifyJob signals a job's workflow with its worker's progress, for the Web UI; best effort.
+func notifyJob(c client.Client, jobID string, hb jobs.Heartbeat, logger *zap.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.SignalWorkflow(ctx, jobID, "", workflows.ProgressSignal, hb); err != nil {
+		logger.Debug("progress not signalled", zap.String("job_id", jobID), zap.Error(err))
+	}
 }
