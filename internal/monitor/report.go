@@ -52,7 +52,9 @@ func WriteReport(dir, source string, agg *Aggregator, charts ...Chart) ([]string
 		written = append(written, path)
 		return nil
 	}
-	if err := write(ReportMarkdown, func(w io.Writer) error { return writeMarkdown(w, source, stats, speed, agg.Usage(time.Time{}, time.Time{}), charts) }); err != nil {
+	if err := write(ReportMarkdown, func(w io.Writer) error {
+		return writeMarkdown(w, source, stats, speed, agg.Usage(time.Time{}, time.Time{}), charts)
+	}); err != nil {
 		return written, err
 	}
 	if err := write(ReportCSV, func(w io.Writer) error { return writeCSV(w, results) }); err != nil {

@@ -29,7 +29,7 @@ func TestUsageSumsPerTenantEqualARecomputation(t *testing.T) {
 	u := agg.Usage(since, until)
 
 	type want struct {
-		jobs, done                       int
+		jobs, done                     int
 		gpu, cpu, gpuOcc, cpuOcc, cost float64
 	}
 	exp := map[string]*want{}
