@@ -136,6 +136,10 @@ type Result struct {
 	ExitCode *int `json:"exit_code,omitempty"`
 	// GPUs are the device ordinals a GPU command job was given (its CUDA_VISIBLE_DEVICES).
 	GPUs []int `json:"gpus,omitempty"`
+	// PredictedStart and PredictedEnd are what the scheduler predicted when it placed the job:
+	// when a worker would start it, and when it would end.
+	PredictedStart time.Time `json:"predicted_start,omitzero"`
+	PredictedEnd   time.Time `json:"predicted_end,omitzero"`
 }
 
 // legacyRates are the headline metrics of results that do not name theirs, in order of

@@ -255,7 +255,7 @@ func (a *app) submit(cmd *cobra.Command, s jobclient.Spec, count int, wait, asJS
 		return nil
 	}
 	if len(accepted) > 1 && !asJSON {
-		results, err := watch(cmd.Context(), c, accepted, cmd.ErrOrStderr(), true)
+		results, err := watch(cmd.Context(), c, a.temporal.Namespace, accepted, cmd.ErrOrStderr(), true)
 		if err != nil {
 			return err
 		}

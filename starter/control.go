@@ -50,6 +50,7 @@ func (a *app) statusCmd() *cobra.Command {
 					if err != nil {
 						return err
 					}
+					st = jobclient.WithPrediction(cmd.Context(), c, a.temporal.Namespace, st)
 					if asJSON {
 						writeJSON(cmd.OutOrStdout(), st)
 					} else {
@@ -83,6 +84,10 @@ func (a *app) printStatus(w io.Writer, st jobclient.Status) {
 		}
 		fmt.Fprintln(w)
 	}
+	if p := st.Prediction; p != nil {
+		fmt.Fprintf(w, "  queue:     position %d of %d waiting on %s (%d running, %d worker(s)); predicted start %s, end %s\n",
+			p.Position, p.Waiting, p.Queue, p.Running, p.Pollers, p.PredictedStart.Local().Format("15:04:05"), p.PredictedEnd.Local().Format("15:04:05"))
+	}
 	if p := st.Publish; p != nil {
 		fmt.Fprintf(w, "  publish:   attempt %d, last failure: %s\n", p.Attempt, jobs.Dash(p.LastFailure))
 	}
@@ -112,6 +117,28 @@ func (a *app) printStatus(w io.Writer, st jobclient.Status) {
 		}
 	}
 	fmt.Fprintf(w, "  web UI:    %s\n", a.temporal.WorkflowURL(st.JobID))
+}
+
+// predictions are the queue predictions of the running jobs listed, by job ID.
+func predictions(cmd *cobra.Command, c client.Client, namespace string, list []jobclient.Summary) map[string]*jobclient.Prediction {
+	out := map[string]*jobclient.Prediction{}
+	for _, q := range []struct{ queue, workerType string }{{jobs.CPUQueue, jobs.WorkerTypeCPU}, {jobs.GPUQueue, jobs.WorkerTypeGPU}} {
+		any := false
+		for _, j := range list {
+			any = any || (j.State == jobclient.StateRunning && (j.WorkerType == q.workerType || j.WorkerType == ""))
+		}
+		if !any {
+			continue
+		}
+		preds, err := jobclient.Predict(cmd.Context(), c, namespace, q.queue, time.Now())
+		if err != nil {
+			continue
+		}
+		for id, p := range preds {
+			out[id] = &p
+		}
+	}
+	return out
 }
 
 // stageText says what a job's stage means, for status.
@@ -158,21 +185,29 @@ func (a *app) listCmd() *cobra.Command {
 					f.JobType, strings.Join(registry().Names(), ", "))
 			}
 			out := cmd.OutOrStdout()
+			preds := predictions(cmd, c, a.temporal.Namespace, list)
 			if asJSON {
 				for _, j := range list {
-					writeJSON(out, j)
+					writeJSON(out, struct {
+						jobclient.Summary
+						Prediction *jobclient.Prediction `json:"prediction,omitempty"`
+					}{j, preds[j.JobID]})
 				}
 				return nil
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "JOB\tTYPE\tSTATE\tDEVICE\tSENT TO\tPRIORITY\tTENANT\tSTARTED\tDURATION")
+			fmt.Fprintln(tw, "JOB\tTYPE\tSTATE\tDEVICE\tSENT TO\tPRIORITY\tTENANT\tSTARTED\tDURATION\tQUEUE")
 			for _, j := range list {
 				end := j.CloseTime
 				if end.IsZero() {
 					end = time.Now()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", j.JobID, j.JobType, j.State, jobs.Dash(j.Device), jobs.Dash(j.WorkerType),
-					j.Priority, jobs.Dash(j.Tenant), j.StartTime.Local().Format("15:04:05"), end.Sub(j.StartTime).Round(time.Millisecond))
+				queue := "-"
+				if p := preds[j.JobID]; p != nil && p.Position > 0 {
+					queue = fmt.Sprintf("#%d, starts ~%s", p.Position, p.PredictedStart.Local().Format("15:04:05"))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", j.JobID, j.JobType, j.State, jobs.Dash(j.Device), jobs.Dash(j.WorkerType),
+					j.Priority, jobs.Dash(j.Tenant), j.StartTime.Local().Format("15:04:05"), end.Sub(j.StartTime).Round(time.Millisecond), queue)
 			}
 			return tw.Flush()
 		},
@@ -237,7 +272,7 @@ func (a *app) watchCmd() *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJobs(cmd, args, func(c client.Client) error {
-				results, err := watch(cmd.Context(), c, args, cmd.ErrOrStderr(), true)
+				results, err := watch(cmd.Context(), c, a.temporal.Namespace, args, cmd.ErrOrStderr(), true)
 				if err != nil {
 					return err
 				}
@@ -290,7 +325,7 @@ func (a *app) compareCmd() *cobra.Command {
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "submitted %s on %s: %s\n", reqs[i].JobID, reqs[i].Device, a.temporal.WorkflowURL(reqs[i].JobID))
 			}
-			results, err := watch(cmd.Context(), c, []string{gpuReq.JobID, cpuReq.JobID}, cmd.ErrOrStderr(), !asJSON)
+			results, err := watch(cmd.Context(), c, a.temporal.Namespace, []string{gpuReq.JobID, cpuReq.JobID}, cmd.ErrOrStderr(), !asJSON)
 			if err != nil {
 				return err
 			}

@@ -56,8 +56,15 @@ type JobState struct {
 	// did not (invalid params, unknown kind): what a client that does not know the kind waits for.
 	Scheduled bool   `json:"scheduled,omitempty"`
 	Rejected  string `json:"rejected,omitempty"`
-	// Worker is the worker's last word on the job (who runs it, its progress), from its signals.
-	Worker *jobs.Heartbeat `json:"worker,omitempty"`
+	// Worker is the worker's last word on the job (who runs it, its progress), from its signals;
+	// StartedAt is when the first came.
+	Worker    *jobs.Heartbeat `json:"worker,omitempty"`
+	StartedAt time.Time       `json:"started_at,omitzero"`
+	// Queue, Priority and Total place the job for predictions of when queued jobs start: the
+	// task queue it is on, its priority, and the time it is expected to take there.
+	Queue    string        `json:"queue,omitempty"`
+	Priority int           `json:"priority,omitempty"`
+	Total    time.Duration `json:"total,omitempty"`
 }
 
 // Timeouts and retries of the steps around the kernel.
@@ -132,8 +139,11 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 	res.Fallback = d.Fallback
 	res.ScheduleReason = d.Reason
 	res.EstimatedTime = d.EstimatedTime
+	res.PredictedStart = workflow.Now(ctx).Add(d.Wait)
+	res.PredictedEnd = res.PredictedStart.Add(d.Total)
 	upsertWorkerType(ctx, d.WorkerType)
 
+	j.state.Queue, j.state.Priority, j.state.Total = d.Queue, req.EffectivePriority(), d.Total
 	j.enter(StageExecuting, fmt.Sprintf("sent to %s: %s", d.Queue, d.Reason))
 	out, err := j.execute(req, d)
 	if err != nil && d.WorkerType == jobs.WorkerTypeGPU && req.EffectiveDevice() != jobs.DeviceRequireGPU {
@@ -143,6 +153,7 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 			res.Fallback, res.ScheduleReason, res.EstimatedTime = d.Fallback, d.Reason, d.EstimatedTime
 			workflow.GetLogger(ctx).Info("falling back to CPU", "reason", d.Fallback)
 			upsertWorkerType(ctx, d.WorkerType)
+			j.state.Queue, j.state.Total, j.state.Worker = d.Queue, d.Total, nil
 			j.enter(StageExecuting, "on "+d.Queue)
 			out, err = j.execute(req, d)
 		}
@@ -204,6 +215,9 @@ func (j *job) listen() {
 			var hb jobs.Heartbeat
 			if !ch.Receive(ctx, &hb) {
 				return
+			}
+			if j.state.Worker == nil {
+				j.state.StartedAt = workflow.Now(ctx)
 			}
 			j.state.Worker = &hb
 			j.showDetails()
@@ -345,6 +359,7 @@ func withJob(r, job jobs.Result) jobs.Result {
 	r.JobID, r.JobType, r.Params = job.JobID, job.JobType, job.Params
 	r.SubmitTime, r.RequestedDevice, r.Priority, r.Tenant = job.SubmitTime, job.RequestedDevice, job.Priority, job.Tenant
 	r.Fallback, r.ScheduleReason, r.EstimatedTime = job.Fallback, job.ScheduleReason, job.EstimatedTime
+	r.PredictedStart, r.PredictedEnd = job.PredictedStart, job.PredictedEnd
 	r.SweepID = job.SweepID
 	return r
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/gpujobs/gpujobs/internal/jobclient"
 	"github.com/gpujobs/gpujobs/internal/testutil"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // The Web UI tells each job's story: a static summary (kind, params, device), current details
@@ -76,6 +78,52 @@ func TestTheWebUITellsTheJobsStory(t *testing.T) {
 	for _, want := range []string{"validate matrix_multiply and choose a device (policy cpu)", "run matrix_multiply on a CPU worker (cpu_queue)"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("activity summaries %q lack %q", all, want)
+		}
+	}
+}
+
+// A job waiting for a worker says where it stands: its position in the queue and its predicted
+// start and end, in status, list and the JSON; each result keeps the predictions made when the
+// job was placed.
+func TestQueuedJobsSayWhenTheyStart(t *testing.T) {
+	e := env
+	e.startWorker(t, "scheduler", "sched-q")
+	c := e.dial(t)
+	var specs []jobclient.Spec
+	for range 3 {
+		specs = append(specs, jobclient.Spec{JobType: "matrix_multiply", Params: `{"size": 128, "iterations": 20}`, Device: "cpu"})
+	}
+	reqs := submitAll(t, c, specs)
+	// Submitted together, they queue in some order: together they hold positions 1, 2 and 3.
+	positions := func() map[int]string {
+		got := map[int]string{}
+		for _, r := range reqs {
+			out, _, _ := e.starter(t, "status", r.JobID, "--json")
+			var st jobclient.Status
+			if json.Unmarshal([]byte(out), &st) == nil && st.Prediction != nil && !st.Prediction.PredictedStart.IsZero() {
+				got[st.Prediction.Position] = r.JobID
+			}
+		}
+		return got
+	}
+	testutil.WaitFor(t, "the three queued jobs to be placed 1, 2 and 3", 30*time.Second, func() bool {
+		p := positions()
+		return p[1] != "" && p[2] != "" && p[3] != ""
+	})
+	third := positions()[3]
+	out, _, _ := e.starter(t, "status", third)
+	t.Logf("status of a queued job:\n%s", out)
+	if !strings.Contains(out, "position 3 of 3 waiting on cpu_queue") || !strings.Contains(out, "predicted start") {
+		t.Errorf("status:\n%s", out)
+	}
+	list, _, _ := e.starter(t, "list", "--status", "running")
+	if !strings.Contains(list, "#3, starts ~") {
+		t.Errorf("list does not show the queue:\n%s", list)
+	}
+	e.startWorker(t, "cpu", "cpu-q")
+	for _, r := range awaitAll(t, c, reqs) {
+		if r.Status != jobs.StatusCompleted || r.PredictedStart.IsZero() || r.PredictedEnd.Before(r.PredictedStart) {
+			t.Errorf("%s: status %s, predicted %s..%s", r.JobID, r.Status, r.PredictedStart, r.PredictedEnd)
 		}
 	}
 }

@@ -72,6 +72,9 @@ type Status struct {
 	Activity *ActivityStatus `json:"activity,omitempty"`
 	// Publish is the publishing of the result while the broker has not taken it, if it is so.
 	Publish *ActivityStatus `json:"publish,omitempty"`
+	// Prediction is where a job waiting for a worker stands, and when it should start and end
+	// (see Predict; set by the caller).
+	Prediction *Prediction `json:"prediction,omitempty"`
 	// Result is set once the job ended.
 	Result *jobs.Result `json:"result,omitempty"`
 }
@@ -131,6 +134,30 @@ func GetStatus(ctx context.Context, c client.Client, jobID string) (Status, erro
 		st.Result = &res
 	}
 	return st, nil
+}
+
+// Queued says whether the job waits for a worker, and on which queue.
+func (st Status) Queued() (string, bool) {
+	if st.Stage == nil || st.Stage.Queue == "" || st.Stage.Worker != nil {
+		return "", false
+	}
+	return st.Stage.Queue, st.Stage.Stage == workflows.StageExecuting || st.Stage.Stage == workflows.StageWaitingMemory
+}
+
+// WithPrediction adds the job's prediction to st when it waits for a worker.
+func WithPrediction(ctx context.Context, c client.Client, namespace string, st Status) Status {
+	queue, ok := st.Queued()
+	if !ok {
+		return st
+	}
+	preds, err := Predict(ctx, c, namespace, queue, time.Now())
+	if err != nil {
+		return st
+	}
+	if p, ok := preds[st.JobID]; ok {
+		st.Prediction = &p
+	}
+	return st
 }
 
 // stage asks the job's workflow what it is doing; nil when it cannot say within a second (no
