@@ -23,10 +23,12 @@ setup: deps build ## install missing packages (apt), start RabbitMQ, build bin/
 deps: ## install the Debian packages the build and the stack need (only the missing ones)
 	@. scripts/lib.sh && apt_install rabbitmq-server libopenblas-dev chromium
 
-build: $(BIN)/devserver ## build bin/devserver, bin/worker, bin/starter, bin/monitor
-	$(GOBUILD) -o $(BIN)/worker ./workers
-	$(GOBUILD) -o $(BIN)/starter ./starter
-	$(GOBUILD) -o $(BIN)/monitor ./monitor
+# The starter and the monitor run no kernel: built without cgo, as in their images.
+build: $(BIN)/devserver ## build bin/devserver, bin/worker, bin/starter, bin/monitor, bin/monitor-report
+	$(GOBUILD) -o $(BIN)/worker ./workers/worker
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/starter ./starter
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/monitor ./monitor
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/monitor-report ./monitor/report
 
 $(BIN)/devserver: $(DEVSERVER_SRC)
 	@echo "building the embedded Temporal dev server (first build takes a few minutes)"

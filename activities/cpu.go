@@ -5,12 +5,14 @@ import (
 	"fmt"
 
 	"github.com/gpujobs/gpujobs/internal/sysinfo"
+	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/kernels"
-	"github.com/gpujobs/gpujobs/workflows"
 )
 
-// CPURunner runs kernels on this machine's CPU with the compiled-in BLAS.
+// CPURunner runs kinds' CPU implementations on this machine's CPU.
 type CPURunner struct {
+	// Impls are the CPU implementations, by kind (kernels.CPU() for the built-ins).
+	Impls *jobs.Impls[jobs.Impl]
 	// MemLimit is the memory a job may use; 0 means 80% of the machine's (or container's) memory.
 	MemLimit int64
 }
@@ -22,21 +24,25 @@ func (c CPURunner) limit() int64 {
 	return sysinfo.MemoryLimit() / 10 * 8
 }
 
-func (c CPURunner) Device() DeviceInfo {
-	return DeviceInfo{
-		WorkerType: workflows.WorkerTypeCPU,
+func (c CPURunner) Device() jobs.DeviceInfo {
+	return jobs.DeviceInfo{
+		WorkerType: jobs.WorkerTypeCPU,
 		Name:       fmt.Sprintf("%s, %d threads, %s", sysinfo.CPUModel(), kernels.BLASThreads(), kernels.BLASName),
 		Memory:     c.limit(),
 	}
 }
 
-func (c CPURunner) Fits(w kernels.Work) error {
+func (c CPURunner) Fits(w jobs.Work) error {
 	if limit := c.limit(); limit > 0 && w.MemBytes > limit {
-		return fmt.Errorf("job needs %s of memory, this CPU worker may use %s", kernels.FormatBytes(w.MemBytes), kernels.FormatBytes(limit))
+		return fmt.Errorf("job needs %s of memory, this CPU worker may use %s", jobs.FormatBytes(w.MemBytes), jobs.FormatBytes(limit))
 	}
 	return nil
 }
 
-func (CPURunner) Run(ctx context.Context, p kernels.Params, report kernels.Reporter) (kernels.Output, error) {
-	return p.RunCPU(ctx, report)
+func (c CPURunner) Run(ctx context.Context, p jobs.Params, report jobs.Reporter) (jobs.Output, error) {
+	f, err := c.Impls.Lookup(p.Kind())
+	if err != nil {
+		return jobs.Output{}, err
+	}
+	return f(ctx, p, report)
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"time"
 
@@ -16,30 +15,22 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/workflows"
 )
-
-// DeviceInfo describes the hardware a Runner runs kernels on.
-type DeviceInfo struct {
-	WorkerType        string // gpu or cpu
-	Name              string // e.g. "AMD EPYC 9B14, 2 threads" or "NVIDIA H100 80GB HBM3"
-	ComputeCapability string // GPU only, e.g. "9.0"
-	Memory            int64  // bytes the runner may use
-}
 
 // Runner runs kernels on one kind of device. The CPU runner is CPURunner; the GPU runner lives in
 // kernels/cuda behind the cuda build tag.
 type Runner interface {
-	Device() DeviceInfo
+	Device() jobs.DeviceInfo
 	// Fits returns an error when a job of this size can never run here (not a transient shortage).
-	Fits(w kernels.Work) error
-	Run(ctx context.Context, p kernels.Params, report kernels.Reporter) (kernels.Output, error)
+	Fits(w jobs.Work) error
+	Run(ctx context.Context, p jobs.Params, report jobs.Reporter) (jobs.Output, error)
 }
 
 // Executor is the Execute activity of a CPU or GPU worker.
 type Executor struct {
-	Registry *kernels.Registry
+	Kinds    *jobs.Kinds
 	Runner   Runner
 	WorkerID string
 	Logger   *zap.Logger
@@ -49,15 +40,19 @@ type Executor struct {
 
 // Execute validates the job, runs its kernel and returns what it measured. Progress is
 // heartbeated, and a cancellation stops the kernel within one step.
-func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (workflows.JobResult, error) {
+func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (jobs.Result, error) {
 	info := activity.GetInfo(ctx)
 	log := e.Logger.With(zap.String("job_id", in.JobID), zap.String("job_type", in.JobType), zap.Int32("attempt", info.Attempt))
-	p, err := e.Registry.Decode(in.JobType, in.Params)
+	spec, err := e.Kinds.Spec(in.JobType)
 	if err != nil {
-		return workflows.JobResult{}, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrInvalidParams, err)
+		return jobs.Result{}, temporal.NewNonRetryableApplicationError(err.Error(), jobs.ErrInvalidParams, err)
+	}
+	p, err := e.Kinds.Decode(in.JobType, in.Params)
+	if err != nil {
+		return jobs.Result{}, temporal.NewNonRetryableApplicationError(err.Error(), jobs.ErrInvalidParams, err)
 	}
 	if err := e.Runner.Fits(p.Work()); err != nil {
-		return workflows.JobResult{}, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrResourceExhausted, err)
+		return jobs.Result{}, temporal.NewNonRetryableApplicationError(err.Error(), jobs.ErrResourceExhausted, err)
 	}
 
 	dev := e.Runner.Device()
@@ -70,16 +65,20 @@ func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (work
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			log.Info("job canceled", zap.Error(err))
-			return workflows.JobResult{}, err // the SDK reports a canceled activity
+			return jobs.Result{}, err // the SDK reports a canceled activity
 		}
 		log.Warn("job failed", zap.Error(err))
 		var ae *temporal.ApplicationError
-		if errors.As(err, &ae) {
-			return workflows.JobResult{}, err
+		var noImpl *jobs.NoImplementationError
+		if errors.As(err, &noImpl) {
+			return jobs.Result{}, temporal.NewNonRetryableApplicationError(err.Error(), jobs.ErrNoImplementation, err)
 		}
-		return workflows.JobResult{}, temporal.NewApplicationErrorWithCause(err.Error(), workflows.ErrKernel, err)
+		if errors.As(err, &ae) {
+			return jobs.Result{}, err
+		}
+		return jobs.Result{}, temporal.NewApplicationErrorWithCause(err.Error(), jobs.ErrKernel, err)
 	}
-	res := workflows.JobResult{
+	res := jobs.Result{
 		WorkerID:          e.WorkerID,
 		WorkerType:        dev.WorkerType,
 		Device:            dev.Name,
@@ -92,37 +91,27 @@ func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (work
 		StartTime:         start,
 		EndTime:           end,
 		Metrics:           out.Metrics,
-		BLAS:              out.Info["blas"],
-		GEMM:              out.Info["gemm"],
+		RateMetric:        spec.Headline.Name,
+		RateUnit:          spec.Headline.Unit,
+		BLAS:              out.BLAS,
+		GEMM:              out.GEMM,
+		Threads:           out.Threads,
 		Attempt:           int(info.Attempt),
 	}
-	fmt.Sscan(out.Info["threads"], &res.Threads)
-	deviceFromInfo(&res, out.Info)
+	if d := out.Device; d != nil { // a runner with several devices says which one ran the job
+		res.Device, res.ComputeCapability, res.DeviceMemory = d.Name, d.ComputeCapability, d.Memory
+	}
 	log.Info("job completed", zap.Float64("processing_time", res.ProcessingTime))
 	return res, nil
 }
 
-// deviceFromInfo lets a runner with several devices (one GPU per job) say which one ran the job:
-// Output.Info's device, compute_capability and device_memory override the runner's description.
-func deviceFromInfo(res *workflows.JobResult, info map[string]string) {
-	if name := info["device"]; name != "" {
-		res.Device = name
-	}
-	if cc := info["compute_capability"]; cc != "" {
-		res.ComputeCapability = cc
-	}
-	if mem, err := strconv.ParseInt(info["device_memory"], 10, 64); err == nil && mem > 0 {
-		res.DeviceMemory = mem
-	}
-}
-
 // run calls the runner and turns a panic into a non-retryable error: a bad kernel fails its job
 // and the worker goes on serving the others.
-func (e *Executor) run(ctx context.Context, p kernels.Params, report kernels.Reporter) (out kernels.Output, err error) {
+func (e *Executor) run(ctx context.Context, p jobs.Params, report jobs.Reporter) (out jobs.Output, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			e.Logger.Error("kernel panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-			err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s kernel crashed: %v", p.Kind(), r), workflows.ErrKernelPanic, nil)
+			err = temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s kernel crashed: %v", p.Kind(), r), jobs.ErrKernelPanic, nil)
 		}
 	}()
 	return e.Runner.Run(ctx, p, report)
@@ -133,7 +122,7 @@ func (e *Executor) run(ctx context.Context, p kernels.Params, report kernels.Rep
 // it runs. Reports only store the progress: a job shorter than one tick costs no heartbeat RPC.
 type heartbeater struct {
 	mu   sync.Mutex
-	last kernels.Progress
+	last jobs.Progress
 	done chan struct{}
 	wg   sync.WaitGroup
 }
@@ -163,7 +152,7 @@ func newHeartbeater(ctx context.Context, every time.Duration) *heartbeater {
 	return h
 }
 
-func (h *heartbeater) report(p kernels.Progress) {
+func (h *heartbeater) report(p jobs.Progress) {
 	h.mu.Lock()
 	h.last = p
 	h.mu.Unlock()

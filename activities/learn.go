@@ -3,26 +3,25 @@ package activities
 import (
 	"go.uber.org/zap"
 
-	"github.com/gpujobs/gpujobs/internal/estimate"
-	"github.com/gpujobs/gpujobs/kernels"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/scheduling/estimate"
 )
 
 // Learner feeds completed results into the scheduler's run-time model and, when Path is set,
 // saves the model there so a restarted scheduler keeps what it learned.
 type Learner struct {
-	Registry *kernels.Registry
-	Model    *estimate.Model
-	Path     string
-	Logger   *zap.Logger
+	Kinds  *jobs.Kinds
+	Model  *estimate.Model
+	Path   string
+	Logger *zap.Logger
 }
 
 // Learn records one result; failed, canceled and unparseable ones teach nothing.
-func (l *Learner) Learn(r workflows.JobResult) {
-	if r.Status != workflows.StatusCompleted {
+func (l *Learner) Learn(r jobs.Result) {
+	if r.Status != jobs.StatusCompleted {
 		return
 	}
-	p, err := l.Registry.Decode(r.JobType, r.Params)
+	p, err := l.Kinds.Decode(r.JobType, r.Params)
 	if err != nil {
 		return
 	}

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // Broker is where results go: the RabbitMQ publisher in production, a fake in unit tests.
@@ -18,12 +18,12 @@ type Publisher struct {
 	Broker Broker
 	// Published, when set, sees every result once the broker has confirmed it; the scheduler
 	// worker feeds its run-time model from it.
-	Published func(workflows.JobResult)
+	Published func(jobs.Result)
 }
 
 // PublishResult sends the result as JSON with message_id = job ID and waits for the broker's
 // confirm. An error is retried by the workflow.
-func (p *Publisher) PublishResult(ctx context.Context, res workflows.JobResult) error {
+func (p *Publisher) PublishResult(ctx context.Context, res jobs.Result) error {
 	body, err := json.Marshal(res)
 	if err != nil {
 		return fmt.Errorf("encode result %s: %w", res.JobID, err)

@@ -1,128 +1,70 @@
-// Package kernels holds the job types that gpujobs runs: for each one a params struct with the
-// seed's defaults, its validation, an estimate of its work and its CPU implementation.
+// Package kernels holds the CPU implementations of the built-in job kinds (their params are in
+// jobs/builtin), registered by kind name in CPU(): pure computation over gonum's BLAS, which the
+// Makefile's build backs with OpenBLAS (-tags openblas).
 //
-// Kernels are pure computation. They must not import Temporal, RabbitMQ or anything that talks to
-// the network: the activities package adapts them to Temporal (heartbeats, cancellation, errors),
-// and the GPU implementations live in kernels/cuda behind the cuda build tag.
+// Kernels must not import Temporal, RabbitMQ or anything that talks to the network: the
+// activities package adapts them to Temporal (heartbeats, cancellation, errors), and the GPU
+// implementations live in kernels/cuda behind the cuda build tag. They check shapes and sizes
+// before they allocate, and stop within one step (or one block of a long BLAS call) once their
+// context is done.
 package kernels
 
 import (
-	"context"
 	"fmt"
-	"time"
+
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 )
 
-// Params is one job type's parameters. Implementations are pointers to JSON-tagged structs.
-type Params interface {
-	// Kind is the job type's registry name, e.g. "matrix_multiply".
-	Kind() string
-	// Validate checks every field before anything is allocated. Its error is a *ParamError.
-	Validate() error
-	// Work estimates what the job costs, for scheduling, timeouts and memory checks.
-	Work() Work
-	// RunCPU runs the job on the CPU, reporting progress after each iteration or epoch and
-	// stopping within one step once ctx is done.
-	RunCPU(ctx context.Context, report Reporter) (Output, error)
-}
-
-// Work is an estimate of what one job costs. Rates (GFLOP/s, GB/s) are computed from it too, so
-// the estimate and the reported rate always agree.
-type Work struct {
-	// FLOPs is the number of floating-point operations of the timed part of the job.
-	FLOPs float64 `json:"flops"`
-	// Bytes is the memory traffic of the timed part (reads + writes), for bandwidth-bound kernels.
-	Bytes float64 `json:"bytes"`
-	// MemBytes is the peak memory the job's buffers need on the device that runs it.
-	MemBytes int64 `json:"mem_bytes"`
-	// TransferBytes is what a GPU run copies between host and device.
-	TransferBytes int64 `json:"transfer_bytes"`
-	// Steps is the number of progress steps (iterations or epochs) the job reports.
-	Steps int `json:"steps"`
-}
-
-// Progress is what a kernel reports once per iteration or epoch.
-type Progress struct {
-	Iteration int      `json:"iteration"`
-	Total     int      `json:"total"`
-	Loss      *float64 `json:"loss,omitempty"`
-}
-
-// Reporter receives progress. Kernels call it after each iteration or epoch and check their
-// context right after, so a cancellation noticed by the reporter stops them within one step.
-type Reporter func(Progress)
-
-// Output is what one run of a kernel measured.
-type Output struct {
-	// SetupTime covers allocation and input generation, outside the timed region.
-	SetupTime time.Duration
-	// ProcessingTime covers the kernel itself (all iterations, after the warm-up).
-	ProcessingTime time.Duration
-	// TransferTime covers host↔device copies (GPU only).
-	TransferTime time.Duration
-	// Metrics are the job's numbers: gflops, gbps, final_loss, checksum, ...
-	Metrics map[string]float64
-	// Info names what ran: blas backend, gemm implementation, threads.
-	Info map[string]string
-}
-
-// ParamError says which field of which job type is wrong and what is allowed.
-type ParamError struct {
-	Kind   string
-	Field  string
-	Reason string
-}
-
-func (e *ParamError) Error() string {
-	return fmt.Sprintf("%s: invalid %s: %s", e.Kind, e.Field, e.Reason)
-}
-
-// checkRange is the common validation: lo <= v <= hi, with a message naming the range.
-func checkRange(kind, field string, v, lo, hi int) error {
-	if v < lo || v > hi {
-		return &ParamError{Kind: kind, Field: field, Reason: fmt.Sprintf("%d is out of range, allowed %d..%d", v, lo, hi)}
+// CPU returns the CPU implementations of the built-in kinds. A program that adds a kind adds its
+// implementation to the returned registry.
+func CPU() *jobs.Impls[jobs.Impl] {
+	impls := jobs.NewImpls[jobs.Impl](jobs.WorkerTypeCPU)
+	for _, k := range []struct {
+		kind string
+		f    jobs.Impl
+	}{
+		{builtin.MatrixMultiplyKind, jobs.Typed(MatrixMultiply)},
+		{builtin.NeuralNetworkKind, jobs.Typed(NeuralNetwork)},
+		{builtin.VectorAdditionKind, jobs.Typed(VectorAddition)},
+		{builtin.ImageProcessingKind, jobs.Typed(ImageProcessing)},
+	} {
+		if err := impls.Add(k.kind, k.f); err != nil {
+			panic(fmt.Sprintf("built-in CPU implementations: %v", err)) // a constant table; a test covers it
+		}
 	}
-	return nil
+	return impls
 }
 
-// checkMem rejects jobs whose buffers alone exceed MaxJobMemBytes, before anything is allocated.
-func checkMem(kind string, w Work) error {
-	if w.MemBytes > MaxJobMemBytes {
-		return &ParamError{Kind: kind, Field: "params", Reason: fmt.Sprintf(
-			"needs %s of memory, more than the %s a job may use", FormatBytes(w.MemBytes), FormatBytes(MaxJobMemBytes))}
-	}
-	return nil
+// cpuOutput is the part of every CPU kernel's output that says what ran.
+func cpuOutput(o jobs.Output) jobs.Output {
+	o.BLAS, o.Threads = BLASName, BLASThreads()
+	return o
 }
 
-// MaxJobMemBytes bounds one job's buffers, whatever the device: a worker's own limit (free memory
-// on its GPU, its RAM budget) is checked again where it runs.
-const MaxJobMemBytes = 16 << 30
-
-// FormatBytes writes n in binary units, e.g. "3.0 GiB".
-func FormatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
+// Checksum sums a buffer in float64, a cheap fingerprint to compare runs and devices.
+func Checksum(s []float32) float64 {
+	var sum float64
+	for _, v := range s {
+		sum += float64(v)
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return sum
 }
 
-// stopped returns the context's error, wrapped so the caller knows at which step it stopped.
-func stopped(ctx context.Context, kind string, step, total int) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s stopped after step %d of %d: %w", kind, step, total, err)
+// MaxRelErr is max |a-b| / max(|b|, floor) over two equal-length buffers.
+func MaxRelErr(a, b []float32, floor float64) float64 {
+	worst := 0.0
+	for i := range b {
+		d := abs64(float64(a[i]) - float64(b[i]))
+		den := max(abs64(float64(b[i])), floor)
+		worst = max(worst, d/den)
 	}
-	return nil
+	return worst
 }
 
-// Rate computes units per second, or 0 when no time was measured.
-func Rate(units float64, d time.Duration) float64 {
-	if d <= 0 {
-		return 0
+func abs64(v float64) float64 {
+	if v < 0 {
+		return -v
 	}
-	return units / d.Seconds()
+	return v
 }

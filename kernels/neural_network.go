@@ -2,101 +2,14 @@ package kernels
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"time"
 
 	"gonum.org/v1/gonum/blas"
+
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 )
-
-// NeuralNetwork trains a two-layer MLP (Linear → ReLU → Linear, softmax cross-entropy, Adam) on
-// seeded synthetic data whose labels come from a fixed random linear teacher, so the data is
-// learnable and a falling loss shows that training works. Batches are taken in order, without
-// shuffling, so runs are deterministic.
-type NeuralNetwork struct {
-	Epochs       int     `json:"epochs"`
-	BatchSize    int     `json:"batch_size"`
-	InputSize    int     `json:"input_size"`
-	HiddenSize   int     `json:"hidden_size"`
-	OutputSize   int     `json:"output_size"`
-	Samples      int     `json:"samples"` // 0 means batch_size*100
-	LearningRate float64 `json:"learning_rate"`
-	Seed         uint64  `json:"seed"`
-}
-
-const NeuralNetworkKind = "neural_network"
-
-// Adam's constants, PyTorch's defaults.
-const (
-	AdamBeta1 = 0.9
-	AdamBeta2 = 0.999
-	AdamEps   = 1e-8
-)
-
-func neuralNetworkSpec() Spec {
-	return Spec{
-		Kind:    NeuralNetworkKind,
-		Summary: "2-layer MLP trained with Adam on synthetic data, reports loss and samples/s",
-		New: func() Params {
-			return &NeuralNetwork{Epochs: 5, BatchSize: 64, InputSize: 784, HiddenSize: 256, OutputSize: 10, LearningRate: 1e-3, Seed: 42}
-		},
-	}
-}
-
-func (*NeuralNetwork) Kind() string { return NeuralNetworkKind }
-
-func (p *NeuralNetwork) resolveDefaults() {
-	if p.Samples == 0 {
-		p.Samples = p.BatchSize * 100
-	}
-}
-
-func (p *NeuralNetwork) Validate() error {
-	for _, c := range []struct {
-		field     string
-		v, lo, hi int
-	}{
-		{"epochs", p.Epochs, 1, 100000},
-		{"batch_size", p.BatchSize, 1, 65536},
-		{"input_size", p.InputSize, 1, 1 << 20},
-		{"hidden_size", p.HiddenSize, 1, 1 << 16},
-		{"output_size", p.OutputSize, 2, 1 << 16},
-		{"samples", p.Samples, 1, 1 << 24},
-	} {
-		if err := checkRange(NeuralNetworkKind, c.field, c.v, c.lo, c.hi); err != nil {
-			return err
-		}
-	}
-	if !(p.LearningRate > 0 && p.LearningRate <= 1) {
-		return &ParamError{Kind: NeuralNetworkKind, Field: "learning_rate", Reason: fmt.Sprintf("%g is out of range, allowed (0, 1]", p.LearningRate)}
-	}
-	return checkMem(NeuralNetworkKind, p.Work())
-}
-
-// StepsPerEpoch is the number of batches in one pass over the samples (the last may be short).
-func (p *NeuralNetwork) StepsPerEpoch() int { return (p.Samples + p.BatchSize - 1) / p.BatchSize }
-
-// ParamCount is the number of trainable parameters.
-func (p *NeuralNetwork) ParamCount() int64 {
-	in, hid, out := int64(p.InputSize), int64(p.HiddenSize), int64(p.OutputSize)
-	return in*hid + hid + hid*out + out
-}
-
-func (p *NeuralNetwork) Work() Work {
-	in, hid, out := float64(p.InputSize), float64(p.HiddenSize), float64(p.OutputSize)
-	samples := float64(p.Samples) * float64(p.Epochs)
-	// Forward: X·W1 and H·W2. Backward: dW2 = Hᵀ·dZ, dH = dZ·W2ᵀ, dW1 = Xᵀ·dH (no dX).
-	perSample := 2*(in*hid+hid*out) + 2*(2*hid*out+in*hid)
-	data := int64(p.Samples) * (int64(p.InputSize) + 1)
-	batch := int64(p.BatchSize) * (2*int64(p.HiddenSize) + 2*int64(p.OutputSize))
-	return Work{
-		FLOPs:         perSample * samples,
-		Bytes:         4 * samples * (in + 1),
-		MemBytes:      4 * (data + 4*p.ParamCount() + batch),
-		TransferBytes: 4 * (data + p.ParamCount()),
-		Steps:         p.Epochs,
-	}
-}
 
 // MLPData is everything a training run starts from: samples, labels and initial weights.
 type MLPData struct {
@@ -106,20 +19,20 @@ type MLPData struct {
 	W2, B2 []float32 // [hidden_size, output_size], [output_size]
 }
 
-// Data generates the training set and the initial weights. Inputs are N(0,1); labels are the
+// MLPInputs generates the training set and the initial weights. Inputs are N(0,1); labels are the
 // argmax of a random linear teacher; weights and biases are U(-1/√fan_in, 1/√fan_in), as
 // PyTorch's nn.Linear initialises them.
-func (p *NeuralNetwork) Data() MLPData {
+func MLPInputs(p *builtin.NeuralNetwork) MLPData {
 	in, hid, out := p.InputSize, p.HiddenSize, p.OutputSize
 	d := MLPData{
-		X:      NormalSlice(p.Seed, 1, p.Samples*in, 1),
+		X:      builtin.NormalSlice(p.Seed, 1, p.Samples*in, 1),
 		Labels: make([]int32, p.Samples),
-		W1:     scaled(UniformSlice(p.Seed, 3, in*hid), 1/math.Sqrt(float64(in))),
-		B1:     scaled(UniformSlice(p.Seed, 4, hid), 1/math.Sqrt(float64(in))),
-		W2:     scaled(UniformSlice(p.Seed, 5, hid*out), 1/math.Sqrt(float64(hid))),
-		B2:     scaled(UniformSlice(p.Seed, 6, out), 1/math.Sqrt(float64(hid))),
+		W1:     scaled(builtin.UniformSlice(p.Seed, 3, in*hid), 1/math.Sqrt(float64(in))),
+		B1:     scaled(builtin.UniformSlice(p.Seed, 4, hid), 1/math.Sqrt(float64(in))),
+		W2:     scaled(builtin.UniformSlice(p.Seed, 5, hid*out), 1/math.Sqrt(float64(hid))),
+		B2:     scaled(builtin.UniformSlice(p.Seed, 6, out), 1/math.Sqrt(float64(hid))),
 	}
-	teacher := NormalSlice(p.Seed, 2, in*out, 1)
+	teacher := builtin.NormalSlice(p.Seed, 2, in*out, 1)
 	logits := make([]float32, p.Samples*out)
 	blasImpl.Sgemm(blas.NoTrans, blas.NoTrans, p.Samples, out, in, 1, d.X, in, teacher, out, 0, logits, out)
 	for i := range d.Labels {
@@ -157,7 +70,7 @@ type MLP struct {
 }
 
 // NewMLP starts a trainer from the generated weights (copied, so d can seed another run).
-func (p *NeuralNetwork) NewMLP(d MLPData) *MLP {
+func NewMLP(p *builtin.NeuralNetwork, d MLPData) *MLP {
 	m := &MLP{in: p.InputSize, hid: p.HiddenSize, out: p.OutputSize, maxBatch: p.BatchSize, lr: float32(p.LearningRate)}
 	m.w1, m.b1 = append([]float32(nil), d.W1...), append([]float32(nil), d.B1...)
 	m.w2, m.b2 = append([]float32(nil), d.W2...), append([]float32(nil), d.B2...)
@@ -247,16 +160,16 @@ func addBias(a, bias []float32, relu bool) {
 
 // adam applies one Adam update to every parameter tensor, with bias correction.
 func (m *MLP) adam() {
-	c1 := 1 - math.Pow(AdamBeta1, float64(m.step))
-	c2 := 1 - math.Pow(AdamBeta2, float64(m.step))
+	c1 := 1 - math.Pow(builtin.AdamBeta1, float64(m.step))
+	c2 := 1 - math.Pow(builtin.AdamBeta2, float64(m.step))
 	stepSize := float32(float64(m.lr) / c1)
 	sqrtC2 := float32(math.Sqrt(c2))
 	for i, w := range m.params() {
 		g, mm, vv := m.g[i], m.m[i], m.v[i]
 		for j := range w {
-			mm[j] = AdamBeta1*mm[j] + (1-AdamBeta1)*g[j]
-			vv[j] = AdamBeta2*vv[j] + (1-AdamBeta2)*g[j]*g[j]
-			w[j] -= stepSize * mm[j] / (float32(math.Sqrt(float64(vv[j])))/sqrtC2 + AdamEps)
+			mm[j] = builtin.AdamBeta1*mm[j] + (1-builtin.AdamBeta1)*g[j]
+			vv[j] = builtin.AdamBeta2*vv[j] + (1-builtin.AdamBeta2)*g[j]*g[j]
+			w[j] -= stepSize * mm[j] / (float32(math.Sqrt(float64(vv[j])))/sqrtC2 + builtin.AdamEps)
 		}
 	}
 }
@@ -270,11 +183,11 @@ func colSums(a []float32, rows, cols int, dst []float32) {
 	}
 }
 
-// RunCPU trains on the CPU. Progress is reported per epoch with the epoch's mean loss.
-func (p *NeuralNetwork) RunCPU(ctx context.Context, report Reporter) (Output, error) {
+// NeuralNetwork trains on the CPU. Progress is reported per epoch with the epoch's mean loss.
+func NeuralNetwork(ctx context.Context, p *builtin.NeuralNetwork, report jobs.Reporter) (jobs.Output, error) {
 	t0 := time.Now()
-	d := p.Data()
-	m := p.NewMLP(d)
+	d := MLPInputs(p)
+	m := NewMLP(p, d)
 	setup := time.Since(t0)
 
 	steps := p.StepsPerEpoch()
@@ -295,28 +208,27 @@ func (p *NeuralNetwork) RunCPU(ctx context.Context, report Reporter) (Output, er
 			}
 		}
 		elapsed += time.Since(start)
-		if err := stopped(ctx, NeuralNetworkKind, e-1, p.Epochs); err != nil {
-			return Output{}, err
+		if err := jobs.Stopped(ctx, builtin.NeuralNetworkKind, e-1, p.Epochs); err != nil {
+			return jobs.Output{}, err
 		}
 		epochLoss /= float64(p.Samples)
-		report(Progress{Iteration: e, Total: p.Epochs, Loss: &epochLoss})
-		if err := stopped(ctx, NeuralNetworkKind, e, p.Epochs); err != nil {
-			return Output{}, err
+		report(jobs.Progress{Iteration: e, Total: p.Epochs, Loss: &epochLoss})
+		if err := jobs.Stopped(ctx, builtin.NeuralNetworkKind, e, p.Epochs); err != nil {
+			return jobs.Output{}, err
 		}
 	}
 	w := p.Work()
-	return Output{
+	return cpuOutput(jobs.Output{
 		SetupTime:      setup,
 		ProcessingTime: elapsed,
 		Metrics: map[string]float64{
 			"initial_loss":    firstLoss,
 			"final_loss":      epochLoss,
 			"accuracy":        m.Accuracy(d.X, d.Labels),
-			"samples_per_sec": Rate(float64(p.Samples)*float64(p.Epochs), elapsed),
-			"gflops":          Rate(w.FLOPs, elapsed) / 1e9,
+			"samples_per_sec": jobs.Rate(float64(p.Samples)*float64(p.Epochs), elapsed),
+			"gflops":          jobs.Rate(w.FLOPs, elapsed) / 1e9,
 		},
-		Info: cpuInfo(),
-	}, nil
+	}), nil
 }
 
 // Accuracy is the fraction of samples whose predicted class is the label, computed batch by batch.

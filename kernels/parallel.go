@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"runtime"
-	"strconv"
 	"sync"
 )
 
@@ -30,5 +29,3 @@ func parallelFor(n int, fn func(lo, hi int)) {
 
 // parallelism is how many goroutines parallelFor uses.
 func parallelism() int { return runtime.GOMAXPROCS(0) }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -55,29 +58,26 @@ func serveCmd() *cobra.Command {
 }
 
 func reportCmd() *cobra.Command {
-	var store, out string
-	cmd := &cobra.Command{
-		Use:   "report",
-		Short: "Write report.md, results.csv and PNG charts from the results file",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			agg := monitor.NewAggregator(nil)
-			st, err := monitor.ReadStore(store, func(r monitor.Record) { agg.Add(r.Result) })
-			if err != nil {
-				return fmt.Errorf("read results: %w", err)
-			}
-			paths, err := monitor.WriteReport(out, store, agg)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d results from %s\n", st.Results, store)
-			for _, p := range paths {
-				fmt.Fprintln(cmd.OutOrStdout(), "wrote", p)
-			}
-			return nil
+	return &cobra.Command{
+		Use:                "report [--store FILE] [--out DIR]",
+		Short:              "Write report.md, results.csv and PNG charts from the results file (runs monitor-report)",
+		DisableFlagParsing: true, // monitor-report parses them, and prints its own --help
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runReport(args)
 		},
 	}
-	cmd.Flags().StringVar(&store, "store", config.Env("RESULTS_FILE", monitor.DefaultStorePath), "the results file written by serve (env RESULTS_FILE)")
-	cmd.Flags().StringVar(&out, "out", "results", "directory for report.md, results.csv and the charts")
-	return cmd
+}
+
+// runReport replaces this process with monitor-report, the binary beside this one that draws
+// the charts: the monitor itself links no plotting code.
+func runReport(args []string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	report := filepath.Join(filepath.Dir(self), "monitor-report")
+	if _, err := os.Stat(report); err != nil {
+		return fmt.Errorf("the report is written by monitor-report, which is not beside %s: build it with make build", self)
+	}
+	return syscall.Exec(report, append([]string{report}, args...), os.Environ())
 }

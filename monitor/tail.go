@@ -17,9 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gpujobs/gpujobs/internal/config"
-	"github.com/gpujobs/gpujobs/internal/jobclient"
 	"github.com/gpujobs/gpujobs/internal/monitor"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 type tailOptions struct {
@@ -82,7 +81,7 @@ func newPrinter(w io.Writer, asJSON bool, summaryEvery time.Duration) *printer {
 	return &printer{w: w, asJSON: asJSON, tty: tty, summaryEvery: summaryEvery}
 }
 
-func (p *printer) result(r workflows.JobResult, raw []byte) {
+func (p *printer) result(r jobs.Result, raw []byte) {
 	if p.asJSON {
 		fmt.Fprintf(p.w, "%s\n", raw)
 		return
@@ -126,16 +125,16 @@ func (p *printer) close() {
 	}
 }
 
-func resultLine(r workflows.JobResult) string {
+func resultLine(r jobs.Result) string {
 	wt := r.WorkerType
 	if wt == "" {
 		wt = "-"
 	}
 	took := "-"
-	if r.Status == workflows.StatusCompleted {
-		took = jobclient.FormatSeconds(r.ProcessingTime)
+	if r.Status == jobs.StatusCompleted {
+		took = jobs.FormatSeconds(r.ProcessingTime)
 	}
-	line := fmt.Sprintf("%s  %-16s %-9s %-4s %-40.40s %9s  %s", r.JobID, r.JobType, r.Status, wt, r.Device, took, jobclient.FormatRate(r))
+	line := fmt.Sprintf("%s  %-16s %-9s %-4s %-40.40s %9s  %s", r.JobID, r.JobType, r.Status, wt, r.Device, took, jobs.FormatRate(r))
 	if r.Fallback != "" {
 		line += "  (fallback: " + r.Fallback + ")"
 	}
@@ -206,7 +205,7 @@ func followStream(ctx context.Context, api string, replay int, p *printer, errw 
 		got, err := readStream(ctx, api+"/api/events?"+q.Encode(), func(ev sseEvent) {
 			switch ev.name {
 			case "result":
-				var r workflows.JobResult
+				var r jobs.Result
 				if json.Unmarshal(ev.data, &r) != nil {
 					return
 				}

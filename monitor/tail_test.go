@@ -13,12 +13,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/internal/monitor"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
-func result(id, worker string, pt float64) workflows.JobResult {
+func result(id, worker string, pt float64) jobs.Result {
 	end := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	return workflows.JobResult{JobID: id, JobType: "vector_addition", Status: workflows.StatusCompleted, WorkerType: worker,
+	return jobs.Result{JobID: id, JobType: "vector_addition", Status: jobs.StatusCompleted, WorkerType: worker,
 		Device: "AMD EPYC 9B14, 2 threads", ProcessingTime: pt, Metrics: map[string]float64{"gbps": 21.5},
 		StartTime: end.Add(-time.Second), EndTime: end}
 }
@@ -94,7 +94,7 @@ func TestTailFollowsNewResultsAsJSON(t *testing.T) {
 		t.Fatalf("want the last stored result and the new one, got:\n%s", out.String())
 	}
 	for _, l := range lines {
-		var r workflows.JobResult
+		var r jobs.Result
 		if err := json.Unmarshal([]byte(l), &r); err != nil || r.JobType != "vector_addition" {
 			t.Errorf("not a result JSON line: %s", l)
 		}

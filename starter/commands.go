@@ -16,8 +16,8 @@ import (
 	"github.com/gpujobs/gpujobs/internal/jobclient"
 	"github.com/gpujobs/gpujobs/internal/logging"
 	"github.com/gpujobs/gpujobs/internal/temporalx"
-	"github.com/gpujobs/gpujobs/kernels"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 )
 
 // app holds what every subcommand shares: where Temporal is, how to log.
@@ -68,7 +68,7 @@ func (a *app) submitCmd() *cobra.Command {
 		asJSON     bool
 		intVals    = make([]int, len(paramFlags))
 	)
-	kinds := registry().Kinds()
+	kinds := registry().Names()
 	cmd := &cobra.Command{
 		Use:   "submit <job_type> [flags]",
 		Short: "Submit jobs: " + strings.Join(kinds, ", "),
@@ -84,7 +84,7 @@ func (a *app) submitCmd() *cobra.Command {
 			for _, short := range []struct {
 				set          bool
 				flag, device string
-			}{{cpu, "--cpu", workflows.DeviceCPU}, {requireGPU, "--require-gpu", workflows.DeviceRequireGPU}} {
+			}{{cpu, "--cpu", jobs.DeviceCPU}, {requireGPU, "--require-gpu", jobs.DeviceRequireGPU}} {
 				if !short.set {
 					continue
 				}
@@ -93,7 +93,7 @@ func (a *app) submitCmd() *cobra.Command {
 				}
 				s.Device = short.device
 			}
-			if err := workflows.ValidateDevice(s.Device); err != nil {
+			if err := jobs.ValidateDevice(s.Device); err != nil {
 				return err
 			}
 			if count < 1 || count > 10000 {
@@ -140,11 +140,16 @@ func setParams(cmd *cobra.Command, vals []int) map[string]any {
 	return set
 }
 
-func registry() *kernels.Registry { return kernels.Default() }
+func registry() *jobs.Kinds { return builtin.Kinds() }
 
 func (a *app) submit(cmd *cobra.Command, s jobclient.Spec, count int, wait, asJSON bool) error {
-	reqs := make([]workflows.JobRequest, count)
+	reqs := make([]jobs.Request, count)
 	for i := range reqs {
+		if s.JobType != "" { // until the cluster can vouch for other kinds, only the built-in ones are submitted
+			if _, err := registry().Spec(s.JobType); err != nil {
+				return err
+			}
+		}
 		req, err := jobclient.Build(s, registry())
 		if err != nil {
 			return err
@@ -199,10 +204,10 @@ func (a *app) awaitAll(cmd *cobra.Command, c client.Client, ids []string, asJSON
 	return a.printResults(cmd.OutOrStdout(), results, asJSON)
 }
 
-func (a *app) printResults(out io.Writer, results []workflows.JobResult, asJSON bool) error {
+func (a *app) printResults(out io.Writer, results []jobs.Result, asJSON bool) error {
 	bad := 0
 	for _, r := range results {
-		if r.Status != workflows.StatusCompleted {
+		if r.Status != jobs.StatusCompleted {
 			bad++
 		}
 	}
@@ -210,7 +215,7 @@ func (a *app) printResults(out io.Writer, results []workflows.JobResult, asJSON 
 		for _, r := range results {
 			writeJSON(out, r)
 		}
-	} else if err := jobclient.WriteTable(out, results); err != nil {
+	} else if err := jobs.WriteTable(out, results); err != nil {
 		return err
 	}
 	if bad > 0 {

@@ -10,15 +10,14 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
-	"github.com/gpujobs/gpujobs/activities"
 	"github.com/gpujobs/gpujobs/internal/jobclient"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // withJobs validates job-ID arguments, dials Temporal and runs fn with the client.
 func (a *app) withJobs(cmd *cobra.Command, ids []string, fn func(c client.Client) error) error {
 	for _, id := range ids {
-		if err := workflows.ValidateJobID(id); err != nil {
+		if err := jobs.ValidateJobID(id); err != nil {
 			return err
 		}
 	}
@@ -64,9 +63,9 @@ func (a *app) printStatus(w io.Writer, st jobclient.Status) {
 		sentTo = "(not scheduled yet)"
 	}
 	fmt.Fprintf(w, "  device:    %s → %s\n", st.Device, sentTo)
-	fmt.Fprintf(w, "  priority:  %d   tenant: %s\n", st.Priority, orDash(st.Tenant))
+	fmt.Fprintf(w, "  priority:  %d   tenant: %s\n", st.Priority, jobs.Dash(st.Tenant))
 	if act := st.Activity; act != nil {
-		line := fmt.Sprintf("%s on %s, attempt %d", act.State, orDash(act.Worker), act.Attempt)
+		line := fmt.Sprintf("%s on %s, attempt %d", act.State, jobs.Dash(act.Worker), act.Attempt)
 		if act.State == "scheduled" {
 			line = fmt.Sprintf("waiting for a %s worker, attempt %d", st.WorkerType, act.Attempt)
 		}
@@ -82,7 +81,7 @@ func (a *app) printStatus(w io.Writer, st jobclient.Status) {
 		}
 	}
 	if r := st.Result; r != nil {
-		fmt.Fprintf(w, "  result:    %s on %s (%s) in %.3fs, %s\n", r.Status, orDash(r.WorkerType), orDash(r.Device), r.ProcessingTime, jobclient.FormatRate(*r))
+		fmt.Fprintf(w, "  result:    %s on %s (%s) in %.3fs, %s\n", r.Status, jobs.Dash(r.WorkerType), jobs.Dash(r.Device), r.ProcessingTime, jobs.FormatRate(*r))
 		if r.Fallback != "" {
 			fmt.Fprintf(w, "  fallback:  %s\n", r.Fallback)
 		}
@@ -91,13 +90,6 @@ func (a *app) printStatus(w io.Writer, st jobclient.Status) {
 		}
 	}
 	fmt.Fprintf(w, "  web UI:    %s\n", a.temporal.WorkflowURL(st.JobID))
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func (a *app) listCmd() *cobra.Command {
@@ -121,26 +113,26 @@ func (a *app) listCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			jobs, err := jobclient.List(cmd.Context(), c, f)
+			list, err := jobclient.List(cmd.Context(), c, f)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				for _, j := range jobs {
+				for _, j := range list {
 					writeJSON(out, j)
 				}
 				return nil
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "JOB\tTYPE\tSTATE\tDEVICE\tSENT TO\tPRIORITY\tTENANT\tSTARTED\tDURATION")
-			for _, j := range jobs {
+			for _, j := range list {
 				end := j.CloseTime
 				if end.IsZero() {
 					end = time.Now()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", j.JobID, j.JobType, j.State, orDash(j.Device), orDash(j.WorkerType),
-					j.Priority, orDash(j.Tenant), j.StartTime.Local().Format("15:04:05"), end.Sub(j.StartTime).Round(time.Millisecond))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", j.JobID, j.JobType, j.State, jobs.Dash(j.Device), jobs.Dash(j.WorkerType),
+					j.Priority, jobs.Dash(j.Tenant), j.StartTime.Local().Format("15:04:05"), end.Sub(j.StartTime).Round(time.Millisecond))
 			}
 			return tw.Flush()
 		},
@@ -176,7 +168,7 @@ func (a *app) cancelCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return jobclient.WriteTable(cmd.OutOrStdout(), results)
+				return jobs.WriteTable(cmd.OutOrStdout(), results)
 			})
 		},
 	}
@@ -217,11 +209,11 @@ func (a *app) compareCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s.JobType = args[0]
 			s.Set = setParams(cmd, intv)
-			gpuReq, err := jobclient.Build(withDevice(s, workflows.DeviceRequireGPU), registry())
+			gpuReq, err := jobclient.Build(withDevice(s, jobs.DeviceRequireGPU), registry())
 			if err != nil {
 				return err
 			}
-			cpuReq, err := jobclient.Build(withDevice(s, workflows.DeviceCPU), registry())
+			cpuReq, err := jobclient.Build(withDevice(s, jobs.DeviceCPU), registry())
 			if err != nil {
 				return err
 			}
@@ -230,14 +222,14 @@ func (a *app) compareCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			st, err := activities.TemporalInspector{Client: c, Namespace: a.temporal.Namespace}.Inspect(cmd.Context(), workflows.GPUQueue)
+			st, err := jobclient.TemporalInspector{Client: c, Namespace: a.temporal.Namespace}.Inspect(cmd.Context(), jobs.GPUQueue)
 			if err != nil {
 				return fmt.Errorf("ask Temporal for GPU workers: %w", err)
 			}
 			if st.Pollers == 0 {
 				return errors.New("no GPU worker is polling gpu_queue, so there is nothing to compare against: start one on a GPU machine (bin/worker-gpu, built by make build-gpu), or run the CPU side alone with starter submit --device cpu")
 			}
-			reqs := []workflows.JobRequest{gpuReq, cpuReq}
+			reqs := []jobs.Request{gpuReq, cpuReq}
 			for i, err := range jobclient.SubmitAll(cmd.Context(), c, reqs) {
 				if err != nil {
 					return err
@@ -264,17 +256,17 @@ func withDevice(s jobclient.Spec, device string) jobclient.Spec {
 
 // Comparison is what compare prints with --json.
 type Comparison struct {
-	GPU workflows.JobResult `json:"gpu"`
-	CPU workflows.JobResult `json:"cpu"`
+	GPU jobs.Result `json:"gpu"`
+	CPU jobs.Result `json:"cpu"`
 	// Speedup is CPU processing time / GPU processing time (kernels alone).
 	Speedup float64 `json:"speedup"`
 	// EndToEndSpeedup also counts the GPU's host↔device copies and both setups.
 	EndToEndSpeedup float64 `json:"end_to_end_speedup"`
 }
 
-func printComparison(w io.Writer, gpu, cpu workflows.JobResult, asJSON bool) error {
-	if gpu.Status != workflows.StatusCompleted || cpu.Status != workflows.StatusCompleted {
-		jobclient.WriteTable(w, []workflows.JobResult{gpu, cpu}) //nolint:errcheck
+func printComparison(w io.Writer, gpu, cpu jobs.Result, asJSON bool) error {
+	if gpu.Status != jobs.StatusCompleted || cpu.Status != jobs.StatusCompleted {
+		jobs.WriteTable(w, []jobs.Result{gpu, cpu}) //nolint:errcheck
 		return errors.New("one of the runs did not complete: no speedup to report")
 	}
 	cmp := Comparison{GPU: gpu, CPU: cpu}
@@ -288,7 +280,7 @@ func printComparison(w io.Writer, gpu, cpu workflows.JobResult, asJSON bool) err
 		writeJSON(w, cmp)
 		return nil
 	}
-	if err := jobclient.WriteTable(w, []workflows.JobResult{gpu, cpu}); err != nil {
+	if err := jobs.WriteTable(w, []jobs.Result{gpu, cpu}); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\nGPU speedup: %.1fx on the kernels (%.3fs vs %.3fs), %.1fx end to end with copies and setup\n",

@@ -13,13 +13,13 @@ import (
 	"golang.org/x/term"
 
 	"github.com/gpujobs/gpujobs/internal/jobclient"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // watch shows one progress bar for the jobs until all have ended and returns their results in
 // the order of ids. With one job the bar counts its iterations or epochs; with several it counts
 // finished jobs, each running job adding its fraction. The bar is drawn only on a terminal.
-func watch(ctx context.Context, c client.Client, ids []string, w io.Writer, show bool) ([]workflows.JobResult, error) {
+func watch(ctx context.Context, c client.Client, ids []string, w io.Writer, show bool) ([]jobs.Result, error) {
 	const scale = 1000
 	if f, ok := w.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
 		show = false
@@ -33,7 +33,7 @@ func watch(ctx context.Context, c client.Client, ids []string, w io.Writer, show
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
 	)
-	results := make([]*workflows.JobResult, len(ids))
+	results := make([]*jobs.Result, len(ids))
 	period := 300*time.Millisecond + time.Duration(len(ids))*10*time.Millisecond
 	for {
 		statuses, err := describeAll(ctx, c, ids, results)
@@ -47,7 +47,7 @@ func watch(ctx context.Context, c client.Client, ids []string, w io.Writer, show
 			if st == nil { // ended earlier
 				done++
 				progress += 1
-				if results[i].Status != workflows.StatusCompleted {
+				if results[i].Status != jobs.StatusCompleted {
 					failed++
 				}
 				continue
@@ -56,7 +56,7 @@ func watch(ctx context.Context, c client.Client, ids []string, w io.Writer, show
 				results[i] = st.Result
 				done++
 				progress += 1
-				if st.Result.Status != workflows.StatusCompleted {
+				if st.Result.Status != jobs.StatusCompleted {
 					failed++
 				}
 				continue
@@ -83,7 +83,7 @@ func watch(ctx context.Context, c client.Client, ids []string, w io.Writer, show
 		bar.Set(int(progress * scale)) //nolint:errcheck // drawing only
 		if done == len(ids) {
 			bar.Finish() //nolint:errcheck
-			out := make([]workflows.JobResult, len(ids))
+			out := make([]jobs.Result, len(ids))
 			for i, r := range results {
 				out[i] = *r
 			}
@@ -99,7 +99,7 @@ func watch(ctx context.Context, c client.Client, ids []string, w io.Writer, show
 
 // describeAll gets the status of the jobs that have not ended yet, 16 at a time; the slots of
 // ended jobs (results[i] != nil) stay nil.
-func describeAll(ctx context.Context, c client.Client, ids []string, results []*workflows.JobResult) ([]*jobclient.Status, error) {
+func describeAll(ctx context.Context, c client.Client, ids []string, results []*jobs.Result) ([]*jobclient.Status, error) {
 	out := make([]*jobclient.Status, len(ids))
 	errs := make([]error, len(ids))
 	sem := make(chan struct{}, 16)

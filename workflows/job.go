@@ -8,6 +8,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/scheduling"
 )
 
 // ExecuteInput is the Execute activity's input: the job and its validated params.
@@ -20,14 +23,14 @@ type ExecuteInput struct {
 // JobWorkflow runs one job: Schedule picks the task queue, Execute runs the kernel on a worker of
 // that kind, PublishResult sends the result to RabbitMQ. Failed and canceled jobs are published
 // too, so the monitor sees every job exactly as it ended.
-func JobWorkflow(ctx workflow.Context, req JobRequest) (JobResult, error) {
+func JobWorkflow(ctx workflow.Context, req jobs.Request) (jobs.Result, error) {
 	info := workflow.GetInfo(ctx)
 	req.JobID = info.WorkflowExecution.ID // the workflow ID is the job ID
-	res := JobResult{
+	res := jobs.Result{
 		JobID:           req.JobID,
 		JobType:         req.JobType,
 		Params:          req.Params,
-		Status:          StatusFailed,
+		Status:          jobs.StatusFailed,
 		SubmitTime:      req.SubmitTime,
 		RequestedDevice: req.EffectiveDevice(),
 		Priority:        req.EffectivePriority(),
@@ -37,7 +40,7 @@ func JobWorkflow(ctx workflow.Context, req JobRequest) (JobResult, error) {
 		res.SubmitTime = info.WorkflowStartTime
 	}
 
-	var d Decision
+	var d scheduling.Decision
 	sctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -45,7 +48,7 @@ func JobWorkflow(ctx workflow.Context, req JobRequest) (JobResult, error) {
 			BackoffCoefficient:     2,
 			MaximumInterval:        30 * time.Second,
 			MaximumAttempts:        10,
-			NonRetryableErrorTypes: []string{ErrInvalidParams},
+			NonRetryableErrorTypes: []string{jobs.ErrInvalidParams},
 		},
 	})
 	if err := workflow.ExecuteLocalActivity(sctx, ScheduleActivity, req).Get(ctx, &d); err != nil {
@@ -58,7 +61,7 @@ func JobWorkflow(ctx workflow.Context, req JobRequest) (JobResult, error) {
 	upsertWorkerType(ctx, d.WorkerType)
 
 	out, err := execute(ctx, req, d)
-	if err != nil && d.WorkerType == WorkerTypeGPU && req.EffectiveDevice() != DeviceRequireGPU && isScheduleToStartTimeout(err) {
+	if err != nil && d.WorkerType == jobs.WorkerTypeGPU && req.EffectiveDevice() != jobs.DeviceRequireGPU && isScheduleToStartTimeout(err) {
 		// The GPU workers were gone or too busy to start it in time: run it on a CPU, and say so.
 		d = d.OnCPU(fmt.Sprintf("no GPU worker started the job within %s", d.ScheduleToStart))
 		res.Fallback, res.ScheduleReason, res.EstimatedTime = d.Fallback, d.Reason, d.EstimatedTime
@@ -67,16 +70,16 @@ func JobWorkflow(ctx workflow.Context, req JobRequest) (JobResult, error) {
 		out, err = execute(ctx, req, d)
 	}
 	if err != nil {
-		if d.WorkerType == WorkerTypeGPU && isScheduleToStartTimeout(err) {
+		if d.WorkerType == jobs.WorkerTypeGPU && isScheduleToStartTimeout(err) {
 			err = temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 				"no GPU worker started the job within %s (device gpu! waits only for a GPU): start a GPU worker or submit with --device gpu",
-				d.ScheduleToStart), ErrNoWorker, err)
+				d.ScheduleToStart), jobs.ErrNoWorker, err)
 		}
 		return finish(ctx, res, err)
 	}
-	res = out.withJob(res)
-	res.Status = StatusCompleted
-	if d.WorkerType == WorkerTypeGPU && res.WorkerType != WorkerTypeGPU {
+	res = withJob(out, res)
+	res.Status = jobs.StatusCompleted
+	if d.WorkerType == jobs.WorkerTypeGPU && res.WorkerType != jobs.WorkerTypeGPU {
 		// Labels come from the hardware that ran the job, never from the queue it was sent to.
 		res.Fallback = "a CPU worker took the job from " + d.Queue
 	}
@@ -97,18 +100,7 @@ func upsertWorkerType(ctx workflow.Context, workerType string) {
 	}
 }
 
-// OnCPU returns the decision moved to the CPU queue, with the reason recorded as a fallback.
-func (d Decision) OnCPU(reason string) Decision {
-	d.Queue, d.WorkerType = CPUQueue, WorkerTypeCPU
-	d.Fallback = reason
-	d.Reason = "fallback to CPU: " + reason
-	d.EstimatedTime = d.EstimatedCPUTime
-	d.StartToClose = d.CPUStartToClose
-	d.ScheduleToStart = 0
-	return d
-}
-
-func execute(ctx workflow.Context, req JobRequest, d Decision) (JobResult, error) {
+func execute(ctx workflow.Context, req jobs.Request, d scheduling.Decision) (jobs.Result, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              d.Queue,
 		ScheduleToStartTimeout: d.ScheduleToStart,
@@ -120,17 +112,17 @@ func execute(ctx workflow.Context, req JobRequest, d Decision) (JobResult, error
 			BackoffCoefficient:     2,
 			MaximumInterval:        time.Minute,
 			MaximumAttempts:        5,
-			NonRetryableErrorTypes: []string{ErrInvalidParams, ErrResourceExhausted, ErrKernelPanic},
+			NonRetryableErrorTypes: []string{jobs.ErrInvalidParams, jobs.ErrResourceExhausted, jobs.ErrKernelPanic},
 		},
 		Priority: temporal.Priority{PriorityKey: req.EffectivePriority(), FairnessKey: req.Tenant},
 	})
-	var out JobResult
+	var out jobs.Result
 	err := workflow.ExecuteActivity(actx, ExecuteActivity, ExecuteInput{JobID: req.JobID, JobType: req.JobType, Params: d.Params}).Get(ctx, &out)
 	return out, err
 }
 
 // withJob fills the job-level fields, which the worker does not know, into a worker's result.
-func (r JobResult) withJob(job JobResult) JobResult {
+func withJob(r, job jobs.Result) jobs.Result {
 	r.JobID, r.JobType, r.Params = job.JobID, job.JobType, job.Params
 	r.SubmitTime, r.RequestedDevice, r.Priority, r.Tenant = job.SubmitTime, job.RequestedDevice, job.Priority, job.Tenant
 	r.Fallback, r.ScheduleReason, r.EstimatedTime = job.Fallback, job.ScheduleReason, job.EstimatedTime
@@ -138,18 +130,18 @@ func (r JobResult) withJob(job JobResult) JobResult {
 }
 
 // finish publishes a failed or canceled job's result and returns the workflow's error.
-func finish(ctx workflow.Context, res JobResult, err error) (JobResult, error) {
+func finish(ctx workflow.Context, res jobs.Result, err error) (jobs.Result, error) {
 	res.ErrorType, res.Error = Classify(err)
 	res.EndTime = workflow.Now(ctx)
 	pctx := ctx
-	if res.ErrorType == ErrCanceled {
-		res.Status = StatusCanceled
+	if res.ErrorType == jobs.ErrCanceled {
+		res.Status = jobs.StatusCanceled
 		pctx, _ = workflow.NewDisconnectedContext(ctx) // publish even though the workflow is canceled
 	}
 	if perr := publish(pctx, res); perr != nil {
 		return res, perr
 	}
-	if res.Status == StatusCanceled {
+	if res.Status == jobs.StatusCanceled {
 		return res, temporal.NewCanceledError(res.Error)
 	}
 	return res, temporal.NewNonRetryableApplicationError(res.Error, res.ErrorType, err)
@@ -157,7 +149,7 @@ func finish(ctx workflow.Context, res JobResult, err error) (JobResult, error) {
 
 // publish sends the result to RabbitMQ. It is retried until it succeeds: a result is never
 // dropped because the broker was down for a while, and the monitor de-duplicates by job_id.
-func publish(ctx workflow.Context, res JobResult) error {
+func publish(ctx workflow.Context, res jobs.Result) error {
 	pctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -180,17 +172,17 @@ func Classify(err error) (errType, msg string) {
 	var canceledErr *temporal.CanceledError
 	switch {
 	case errors.As(err, &canceledErr):
-		return ErrCanceled, "job canceled"
+		return jobs.ErrCanceled, "job canceled"
 	case errors.As(err, &appErr):
 		t := appErr.Type()
 		if t == "" {
-			t = ErrKernel
+			t = jobs.ErrKernel
 		}
 		return t, appErr.Message()
 	case errors.As(err, &timeoutErr):
-		return ErrTimeout, fmt.Sprintf("job timed out (%s)", timeoutKind(timeoutErr))
+		return jobs.ErrTimeout, fmt.Sprintf("job timed out (%s)", timeoutKind(timeoutErr))
 	default:
-		return ErrKernel, err.Error()
+		return jobs.ErrKernel, err.Error()
 	}
 }
 

@@ -22,16 +22,18 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/gpujobs/gpujobs/activities"
-	"github.com/gpujobs/gpujobs/internal/logging"
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/internal/temporalx"
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
+	"github.com/gpujobs/gpujobs/scheduling"
 	"github.com/gpujobs/gpujobs/workflows"
 )
 
 // fakeInspector reports a fixed number of pollers.
 type fakeInspector struct{ pollers int }
 
-func (f fakeInspector) Inspect(context.Context, string) (activities.QueueState, error) {
-	return activities.QueueState{Pollers: f.pollers}, nil
+func (f fakeInspector) Inspect(context.Context, string) (scheduling.QueueState, error) {
+	return scheduling.QueueState{Pollers: f.pollers}, nil
 }
 
 // fakeBroker records what is published and fails the first failures calls.
@@ -39,7 +41,7 @@ type fakeBroker struct {
 	mu       sync.Mutex
 	failures int
 	calls    int
-	results  []workflows.JobResult
+	results  []jobs.Result
 }
 
 func (b *fakeBroker) Publish(_ context.Context, id string, body []byte) error {
@@ -49,7 +51,7 @@ func (b *fakeBroker) Publish(_ context.Context, id string, body []byte) error {
 	if b.calls <= b.failures {
 		return errors.New("connection refused")
 	}
-	var r workflows.JobResult
+	var r jobs.Result
 	if err := json.Unmarshal(body, &r); err != nil || r.JobID != id {
 		return errors.New("bad message")
 	}
@@ -99,16 +101,16 @@ func (r *recorderOutbound) ExecuteActivity(ctx workflow.Context, activityType st
 
 func newHarness(t *testing.T, gpuPollers int) *harness {
 	h := &harness{broker: &fakeBroker{}}
-	h.SetLogger(logging.Temporal(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))))
+	h.SetLogger(temporalx.Logger(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))))
 	h.env = h.NewTestWorkflowEnvironment()
 	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "job-0123456789ab"})
 	h.env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{&recorder{h: h}}})
 	h.env.RegisterWorkflow(workflows.JobWorkflow)
-	sched := &activities.Scheduler{Registry: kernels.Default(), Inspector: fakeInspector{gpuPollers}, Logger: zap.NewNop()}
+	sched := &activities.Scheduler{Kinds: builtin.Kinds(), Inspector: fakeInspector{gpuPollers}, Logger: zap.NewNop()}
 	h.env.RegisterActivityWithOptions(sched.Schedule, activity.RegisterOptions{Name: workflows.ScheduleActivity})
 	h.env.RegisterActivityWithOptions((&activities.Publisher{Broker: h.broker}).PublishResult, activity.RegisterOptions{Name: workflows.PublishActivity})
-	h.env.RegisterActivityWithOptions(func(context.Context, workflows.ExecuteInput) (workflows.JobResult, error) {
-		return workflows.JobResult{}, errors.New("not mocked")
+	h.env.RegisterActivityWithOptions(func(context.Context, workflows.ExecuteInput) (jobs.Result, error) {
+		return jobs.Result{}, errors.New("not mocked")
 	}, activity.RegisterOptions{Name: workflows.ExecuteActivity})
 	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
 		if info.ActivityType.Name == workflows.ExecuteActivity {
@@ -120,21 +122,21 @@ func newHarness(t *testing.T, gpuPollers int) *harness {
 }
 
 // ran returns what a worker of that type reports for a completed job.
-func ran(workerType string) workflows.JobResult {
-	return workflows.JobResult{WorkerID: workerType + "-1", WorkerType: workerType, Device: workerType + " device", ProcessingTime: 0.5, Metrics: map[string]float64{"gflops": 100}}
+func ran(workerType string) jobs.Result {
+	return jobs.Result{WorkerID: workerType + "-1", WorkerType: workerType, Device: workerType + " device", ProcessingTime: 0.5, Metrics: map[string]float64{"gflops": 100}}
 }
 
-func request(device, params string) workflows.JobRequest {
-	return workflows.JobRequest{JobID: "job-0123456789ab", JobType: "matrix_multiply", Params: json.RawMessage(params), Device: device, SubmitTime: time.Unix(1700000000, 0)}
+func request(device, params string) jobs.Request {
+	return jobs.Request{JobID: "job-0123456789ab", JobType: "matrix_multiply", Params: json.RawMessage(params), Device: device, SubmitTime: time.Unix(1700000000, 0)}
 }
 
-func (h *harness) run(t *testing.T, req workflows.JobRequest) (workflows.JobResult, error) {
+func (h *harness) run(t *testing.T, req jobs.Request) (jobs.Result, error) {
 	t.Helper()
 	h.env.ExecuteWorkflow(workflows.JobWorkflow, req)
 	if !h.env.IsWorkflowCompleted() {
 		t.Fatal("workflow did not complete")
 	}
-	var res workflows.JobResult
+	var res jobs.Result
 	err := h.env.GetWorkflowError()
 	if err == nil {
 		if gerr := h.env.GetWorkflowResult(&res); gerr != nil {
@@ -144,7 +146,7 @@ func (h *harness) run(t *testing.T, req workflows.JobRequest) (workflows.JobResu
 	return res, err
 }
 
-func (h *harness) published(t *testing.T) workflows.JobResult {
+func (h *harness) published(t *testing.T) jobs.Result {
 	t.Helper()
 	if len(h.broker.results) != 1 {
 		t.Fatalf("published %d results, want exactly 1", len(h.broker.results))
@@ -159,17 +161,17 @@ func TestGPURouteWhenAGPUWorkerPolls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(h.queues, ","); got != workflows.GPUQueue {
+	if got := strings.Join(h.queues, ","); got != jobs.GPUQueue {
 		t.Errorf("Execute ran on %q, want gpu_queue", got)
 	}
-	if res.WorkerType != "gpu" || res.Fallback != "" || res.Status != workflows.StatusCompleted {
+	if res.WorkerType != "gpu" || res.Fallback != "" || res.Status != jobs.StatusCompleted {
 		t.Errorf("result %+v, want a completed GPU run without fallback", res)
 	}
 	if !strings.Contains(string(res.Params), `"size":64`) || !strings.Contains(string(res.Params), `"iterations":10`) {
 		t.Errorf("params %s: want the validated params with defaults filled in", res.Params)
 	}
 	pub := h.published(t)
-	if pub.JobID != "job-0123456789ab" || pub.WorkerType != "gpu" || pub.Status != workflows.StatusCompleted || pub.SubmitTime.IsZero() {
+	if pub.JobID != "job-0123456789ab" || pub.WorkerType != "gpu" || pub.Status != jobs.StatusCompleted || pub.SubmitTime.IsZero() {
 		t.Errorf("published %+v", pub)
 	}
 }
@@ -181,7 +183,7 @@ func TestCPURouteWhenCPURequested(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(h.queues, ","); got != workflows.CPUQueue {
+	if got := strings.Join(h.queues, ","); got != jobs.CPUQueue {
 		t.Errorf("Execute ran on %q, want cpu_queue", got)
 	}
 	if res.Fallback != "" || res.ScheduleReason != "device cpu requested" || res.RequestedDevice != "cpu" {
@@ -196,7 +198,7 @@ func TestFallbackToCPUWhenNoGPUWorkerPolls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(h.queues, ","); got != workflows.CPUQueue {
+	if got := strings.Join(h.queues, ","); got != jobs.CPUQueue {
 		t.Errorf("Execute ran on %q, want cpu_queue", got)
 	}
 	if res.WorkerType != "cpu" || res.Fallback != "no GPU worker polling gpu_queue" || res.RequestedDevice != "gpu" {
@@ -209,7 +211,7 @@ func TestFallbackToCPUWhenNoGPUWorkerPolls(t *testing.T) {
 
 func TestFallbackWhenNoGPUWorkerStartsTheJob(t *testing.T) {
 	h := newHarness(t, 1)
-	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(workflows.JobResult{},
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(jobs.Result{},
 		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)).Once()
 	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
 	res, err := h.run(t, request("gpu", `{}`))
@@ -226,17 +228,17 @@ func TestFallbackWhenNoGPUWorkerStartsTheJob(t *testing.T) {
 
 func TestRequireGPUFailsClearlyWhenNoGPUWorkerComes(t *testing.T) {
 	h := newHarness(t, 0)
-	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(workflows.JobResult{},
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(jobs.Result{},
 		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)).Once()
 	_, err := h.run(t, request("gpu!", `{}`))
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrNoWorker {
-		t.Fatalf("err = %v, want a %s application error", err, workflows.ErrNoWorker)
+	if !errors.As(err, &appErr) || appErr.Type() != jobs.ErrNoWorker {
+		t.Fatalf("err = %v, want a %s application error", err, jobs.ErrNoWorker)
 	}
-	if got := strings.Join(h.queues, ","); got != workflows.GPUQueue {
+	if got := strings.Join(h.queues, ","); got != jobs.GPUQueue {
 		t.Errorf("Execute ran on %q, want gpu_queue only (never a CPU for gpu!)", got)
 	}
-	if pub := h.published(t); pub.Status != workflows.StatusFailed || !strings.Contains(pub.Error, "no GPU worker started the job within 10m0s") {
+	if pub := h.published(t); pub.Status != jobs.StatusFailed || !strings.Contains(pub.Error, "no GPU worker started the job within 10m0s") {
 		t.Errorf("published %+v", pub)
 	}
 }
@@ -245,8 +247,8 @@ func TestInvalidParamsFailFastWithoutRetry(t *testing.T) {
 	h := newHarness(t, 1)
 	_, err := h.run(t, request("gpu", `{"size": -1}`))
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrInvalidParams || !appErr.NonRetryable() {
-		t.Fatalf("err = %v, want a non-retryable %s application error", err, workflows.ErrInvalidParams)
+	if !errors.As(err, &appErr) || appErr.Type() != jobs.ErrInvalidParams || !appErr.NonRetryable() {
+		t.Fatalf("err = %v, want a non-retryable %s application error", err, jobs.ErrInvalidParams)
 	}
 	if want := "matrix_multiply: invalid size: -1 is out of range, allowed 1..32768"; appErr.Message() != want {
 		t.Errorf("message %q, want %q", appErr.Message(), want)
@@ -255,7 +257,7 @@ func TestInvalidParamsFailFastWithoutRetry(t *testing.T) {
 		t.Errorf("Execute ran %d times for invalid params", len(h.queues))
 	}
 	pub := h.published(t)
-	if pub.Status != workflows.StatusFailed || pub.ErrorType != workflows.ErrInvalidParams || !strings.Contains(pub.Error, "size") {
+	if pub.Status != jobs.StatusFailed || pub.ErrorType != jobs.ErrInvalidParams || !strings.Contains(pub.Error, "size") {
 		t.Errorf("published %+v, want the failure with its error type", pub)
 	}
 }
@@ -266,7 +268,7 @@ func TestUnknownJobTypeIsInvalidParams(t *testing.T) {
 	req.JobType = "sorting"
 	_, err := h.run(t, req)
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrInvalidParams || !strings.Contains(appErr.Message(), "known types are") {
+	if !errors.As(err, &appErr) || appErr.Type() != jobs.ErrInvalidParams || !strings.Contains(appErr.Message(), "known types are") {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -286,25 +288,25 @@ func TestPublishIsRetried(t *testing.T) {
 
 func TestExecuteRetriedAfterWorkerLoss(t *testing.T) {
 	h := newHarness(t, 0)
-	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(workflows.JobResult{},
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(jobs.Result{},
 		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, nil)).Once()
 	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
 	res, err := h.run(t, request("cpu", `{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(h.queues) != 2 || res.Status != workflows.StatusCompleted {
+	if len(h.queues) != 2 || res.Status != jobs.StatusCompleted {
 		t.Errorf("%d attempts, result %+v: want a retry that completes", len(h.queues), res)
 	}
 }
 
 func TestResourceExhaustedIsNotRetried(t *testing.T) {
 	h := newHarness(t, 0)
-	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(workflows.JobResult{},
-		temporal.NewNonRetryableApplicationError("job needs 12.0 GiB of memory, this CPU worker may use 4.0 GiB", workflows.ErrResourceExhausted, nil)).Once()
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(jobs.Result{},
+		temporal.NewNonRetryableApplicationError("job needs 12.0 GiB of memory, this CPU worker may use 4.0 GiB", jobs.ErrResourceExhausted, nil)).Once()
 	_, err := h.run(t, request("cpu", `{}`))
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrResourceExhausted {
+	if !errors.As(err, &appErr) || appErr.Type() != jobs.ErrResourceExhausted {
 		t.Fatalf("err = %v", err)
 	}
 	if len(h.queues) != 1 {
@@ -314,9 +316,9 @@ func TestResourceExhaustedIsNotRetried(t *testing.T) {
 
 func TestCancelStopsTheJobAndPublishesCanceled(t *testing.T) {
 	h := newHarness(t, 0)
-	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(func(ctx context.Context, _ workflows.ExecuteInput) (workflows.JobResult, error) {
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(func(ctx context.Context, _ workflows.ExecuteInput) (jobs.Result, error) {
 		<-ctx.Done() // a kernel that only stops when canceled
-		return workflows.JobResult{}, ctx.Err()
+		return jobs.Result{}, ctx.Err()
 	}).Once()
 	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, time.Second)
 	_, err := h.run(t, request("cpu", `{}`))
@@ -324,7 +326,7 @@ func TestCancelStopsTheJobAndPublishesCanceled(t *testing.T) {
 	if !errors.As(err, &canceled) {
 		t.Fatalf("err = %v, want canceled", err)
 	}
-	if pub := h.published(t); pub.Status != workflows.StatusCanceled || pub.ErrorType != workflows.ErrCanceled {
+	if pub := h.published(t); pub.Status != jobs.StatusCanceled || pub.ErrorType != jobs.ErrCanceled {
 		t.Errorf("published %+v, want status canceled", pub)
 	}
 }
@@ -418,7 +420,7 @@ func TestRequireGPUWaitsOnlyOnTheGPUQueue(t *testing.T) {
 	if _, err := h.run(t, request("gpu!", `{}`)); err != nil {
 		t.Fatal(err)
 	}
-	if o := h.options[0]; o.TaskQueue != workflows.GPUQueue || o.ScheduleToStartTimeout != 10*time.Minute {
+	if o := h.options[0]; o.TaskQueue != jobs.GPUQueue || o.ScheduleToStartTimeout != 10*time.Minute {
 		t.Errorf("gpu! scheduled on %s with schedule-to-start %s, want gpu_queue and 10m", o.TaskQueue, o.ScheduleToStartTimeout)
 	}
 }

@@ -21,7 +21,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=1 go build -tags openblas -trimpath -buildvcs=false -ldflags '-s -w' \
-      -o /out/worker ./workers
+      -o /out/worker ./workers/worker
 
 # debian-slim, not distroless: the binary needs glibc and libopenblas0 (with libgfortran), and the
 # health check needs an HTTP client; curl is the one tool added. No compiler, no Go, no headers.

@@ -15,7 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/gpujobs/gpujobs/internal/jobclient"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // The benchmarks run against the same dev server as the e2e tests (make bench sets
@@ -123,7 +123,7 @@ func BenchmarkPipelineLatency(b *testing.B) {
 			return err
 		}
 		r, err := jobclient.Await(context.Background(), c, req.JobID)
-		if err == nil && r.Status != workflows.StatusCompleted {
+		if err == nil && r.Status != jobs.StatusCompleted {
 			err = fmt.Errorf("%s: %s %s", r.JobID, r.Status, r.Error)
 		}
 		return err
@@ -178,7 +178,7 @@ func BenchmarkEstimateError(b *testing.B) {
 			return fmt.Sprintf(`{"epochs": 2, "batch_size": 64, "samples": %d, "hidden_size": 128}`, 1024+64*rng.IntN(48))
 		},
 	}
-	run := func(kind string) workflows.JobResult {
+	run := func(kind string) jobs.Result {
 		req, err := jobclient.Build(jobclient.Spec{JobType: kind, Params: params[kind](), Device: "cpu"}, kernelsRegistry())
 		if err != nil {
 			b.Fatal(err)
@@ -187,12 +187,12 @@ func BenchmarkEstimateError(b *testing.B) {
 			b.Fatal(err)
 		}
 		r, err := jobclient.Await(context.Background(), c, req.JobID)
-		if err != nil || r.Status != workflows.StatusCompleted {
+		if err != nil || r.Status != jobs.StatusCompleted {
 			b.Fatalf("%s: %v %+v", req.JobID, err, r)
 		}
 		return r
 	}
-	kinds := kernelsRegistry().Kinds()
+	kinds := kernelsRegistry().Names()
 	for b.Loop() {
 		for range 20 { // warm-up, interleaved so every type sees the same machine load
 			for _, k := range kinds {

@@ -9,16 +9,15 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/gpujobs/gpujobs/activities"
 	"github.com/gpujobs/gpujobs/internal/jobclient"
 	"github.com/gpujobs/gpujobs/internal/testutil"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // submitAll builds and submits jobs through the starter's own code path.
-func submitAll(t *testing.T, c client.Client, specs []jobclient.Spec) []workflows.JobRequest {
+func submitAll(t *testing.T, c client.Client, specs []jobclient.Spec) []jobs.Request {
 	t.Helper()
-	reqs := make([]workflows.JobRequest, len(specs))
+	reqs := make([]jobs.Request, len(specs))
 	for i, s := range specs {
 		r, err := jobclient.Build(s, kernelsRegistry())
 		if err != nil {
@@ -35,7 +34,7 @@ func submitAll(t *testing.T, c client.Client, specs []jobclient.Spec) []workflow
 }
 
 // awaitAll returns the results of reqs, in order.
-func awaitAll(t *testing.T, c client.Client, reqs []workflows.JobRequest) []workflows.JobResult {
+func awaitAll(t *testing.T, c client.Client, reqs []jobs.Request) []jobs.Result {
 	t.Helper()
 	ids := make([]string, len(reqs))
 	for i, r := range reqs {
@@ -51,9 +50,9 @@ func awaitAll(t *testing.T, c client.Client, reqs []workflows.JobRequest) []work
 // waitBacklog waits until cpu_queue holds at least n tasks waiting for a worker.
 func waitBacklog(t *testing.T, c client.Client, n int64) {
 	t.Helper()
-	insp := activities.TemporalInspector{Client: c, Namespace: "default"}
+	insp := jobclient.TemporalInspector{Client: c, Namespace: "default"}
 	testutil.WaitFor(t, "the CPU backlog to fill", 2*time.Minute, func() bool {
-		st, err := insp.Inspect(ctxTimeout(t, 5*time.Second), workflows.CPUQueue)
+		st, err := insp.Inspect(ctxTimeout(t, 5*time.Second), jobs.CPUQueue)
 		return err == nil && st.Backlog >= n
 	})
 }
@@ -72,13 +71,13 @@ func TestCancelStopsARunningKernel(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "cancel requested: "+req.JobID) || !strings.Contains(out, "canceled") {
 		t.Fatalf("starter cancel: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
-	if pub := e.resultsOf(t, req.JobID, 10*time.Second)[0]; pub.Status != workflows.StatusCanceled {
+	if pub := e.resultsOf(t, req.JobID, 10*time.Second)[0]; pub.Status != jobs.StatusCanceled {
 		t.Errorf("published status %q, want canceled", pub.Status)
 	}
 	// The worker runs one job at a time: the next job completing proves the kernel stopped
 	// (100000 iterations would have taken many minutes).
 	r := e.submitJSON(t, "vector_addition", "--size", "100", "--iterations", "1", "--cpu")
-	if r.Status != workflows.StatusCompleted || r.WorkerID != "cpu-c1" {
+	if r.Status != jobs.StatusCompleted || r.WorkerID != "cpu-c1" {
 		t.Errorf("next job %+v", r)
 	}
 }
@@ -99,7 +98,7 @@ func TestHighPriorityJobsOvertakeABacklog(t *testing.T) {
 	waitBacklog(t, c, int64(len(low)+len(high)))
 	e.startWorker(t, "cpu", "cpu-p1") // one slot: jobs start one at a time, in dispatch order
 
-	all := awaitAll(t, c, append(append([]workflows.JobRequest{}, low...), high...))
+	all := awaitAll(t, c, append(append([]jobs.Request{}, low...), high...))
 	sort.Slice(all, func(i, j int) bool { return all[i].StartTime.Before(all[j].StartTime) })
 	var order []int
 	for _, r := range all {
@@ -130,7 +129,7 @@ func TestFloodingTenantDoesNotStarveAnother(t *testing.T) {
 	waitBacklog(t, c, 205)
 	e.startWorker(t, "cpu", "cpu-f1")
 
-	all := awaitAll(t, c, append(append([]workflows.JobRequest{}, a...), b...))
+	all := awaitAll(t, c, append(append([]jobs.Request{}, a...), b...))
 	sort.Slice(all, func(i, j int) bool { return all[i].StartTime.Before(all[j].StartTime) })
 	last := 0
 	for i, r := range all {
@@ -197,10 +196,10 @@ func TestRequireGPUWithoutGPUWorkerTimesOutClearly(t *testing.T) {
 	e.startWorker(t, "scheduler", "sched-g1", "--require-gpu-wait", "3s")
 	e.startWorker(t, "cpu", "cpu-g1")                                        // a CPU worker is up, but gpu! must not use it
 	r := e.submitJSON(t, "matrix_multiply", "--size", "32", "--require-gpu") // the same as --device gpu!
-	if r.Status != workflows.StatusFailed || r.ErrorType != workflows.ErrNoWorker || !strings.Contains(r.Error, "no GPU worker started the job within 3s") {
+	if r.Status != jobs.StatusFailed || r.ErrorType != jobs.ErrNoWorker || !strings.Contains(r.Error, "no GPU worker started the job within 3s") {
 		t.Errorf("result %+v, want a clear NoWorker failure", r)
 	}
-	if pub := e.resultsOf(t, r.JobID, 10*time.Second)[0]; pub.WorkerType != "" || pub.Status != workflows.StatusFailed {
+	if pub := e.resultsOf(t, r.JobID, 10*time.Second)[0]; pub.WorkerType != "" || pub.Status != jobs.StatusFailed {
 		t.Errorf("published %+v: the job must not have run anywhere", pub)
 	}
 }
@@ -216,10 +215,10 @@ func TestBatchWatchAndCompareThroughTheCLI(t *testing.T) {
 	if code != 0 || len(lines) != 3 {
 		t.Fatalf("submit --count 3: exit %d, %d lines, stderr %q", code, len(lines), stderr)
 	}
-	var first workflows.JobResult
+	var first jobs.Result
 	for _, l := range lines {
-		var r workflows.JobResult
-		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Status != workflows.StatusCompleted {
+		var r jobs.Result
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Status != jobs.StatusCompleted {
 			t.Errorf("batch result %q: %v", l, err)
 		}
 		first = r

@@ -19,11 +19,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/internal/config"
-	"github.com/gpujobs/gpujobs/internal/logging"
 	"github.com/gpujobs/gpujobs/internal/rabbit"
+	"github.com/gpujobs/gpujobs/internal/temporalx"
 	"github.com/gpujobs/gpujobs/internal/testutil"
-	"github.com/gpujobs/gpujobs/kernels"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 )
 
 // process is a binary from bin/ running for one test.
@@ -98,7 +98,7 @@ func (e *environment) starter(t testing.TB, args ...string) (stdout, stderr stri
 // dial returns a Temporal client for the test's dev server.
 func (e *environment) dial(t testing.TB) client.Client {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: e.address, Logger: logging.Temporal(zap.NewNop())})
+	c, err := client.Dial(client.Options{HostPort: e.address, Logger: temporalx.Logger(zap.NewNop())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func (e *environment) dial(t testing.TB) client.Client {
 // results collects the messages of the result queue, by job ID, for the whole test run.
 type results struct {
 	mu      sync.Mutex
-	byJob   map[string][]workflows.JobResult
+	byJob   map[string][]jobs.Result
 	headers map[string]amqp.Delivery
 }
 
@@ -120,13 +120,13 @@ var (
 
 // resultsOf returns the results consumed from the queue so far for id, waiting up to timeout
 // for at least one.
-func (e *environment) resultsOf(t testing.TB, id string, timeout time.Duration) []workflows.JobResult {
+func (e *environment) resultsOf(t testing.TB, id string, timeout time.Duration) []jobs.Result {
 	t.Helper()
 	collectorOnce.Do(func() { collector = e.consume(t) })
 	deadline := time.Now().Add(timeout)
 	for {
 		collector.mu.Lock()
-		got := append([]workflows.JobResult(nil), collector.byJob[id]...)
+		got := append([]jobs.Result(nil), collector.byJob[id]...)
 		collector.mu.Unlock()
 		if len(got) > 0 || time.Now().After(deadline) {
 			if len(got) == 0 {
@@ -163,10 +163,10 @@ func (e *environment) consume(t testing.TB) *results {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &results{byJob: map[string][]workflows.JobResult{}, headers: map[string]amqp.Delivery{}}
+	r := &results{byJob: map[string][]jobs.Result{}, headers: map[string]amqp.Delivery{}}
 	go func() { // ends when the connection closes at the end of the run
 		for d := range deliveries {
-			var res workflows.JobResult
+			var res jobs.Result
 			if err := json.Unmarshal(d.Body, &res); err == nil {
 				r.mu.Lock()
 				r.byJob[res.JobID] = append(r.byJob[res.JobID], res)
@@ -199,4 +199,4 @@ func (e *environment) starterRaw(t testing.TB, args ...string) (stdout, stderr s
 	return o.String(), se.String(), code
 }
 
-func kernelsRegistry() *kernels.Registry { return kernels.Default() }
+func kernelsRegistry() *jobs.Kinds { return builtin.Kinds() }

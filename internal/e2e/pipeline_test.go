@@ -16,18 +16,18 @@ import (
 
 	"github.com/gpujobs/gpujobs/internal/jobclient"
 	"github.com/gpujobs/gpujobs/internal/testutil"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // submitJSON runs `starter submit ... --wait --json` and returns the one result it prints.
-func (e *environment) submitJSON(t *testing.T, args ...string) workflows.JobResult {
+func (e *environment) submitJSON(t *testing.T, args ...string) jobs.Result {
 	t.Helper()
 	out, stderr, code := e.starter(t, append(append([]string{"submit"}, args...), "--wait", "--json")...)
-	var r workflows.JobResult
+	var r jobs.Result
 	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &r); err != nil {
 		t.Fatalf("starter submit %v: exit %d, stdout %q, stderr %q: %v", args, code, out, stderr, err)
 	}
-	if r.Status == workflows.StatusCompleted && code != 0 {
+	if r.Status == jobs.StatusCompleted && code != 0 {
 		t.Errorf("starter exit code %d for a completed job", code)
 	}
 	return r
@@ -38,7 +38,7 @@ func TestFourJobTypesThroughStarterAndRabbitMQ(t *testing.T) {
 	e.startWorker(t, "scheduler", "sched-1")
 	e.startWorker(t, "cpu", "cpu-1")
 
-	jobs := []struct {
+	cases := []struct {
 		args   []string
 		metric string
 	}{
@@ -47,9 +47,9 @@ func TestFourJobTypesThroughStarterAndRabbitMQ(t *testing.T) {
 		{[]string{"vector_addition", "--size", "100000", "--iterations", "5"}, "gbps"},
 		{[]string{"image_processing", "--batch-size", "2", "--image-size", "32", "--iterations", "2"}, "gflops"},
 	}
-	for _, j := range jobs {
+	for _, j := range cases {
 		r := e.submitJSON(t, append(j.args, "--cpu")...)
-		if r.Status != workflows.StatusCompleted {
+		if r.Status != jobs.StatusCompleted {
 			t.Fatalf("%s: %+v", j.args[0], r)
 		}
 		pubs := e.resultsOf(t, r.JobID, 10*time.Second)
@@ -69,12 +69,12 @@ func TestFourJobTypesThroughStarterAndRabbitMQ(t *testing.T) {
 }
 
 // checkResult checks that a published result carries every field the monitor relies on.
-func checkResult(t *testing.T, r workflows.JobResult, jobType, metric string) {
+func checkResult(t *testing.T, r jobs.Result, jobType, metric string) {
 	t.Helper()
-	if err := workflows.ValidateJobID(r.JobID); err != nil {
+	if err := jobs.ValidateJobID(r.JobID); err != nil {
 		t.Error(err)
 	}
-	if r.JobType != jobType || r.Status != workflows.StatusCompleted || r.Error != "" {
+	if r.JobType != jobType || r.Status != jobs.StatusCompleted || r.Error != "" {
 		t.Errorf("%s: type %q status %q error %q", r.JobID, r.JobType, r.Status, r.Error)
 	}
 	if len(r.Params) == 0 || r.Device == "" || r.WorkerID == "" {
@@ -102,7 +102,7 @@ func TestGPUPreferredJobWithoutGPUWorkerIsLabelledFallback(t *testing.T) {
 	e.startWorker(t, "scheduler", "sched-2")
 	e.startWorker(t, "cpu", "cpu-2")
 	r := e.submitJSON(t, "vector_addition", "--size", "1000", "--iterations", "2", "--device", "gpu")
-	if r.Status != workflows.StatusCompleted {
+	if r.Status != jobs.StatusCompleted {
 		t.Fatalf("%+v", r)
 	}
 	p := e.resultsOf(t, r.JobID, 10*time.Second)[0]
@@ -145,7 +145,7 @@ func TestJobSurvivesCPUWorkerKilledMidJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != workflows.StatusCompleted || res.WorkerID != "cpu-survivor" || res.Attempt < 2 {
+	if res.Status != jobs.StatusCompleted || res.WorkerID != "cpu-survivor" || res.Attempt < 2 {
 		t.Fatalf("result %+v: want completed by cpu-survivor on attempt ≥ 2", res)
 	}
 	if pubs := e.resultsOf(t, req.JobID, 10*time.Second); len(pubs) != 1 || pubs[0].WorkerID != "cpu-survivor" {
@@ -166,7 +166,7 @@ func TestInvalidParamsFailClearlyAndWorkerKeepsServing(t *testing.T) {
 	}
 
 	// A client that skips local validation: the workflow rejects it without retrying.
-	bad := workflows.JobRequest{JobID: jobclient.NewJobID(), JobType: "matrix_multiply", Params: json.RawMessage(`{"size": -1}`), Device: "cpu", SubmitTime: time.Now()}
+	bad := jobs.Request{JobID: jobs.NewJobID(), JobType: "matrix_multiply", Params: json.RawMessage(`{"size": -1}`), Device: "cpu", SubmitTime: time.Now()}
 	if err := jobclient.Submit(ctxTimeout(t, 10*time.Second), c, bad); err != nil {
 		t.Fatal(err)
 	}
@@ -175,16 +175,16 @@ func TestInvalidParamsFailClearlyAndWorkerKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "matrix_multiply: invalid size: -1 is out of range, allowed 1..32768"
-	if res.Status != workflows.StatusFailed || res.ErrorType != workflows.ErrInvalidParams || res.Error != want {
-		t.Errorf("result %+v, want failed %s %q", res, workflows.ErrInvalidParams, want)
+	if res.Status != jobs.StatusFailed || res.ErrorType != jobs.ErrInvalidParams || res.Error != want {
+		t.Errorf("result %+v, want failed %s %q", res, jobs.ErrInvalidParams, want)
 	}
 	pub := e.resultsOf(t, bad.JobID, 10*time.Second)[0]
-	if pub.Status != workflows.StatusFailed || pub.Error != want {
+	if pub.Status != jobs.StatusFailed || pub.Error != want {
 		t.Errorf("published %+v", pub)
 	}
 	// The same worker goes on serving.
 	r := e.submitJSON(t, "matrix_multiply", "--size", "32", "--iterations", "1", "--cpu")
-	if r.Status != workflows.StatusCompleted || r.WorkerID != "cpu-4" {
+	if r.Status != jobs.StatusCompleted || r.WorkerID != "cpu-4" {
 		t.Errorf("next job: %+v", r)
 	}
 }
@@ -193,7 +193,7 @@ func TestDuplicateJobIDIsRejected(t *testing.T) {
 	e := env
 	e.startWorker(t, "scheduler", "sched-5")
 	e.startWorker(t, "cpu", "cpu-5")
-	id := jobclient.NewJobID()
+	id := jobs.NewJobID()
 	if out, stderr, code := e.starter(t, "submit", "vector_addition", "--size", "10", "--cpu", "--id", id); code != 0 {
 		t.Fatalf("first submit: exit %d %s %s", code, out, stderr)
 	}
@@ -257,7 +257,7 @@ func TestMonitorTailPrintsResults(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var page struct {
-		Results []workflows.JobResult `json:"results"`
+		Results []jobs.Result `json:"results"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
 		t.Fatal(err)

@@ -5,8 +5,6 @@ package jobclient
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,26 +17,17 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/workflows"
 )
 
-// NewJobID returns a fresh job-<12 hex> ID.
-func NewJobID() string {
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return "job-" + hex.EncodeToString(b[:])
-}
-
-// Spec is what a user asks for; Build turns it into a validated request.
+// Spec is what a user asks for; Build turns it into a request.
 type Spec struct {
 	JobType string
 	// Params is a JSON object: the job's params, optionally in the seed's shape with "job_type"
 	// and "prefer_gpu" keys.
 	Params string
-	// Set overrides single params (from --size, --iterations, ...), applied over Params.
+	// Set overrides single params (from --size, --param key=value, ...), applied over Params.
 	Set      map[string]any
 	Device   string
 	Priority int
@@ -47,21 +36,25 @@ type Spec struct {
 	JobID    string // empty: a fresh ID
 }
 
-// Build validates the spec locally, with the same registry the workers use, so a bad job is
-// rejected before it reaches the server.
-func Build(s Spec, registry *kernels.Registry) (workflows.JobRequest, error) {
+// Build turns the spec into a request. A kind that known holds (the built-in kinds, for the
+// starter) is validated here, so a bad job is rejected before it reaches the server; another kind
+// is passed on as given, and the scheduler, which knows it, validates it (see Admitted).
+func Build(s Spec, known *jobs.Kinds) (jobs.Request, error) {
 	fields := map[string]any{}
 	if strings.TrimSpace(s.Params) != "" {
 		dec := json.NewDecoder(strings.NewReader(s.Params))
 		dec.UseNumber()
 		if err := dec.Decode(&fields); err != nil {
-			return workflows.JobRequest{}, fmt.Errorf("--params is not a JSON object: %w", err)
+			return jobs.Request{}, fmt.Errorf("--params is not a JSON object: %w", err)
+		}
+		if dec.More() || dec.InputOffset() < int64(len(strings.TrimSpace(s.Params))) {
+			return jobs.Request{}, errors.New("--params has data after its JSON object: give one object")
 		}
 	}
 	if jt, ok := fields["job_type"]; ok {
 		name, _ := jt.(string)
 		if s.JobType != "" && name != s.JobType {
-			return workflows.JobRequest{}, fmt.Errorf("--params says job_type %q but the command says %q", name, s.JobType)
+			return jobs.Request{}, fmt.Errorf("--params says job_type %q but the command says %q", name, s.JobType)
 		}
 		s.JobType = name
 		delete(fields, "job_type")
@@ -69,10 +62,10 @@ func Build(s Spec, registry *kernels.Registry) (workflows.JobRequest, error) {
 	if pg, ok := fields["prefer_gpu"]; ok {
 		prefer, isBool := pg.(bool)
 		if !isBool {
-			return workflows.JobRequest{}, errors.New("--params prefer_gpu must be true or false")
+			return jobs.Request{}, errors.New("--params prefer_gpu must be true or false")
 		}
 		if s.Device == "" {
-			s.Device = map[bool]string{true: workflows.DeviceGPU, false: workflows.DeviceCPU}[prefer]
+			s.Device = map[bool]string{true: jobs.DeviceGPU, false: jobs.DeviceCPU}[prefer]
 		}
 		delete(fields, "prefer_gpu")
 	}
@@ -80,23 +73,25 @@ func Build(s Spec, registry *kernels.Registry) (workflows.JobRequest, error) {
 		fields[k] = v
 	}
 	if s.JobType == "" {
-		return workflows.JobRequest{}, fmt.Errorf("no job type given: known types are %s", strings.Join(registry.Kinds(), ", "))
+		return jobs.Request{}, fmt.Errorf("no job type given: known types are %s (and any kind the cluster's workers add)", strings.Join(known.Names(), ", "))
 	}
 	raw, err := json.Marshal(fields)
 	if err != nil {
-		return workflows.JobRequest{}, err
+		return jobs.Request{}, err
 	}
-	p, err := registry.Decode(s.JobType, raw)
-	if err != nil {
-		return workflows.JobRequest{}, err
-	}
-	if raw, err = json.Marshal(p); err != nil {
-		return workflows.JobRequest{}, err
+	if _, err := known.Spec(s.JobType); err == nil {
+		p, err := known.Decode(s.JobType, raw)
+		if err != nil {
+			return jobs.Request{}, err
+		}
+		if raw, err = json.Marshal(p); err != nil {
+			return jobs.Request{}, err
+		}
 	}
 	if s.JobID == "" {
-		s.JobID = NewJobID()
+		s.JobID = jobs.NewJobID()
 	}
-	req := workflows.JobRequest{
+	req := jobs.Request{
 		JobID: s.JobID, JobType: s.JobType, Params: raw, Device: s.Device,
 		Priority: s.Priority, Tenant: s.Tenant, Timeout: s.Timeout, SubmitTime: time.Now().UTC(),
 	}
@@ -105,16 +100,16 @@ func Build(s Spec, registry *kernels.Registry) (workflows.JobRequest, error) {
 
 // Submit starts the job's workflow. A job ID that exists already is an error: job IDs are never
 // reused, so resubmitting with the same --id is safe.
-func Submit(ctx context.Context, c client.Client, req workflows.JobRequest) error {
+func Submit(ctx context.Context, c client.Client, req jobs.Request) error {
 	_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       req.JobID,
-		TaskQueue:                                workflows.JobQueue,
+		TaskQueue:                                jobs.JobQueue,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		Priority:                                 temporal.Priority{PriorityKey: req.EffectivePriority(), FairnessKey: req.Tenant},
 		TypedSearchAttributes:                    SearchAttributes(req),
-	}, "JobWorkflow", req)
+	}, workflows.JobWorkflowName, req)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
 		return fmt.Errorf("job %s exists already: job IDs are never reused", req.JobID)
@@ -127,7 +122,7 @@ func Submit(ctx context.Context, c client.Client, req workflows.JobRequest) erro
 
 // SubmitAll submits every request concurrently and returns one error per request (nil for the
 // ones that were accepted).
-func SubmitAll(ctx context.Context, c client.Client, reqs []workflows.JobRequest) []error {
+func SubmitAll(ctx context.Context, c client.Client, reqs []jobs.Request) []error {
 	errs := make([]error, len(reqs))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
@@ -147,8 +142,8 @@ func SubmitAll(ctx context.Context, c client.Client, reqs []workflows.JobRequest
 // Await waits for the job to end and returns its result. A job that failed or was canceled is
 // returned as a result with that status and the error, not as an error: only failing to reach
 // Temporal, or an unknown job, is an error.
-func Await(ctx context.Context, c client.Client, jobID string) (workflows.JobResult, error) {
-	var res workflows.JobResult
+func Await(ctx context.Context, c client.Client, jobID string) (jobs.Result, error) {
+	var res jobs.Result
 	err := c.GetWorkflow(ctx, jobID, "").Get(ctx, &res)
 	if err == nil {
 		return res, nil
@@ -167,10 +162,10 @@ func Await(ctx context.Context, c client.Client, jobID string) (workflows.JobRes
 	if !errors.As(err, &appErr) && !errors.As(err, &canceled) && !errors.As(err, &terminated) && !errors.As(err, &timeout) {
 		return res, fmt.Errorf("wait for %s: %w", jobID, err)
 	}
-	res.JobID, res.Status = jobID, workflows.StatusFailed
+	res.JobID, res.Status = jobID, jobs.StatusFailed
 	res.ErrorType, res.Error = workflows.Classify(err)
-	if res.ErrorType == workflows.ErrCanceled {
-		res.Status = workflows.StatusCanceled
+	if res.ErrorType == jobs.ErrCanceled {
+		res.Status = jobs.StatusCanceled
 	}
 	if terminated != nil {
 		res.ErrorType, res.Error = "Terminated", "job terminated"
@@ -183,8 +178,8 @@ func Await(ctx context.Context, c client.Client, jobID string) (workflows.JobRes
 }
 
 // AwaitAll waits for all the jobs, 32 at a time, and returns their results in order.
-func AwaitAll(ctx context.Context, c client.Client, ids []string) ([]workflows.JobResult, error) {
-	out := make([]workflows.JobResult, len(ids))
+func AwaitAll(ctx context.Context, c client.Client, ids []string) ([]jobs.Result, error) {
+	out := make([]jobs.Result, len(ids))
 	errs := make([]error, len(ids))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
@@ -202,8 +197,8 @@ func AwaitAll(ctx context.Context, c client.Client, ids []string) ([]workflows.J
 }
 
 // Request reads the job's request from the first event of its history.
-func Request(ctx context.Context, c client.Client, jobID string) (workflows.JobRequest, error) {
-	var req workflows.JobRequest
+func Request(ctx context.Context, c client.Client, jobID string) (jobs.Request, error) {
+	var req jobs.Request
 	it := c.GetWorkflowHistory(ctx, jobID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	if !it.HasNext() {
 		return req, fmt.Errorf("no history for %s", jobID)

@@ -4,12 +4,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 	"github.com/gpujobs/gpujobs/workflows"
 )
 
 func TestBuild(t *testing.T) {
-	r := kernels.Default()
+	r := builtin.Kinds()
 	tests := []struct {
 		name    string
 		spec    Spec
@@ -45,7 +46,7 @@ func TestBuild(t *testing.T) {
 		if req.EffectiveDevice() != tt.device || !strings.Contains(string(req.Params), tt.params) {
 			t.Errorf("%s: device %s params %s, want %s and %s", tt.name, req.EffectiveDevice(), req.Params, tt.device, tt.params)
 		}
-		if workflows.ValidateJobID(req.JobID) != nil || req.SubmitTime.IsZero() {
+		if jobs.ValidateJobID(req.JobID) != nil || req.SubmitTime.IsZero() {
 			t.Errorf("%s: job ID %q, submit time %v", tt.name, req.JobID, req.SubmitTime)
 		}
 	}
@@ -66,7 +67,7 @@ func TestFilterQuery(t *testing.T) {
 
 func TestSearchAttributesSetWorkerTypeWhenKnown(t *testing.T) {
 	for device, want := range map[string]string{"cpu": "cpu", "gpu!": "gpu", "gpu": "", "auto": ""} {
-		sa := SearchAttributes(workflows.JobRequest{JobType: "matrix_multiply", Device: device})
+		sa := SearchAttributes(jobs.Request{JobType: "matrix_multiply", Device: device})
 		got, _ := sa.GetKeyword(workflows.SearchWorkerType)
 		if got != want {
 			t.Errorf("device %s: WorkerType %q, want %q", device, got, want)

@@ -15,7 +15,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/workflows"
 )
 
@@ -66,16 +66,16 @@ type Status struct {
 	// Activity is the Execute activity in flight, if any.
 	Activity *ActivityStatus `json:"activity,omitempty"`
 	// Result is set once the job ended.
-	Result *workflows.JobResult `json:"result,omitempty"`
+	Result *jobs.Result `json:"result,omitempty"`
 }
 
 // ActivityStatus is the kernel run in flight.
 type ActivityStatus struct {
-	State       string            `json:"state"` // scheduled (waiting for a worker) or started
-	Attempt     int32             `json:"attempt"`
-	Worker      string            `json:"worker,omitempty"`
-	Progress    *kernels.Progress `json:"progress,omitempty"`
-	LastFailure string            `json:"last_failure,omitempty"`
+	State       string         `json:"state"` // scheduled (waiting for a worker) or started
+	Attempt     int32          `json:"attempt"`
+	Worker      string         `json:"worker,omitempty"`
+	Progress    *jobs.Progress `json:"progress,omitempty"`
+	LastFailure string         `json:"last_failure,omitempty"`
 }
 
 // GetStatus describes one job.
@@ -102,7 +102,7 @@ func GetStatus(ctx context.Context, c client.Client, jobID string) (Status, erro
 			a.LastFailure = f.GetMessage()
 		}
 		if d := pa.GetHeartbeatDetails(); d != nil {
-			var p kernels.Progress
+			var p jobs.Progress
 			if converter.GetDefaultDataConverter().FromPayloads(d, &p) == nil && p.Total > 0 {
 				a.Progress = &p
 			}
@@ -226,7 +226,7 @@ func Cancel(ctx context.Context, c client.Client, jobID string) error {
 }
 
 // SearchAttributes are the ones a job is submitted with.
-func SearchAttributes(req workflows.JobRequest) temporal.SearchAttributes {
+func SearchAttributes(req jobs.Request) temporal.SearchAttributes {
 	updates := []temporal.SearchAttributeUpdate{
 		workflows.SearchJobType.ValueSet(req.JobType),
 		workflows.SearchDevice.ValueSet(req.EffectiveDevice()),
@@ -237,10 +237,10 @@ func SearchAttributes(req workflows.JobRequest) temporal.SearchAttributes {
 	}
 	// Where the job goes is known up front for these policies; the others learn it when scheduled.
 	switch req.EffectiveDevice() {
-	case workflows.DeviceCPU:
-		updates = append(updates, workflows.SearchWorkerType.ValueSet(workflows.WorkerTypeCPU))
-	case workflows.DeviceRequireGPU:
-		updates = append(updates, workflows.SearchWorkerType.ValueSet(workflows.WorkerTypeGPU))
+	case jobs.DeviceCPU:
+		updates = append(updates, workflows.SearchWorkerType.ValueSet(jobs.WorkerTypeCPU))
+	case jobs.DeviceRequireGPU:
+		updates = append(updates, workflows.SearchWorkerType.ValueSet(jobs.WorkerTypeGPU))
 	}
 	return temporal.NewSearchAttributes(updates...)
 }

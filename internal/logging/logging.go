@@ -1,10 +1,10 @@
-// Package logging builds the one *zap.Logger each command uses and adapts it to the Temporal SDK.
+// Package logging builds the one *zap.Logger each command uses (internal/temporalx adapts it to
+// the Temporal SDK, so a command that does not talk to Temporal does not link the SDK).
 package logging
 
 import (
 	"fmt"
 
-	"go.temporal.io/sdk/log"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -34,18 +34,3 @@ func New(c config.Log) (*zap.Logger, error) {
 	zc.OutputPaths = []string{"stderr"}
 	return zc.Build()
 }
-
-// Temporal adapts zap to the SDK's key-value logger.
-func Temporal(l *zap.Logger) log.Logger {
-	return temporalLogger{l.WithOptions(zap.AddCallerSkip(1)).Sugar()}
-}
-
-type temporalLogger struct{ s *zap.SugaredLogger }
-
-func (t temporalLogger) Debug(msg string, kv ...any) { t.s.Debugw(msg, kv...) }
-func (t temporalLogger) Info(msg string, kv ...any)  { t.s.Infow(msg, kv...) }
-func (t temporalLogger) Warn(msg string, kv ...any)  { t.s.Warnw(msg, kv...) }
-func (t temporalLogger) Error(msg string, kv ...any) { t.s.Errorw(msg, kv...) }
-
-// With implements log.WithLogger, so workflow and activity loggers keep their tags.
-func (t temporalLogger) With(kv ...any) log.Logger { return temporalLogger{t.s.With(kv...)} }

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // WorkerNone is the worker_type group of results that never reached a worker (e.g. invalid
@@ -28,7 +28,7 @@ type Aggregator struct {
 	metrics *Metrics
 
 	mu         sync.RWMutex
-	results    []workflows.JobResult
+	results    []jobs.Result
 	groups     map[groupKey]*group
 	compare    map[compareKey]*compareGroup
 	canonical  map[string]json.RawMessage // params as sent → canonical form; most jobs repeat params
@@ -69,7 +69,7 @@ func NewAggregator(metrics *Metrics) *Aggregator {
 func (a *Aggregator) SetClock(now func() time.Time) { a.now = now }
 
 // Add counts results. The caller has already de-duplicated them (the store does).
-func (a *Aggregator) Add(results ...workflows.JobResult) {
+func (a *Aggregator) Add(results ...jobs.Result) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, r := range results {
@@ -86,7 +86,7 @@ func (a *Aggregator) AddRecords(recs []Record) {
 	}
 }
 
-func (a *Aggregator) add(r workflows.JobResult) {
+func (a *Aggregator) add(r jobs.Result) {
 	a.results = append(a.results, r)
 	wt := workerType(r)
 	k := groupKey{r.JobType, wt}
@@ -100,7 +100,7 @@ func (a *Aggregator) add(r workflows.JobResult) {
 		g.fallbacks++
 	}
 	switch r.Status {
-	case workflows.StatusCompleted:
+	case jobs.StatusCompleted:
 		g.completed++
 		g.times = append(g.times, r.ProcessingTime)
 		if v, unit := r.Rate(); unit != "" {
@@ -108,9 +108,9 @@ func (a *Aggregator) add(r workflows.JobResult) {
 			g.unit = unit
 		}
 		a.addComparable(r)
-	case workflows.StatusFailed:
+	case jobs.StatusFailed:
 		g.failed++
-	case workflows.StatusCanceled:
+	case jobs.StatusCanceled:
 		g.canceled++
 	}
 	if a.metrics != nil {
@@ -120,7 +120,7 @@ func (a *Aggregator) add(r workflows.JobResult) {
 
 // addComparable files a completed run under its job type and canonical params. Fallback runs
 // ran on a CPU: they are CPU runs, never GPU ones.
-func (a *Aggregator) addComparable(r workflows.JobResult) {
+func (a *Aggregator) addComparable(r jobs.Result) {
 	params, ok := a.canonical[string(r.Params)]
 	if !ok {
 		if len(a.canonical) >= maxCanonicalCache {
@@ -136,9 +136,9 @@ func (a *Aggregator) addComparable(r workflows.JobResult) {
 		a.compare[k] = c
 	}
 	switch {
-	case r.WorkerType == workflows.WorkerTypeGPU && r.Fallback == "":
+	case r.WorkerType == jobs.WorkerTypeGPU && r.Fallback == "":
 		c.gpu = append(c.gpu, r.ProcessingTime)
-	case r.WorkerType == workflows.WorkerTypeCPU:
+	case r.WorkerType == jobs.WorkerTypeCPU:
 		c.cpu = append(c.cpu, r.ProcessingTime)
 	}
 }
@@ -169,7 +169,7 @@ func (a *Aggregator) CountMalformed() {
 	}
 }
 
-func workerType(r workflows.JobResult) string {
+func workerType(r jobs.Result) string {
 	if r.WorkerType == "" {
 		return WorkerNone
 	}
@@ -331,7 +331,7 @@ func (a *Aggregator) Stats() Stats {
 	failures := map[string]int{}
 	fallbacks := map[[2]string]int{}
 	for _, r := range a.results {
-		if r.Status != workflows.StatusCompleted {
+		if r.Status != jobs.StatusCompleted {
 			failures[errorType(r)]++
 		}
 		if r.Fallback != "" {
@@ -360,12 +360,12 @@ func (a *Aggregator) Summary() Summary {
 	return Summary{Totals: a.totals(), ThroughputOverall: tp.Overall, ThroughputLastMinute: tp.LastMinute}
 }
 
-func errorType(r workflows.JobResult) string {
+func errorType(r jobs.Result) string {
 	if r.ErrorType != "" {
 		return r.ErrorType
 	}
-	if r.Status == workflows.StatusCanceled {
-		return workflows.ErrCanceled
+	if r.Status == jobs.StatusCanceled {
+		return jobs.ErrCanceled
 	}
 	return "unknown"
 }
@@ -378,9 +378,9 @@ func (a *Aggregator) totals() Totals {
 		t.Canceled += g.canceled
 		t.Fallbacks += g.fallbacks
 		switch k.workerType {
-		case workflows.WorkerTypeGPU:
+		case jobs.WorkerTypeGPU:
 			t.GPURuns += g.results - g.fallbacks
-		case workflows.WorkerTypeCPU:
+		case jobs.WorkerTypeCPU:
 			t.CPURuns += g.results
 		}
 	}
@@ -432,7 +432,7 @@ func (a *Aggregator) throughput(now time.Time, series bool) Throughput {
 }
 
 // endTime is when a result was produced: end_time, else submit_time for results that never ran.
-func endTime(r workflows.JobResult) time.Time {
+func endTime(r jobs.Result) time.Time {
 	if !r.EndTime.IsZero() {
 		return r.EndTime
 	}
@@ -459,9 +459,9 @@ func (a *Aggregator) series(first, last time.Time) *Series {
 		}
 		i := min(max(int(end.Sub(start).Seconds()/float64(size)), 0), n-1)
 		switch {
-		case r.Status != workflows.StatusCompleted:
+		case r.Status != jobs.StatusCompleted:
 			s.Failed[i]++
-		case r.WorkerType == workflows.WorkerTypeGPU && r.Fallback == "":
+		case r.WorkerType == jobs.WorkerTypeGPU && r.Fallback == "":
 			s.GPU[i]++
 		default:
 			s.CPU[i]++
@@ -591,17 +591,17 @@ type Filter struct {
 	Oldest     bool // oldest first; newest first otherwise
 }
 
-func (f Filter) match(r workflows.JobResult) bool {
+func (f Filter) match(r jobs.Result) bool {
 	return (f.JobType == "" || r.JobType == f.JobType) &&
 		(f.WorkerType == "" || workerType(r) == f.WorkerType) &&
 		(f.Status == "" || r.Status == f.Status)
 }
 
 // Results returns the matching results and how many matched before the limit.
-func (a *Aggregator) Results(f Filter) ([]workflows.JobResult, int) {
+func (a *Aggregator) Results(f Filter) ([]jobs.Result, int) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	out := []workflows.JobResult{}
+	out := []jobs.Result{}
 	matched := 0
 	n := len(a.results)
 	for i := range n {
@@ -622,7 +622,7 @@ func (a *Aggregator) Results(f Filter) ([]workflows.JobResult, int) {
 
 // Since returns the results after the first seq ones, in arrival order, and the new sequence
 // number (the count of results so far): the SSE stream's cursor.
-func (a *Aggregator) Since(seq int) ([]workflows.JobResult, int) {
+func (a *Aggregator) Since(seq int) ([]jobs.Result, int) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	seq = min(max(seq, 0), len(a.results))

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
@@ -16,26 +16,26 @@ var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 func at(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
 
 // handSet is a small result set whose aggregates are worked out by hand in the tests.
-func handSet() []workflows.JobResult {
-	mm := func(id, params, wt string, pt, gflops, start, end float64) workflows.JobResult {
-		return workflows.JobResult{JobID: id, JobType: "matrix_multiply", Params: json.RawMessage(params), WorkerType: wt,
-			Device: wt + " device", Status: workflows.StatusCompleted, ProcessingTime: pt, Metrics: map[string]float64{"gflops": gflops},
+func handSet() []jobs.Result {
+	mm := func(id, params, wt string, pt, gflops, start, end float64) jobs.Result {
+		return jobs.Result{JobID: id, JobType: "matrix_multiply", Params: json.RawMessage(params), WorkerType: wt,
+			Device: wt + " device", Status: jobs.StatusCompleted, ProcessingTime: pt, Metrics: map[string]float64{"gflops": gflops},
 			SubmitTime: at(start), StartTime: at(start), EndTime: at(end)}
 	}
 	fallback := mm("job-000000000004", `{"size":512,"iterations":2}`, "cpu", 4.0, 5, 4, 9)
 	fallback.Fallback = "no GPU worker polling gpu_queue"
-	return []workflows.JobResult{
+	return []jobs.Result{
 		mm("job-000000000001", `{"size":512,"iterations":2}`, "gpu", 0.1, 100, 0, 1),
 		mm("job-000000000002", `{ "iterations": 2, "size": 512 }`, "gpu", 0.3, 200, 1, 2),
 		mm("job-000000000003", `{"size":512,"iterations":2}`, "cpu", 2.0, 10, 2, 4),
 		fallback,
 		mm("job-000000000005", `{"size":1024,"iterations":1}`, "cpu", 1.0, 20, 9, 10),
-		{JobID: "job-000000000006", JobType: "vector_addition", Params: json.RawMessage(`{"size":1000}`), WorkerType: "gpu", Status: workflows.StatusCompleted,
+		{JobID: "job-000000000006", JobType: "vector_addition", Params: json.RawMessage(`{"size":1000}`), WorkerType: "gpu", Status: jobs.StatusCompleted,
 			ProcessingTime: 0.5, Metrics: map[string]float64{"gbps": 30}, SubmitTime: at(10), StartTime: at(10), EndTime: at(11)},
-		{JobID: "job-000000000007", JobType: "vector_addition", Params: json.RawMessage(`{"size":1000}`), WorkerType: "gpu", Status: workflows.StatusFailed,
-			ErrorType: workflows.ErrKernel, Error: "CUDA_ERROR_LAUNCH_FAILED", SubmitTime: at(11), StartTime: at(11), EndTime: at(12)},
-		{JobID: "job-000000000008", JobType: "vector_addition", Status: workflows.StatusFailed,
-			ErrorType: workflows.ErrInvalidParams, Error: "vector_addition: invalid size: 0", SubmitTime: at(12), EndTime: at(20)},
+		{JobID: "job-000000000007", JobType: "vector_addition", Params: json.RawMessage(`{"size":1000}`), WorkerType: "gpu", Status: jobs.StatusFailed,
+			ErrorType: jobs.ErrKernel, Error: "CUDA_ERROR_LAUNCH_FAILED", SubmitTime: at(11), StartTime: at(11), EndTime: at(12)},
+		{JobID: "job-000000000008", JobType: "vector_addition", Status: jobs.StatusFailed,
+			ErrorType: jobs.ErrInvalidParams, Error: "vector_addition: invalid size: 0", SubmitTime: at(12), EndTime: at(20)},
 	}
 }
 
@@ -92,7 +92,7 @@ func TestStatsMatchHandComputedValues(t *testing.T) {
 			t.Errorf("%s: rate %+v, want %+v", key, *got.Rate, *w.rate)
 		}
 	}
-	wantFailures := []Count{{workflows.ErrInvalidParams, 1}, {workflows.ErrKernel, 1}}
+	wantFailures := []Count{{jobs.ErrInvalidParams, 1}, {jobs.ErrKernel, 1}}
 	if !reflect.DeepEqual(s.Failures, wantFailures) {
 		t.Errorf("failures %+v, want %+v", s.Failures, wantFailures)
 	}
@@ -143,8 +143,8 @@ func TestSpeedupComparesSameParamsAndCountsFallbacksAsCPU(t *testing.T) {
 
 func TestSpeedupOfSeveralParamsIsTheirGeometricMean(t *testing.T) {
 	a := NewAggregator(nil)
-	run := func(id, params, wt string, pt float64) workflows.JobResult {
-		return workflows.JobResult{JobID: id, JobType: "matrix_multiply", Params: json.RawMessage(params), WorkerType: wt, Status: workflows.StatusCompleted, ProcessingTime: pt}
+	run := func(id, params, wt string, pt float64) jobs.Result {
+		return jobs.Result{JobID: id, JobType: "matrix_multiply", Params: json.RawMessage(params), WorkerType: wt, Status: jobs.StatusCompleted, ProcessingTime: pt}
 	}
 	a.Add(run("a", `{"size":1}`, "cpu", 2), run("b", `{"size":1}`, "gpu", 1), // 2x
 		run("c", `{"size":2}`, "cpu", 80), run("d", `{"size":2}`, "gpu", 10)) // 8x
@@ -159,7 +159,7 @@ func TestAggregatesDoNotDependOnArrivalOrder(t *testing.T) {
 	a := NewAggregator(nil)
 	a.SetClock(func() time.Time { return t0.Add(time.Hour) })
 	a.Add(results...)
-	shuffled := append([]workflows.JobResult(nil), results...)
+	shuffled := append([]jobs.Result(nil), results...)
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 	b := NewAggregator(nil)
 	b.SetClock(func() time.Time { return t0.Add(time.Hour) })
@@ -202,7 +202,7 @@ func TestResultsFilterAndOrder(t *testing.T) {
 	if matched != 3 || len(got) != 2 || got[0].JobID != "job-000000000005" || got[1].JobID != "job-000000000004" {
 		t.Errorf("newest first, limit 2: matched %d, got %v", matched, ids(got))
 	}
-	got, matched = a.Results(Filter{Status: workflows.StatusFailed, Oldest: true})
+	got, matched = a.Results(Filter{Status: jobs.StatusFailed, Oldest: true})
 	if matched != 2 || len(got) != 2 || got[0].JobID != "job-000000000007" {
 		t.Errorf("failed, oldest first: matched %d, got %v", matched, ids(got))
 	}
@@ -211,7 +211,7 @@ func TestResultsFilterAndOrder(t *testing.T) {
 	}
 }
 
-func ids(rs []workflows.JobResult) []string {
+func ids(rs []jobs.Result) []string {
 	out := make([]string, len(rs))
 	for i, r := range rs {
 		out[i] = r.JobID

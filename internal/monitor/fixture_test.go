@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // fixtureJob is one job type and params with typical times on the 2-core EPYC CPU and an H100.
@@ -30,17 +30,17 @@ var fixtureJobs = []fixtureJob{
 // fixtureResults makes n results of the four job types, as a cluster with GPU and CPU workers
 // produces them: most on a GPU, some on a CPU by request, some fallbacks, a few failures. The
 // same seed gives the same results; IDs are job-<12 hex>.
-func fixtureResults(n int, seed uint64, start time.Time) []workflows.JobResult {
+func fixtureResults(n int, seed uint64, start time.Time) []jobs.Result {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	out := make([]workflows.JobResult, 0, n)
+	out := make([]jobs.Result, 0, n)
 	t := start
 	for i := range n {
 		j := fixtureJobs[rng.IntN(len(fixtureJobs))]
-		r := workflows.JobResult{
+		r := jobs.Result{
 			JobID:      fmt.Sprintf("job-%012x", seed<<32|uint64(i)),
 			JobType:    j.jobType,
 			Params:     json.RawMessage(j.params),
-			Status:     workflows.StatusCompleted,
+			Status:     jobs.StatusCompleted,
 			Priority:   3,
 			Attempt:    1,
 			SubmitTime: t,
@@ -62,12 +62,12 @@ func fixtureResults(n int, seed uint64, start time.Time) []workflows.JobResult {
 		}
 		r.Metrics = map[string]float64{j.metric: j.work / r.ProcessingTime}
 		if rng.Float64() < 0.04 {
-			r.Status, r.Metrics, r.ProcessingTime = workflows.StatusFailed, nil, 0
+			r.Status, r.Metrics, r.ProcessingTime = jobs.StatusFailed, nil, 0
 			if rng.IntN(2) == 0 {
-				r.ErrorType, r.Error = workflows.ErrInvalidParams, j.jobType+": invalid size: -1 is out of range, allowed 1..32768"
+				r.ErrorType, r.Error = jobs.ErrInvalidParams, j.jobType+": invalid size: -1 is out of range, allowed 1..32768"
 				r.WorkerType, r.WorkerID, r.Device, r.Fallback = "", "", "", ""
 			} else {
-				r.ErrorType, r.Error = workflows.ErrResourceExhausted, "needs 12.9 GB, the worker has 8 GB"
+				r.ErrorType, r.Error = jobs.ErrResourceExhausted, "needs 12.9 GB, the worker has 8 GB"
 			}
 		}
 		r.QueueTime = 0.02 + 0.05*rng.Float64()

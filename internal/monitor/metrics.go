@@ -4,7 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // Metrics are the Prometheus series that GET /metrics exposes. They live in their own registry,
@@ -62,7 +62,7 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-func (m *Metrics) observe(r workflows.JobResult, workerType string) {
+func (m *Metrics) observe(r jobs.Result, workerType string) {
 	m.results.WithLabelValues(r.JobType, workerType, r.Status).Inc()
 	m.processing.WithLabelValues(r.JobType, workerType, r.Status).Observe(r.ProcessingTime)
 	if r.Fallback != "" {

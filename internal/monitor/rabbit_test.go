@@ -27,7 +27,7 @@ import (
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/rabbit"
 	"github.com/gpujobs/gpujobs/internal/testutil"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // brokerURL returns the shared broker's URL, or skips the test when GPUJOBS_E2E is not set.
@@ -483,7 +483,7 @@ func TestMonitorKilledMidwayCountsEveryResultOnce(t *testing.T) {
 			k.wt = WorkerNone
 		}
 		count[k]++
-		if r.Status == workflows.StatusCompleted {
+		if r.Status == jobs.StatusCompleted {
 			sum[k] += r.ProcessingTime
 		}
 	}

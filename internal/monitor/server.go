@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 //go:embed web
@@ -124,9 +124,9 @@ func (s *Server) speedup(w http.ResponseWriter, r *http.Request) {
 // ResultsPage is the body of GET /api/results.
 type ResultsPage struct {
 	// Matched counts all results that match the filter; Count those returned (after limit).
-	Matched int                   `json:"matched"`
-	Count   int                   `json:"count"`
-	Results []workflows.JobResult `json:"results"`
+	Matched int           `json:"matched"`
+	Count   int           `json:"count"`
+	Results []jobs.Result `json:"results"`
 }
 
 func (s *Server) results(w http.ResponseWriter, r *http.Request) {
@@ -159,10 +159,10 @@ func (s *Server) failed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	all, _ := s.agg.Results(Filter{JobType: f.JobType})
-	out := Failed{Failures: []Count{}, ResultsPage: ResultsPage{Results: []workflows.JobResult{}}}
+	out := Failed{Failures: []Count{}, ResultsPage: ResultsPage{Results: []jobs.Result{}}}
 	counts := map[string]int{}
 	for _, res := range all {
-		if res.Status == workflows.StatusCompleted {
+		if res.Status == jobs.StatusCompleted {
 			continue
 		}
 		counts[errorType(res)]++
@@ -292,12 +292,12 @@ func parseFilter(r *http.Request) (Filter, error) {
 		return f, fmt.Errorf("order=%q: want asc or desc", q.Get("order"))
 	}
 	switch f.Status {
-	case "", workflows.StatusCompleted, workflows.StatusFailed, workflows.StatusCanceled:
+	case "", jobs.StatusCompleted, jobs.StatusFailed, jobs.StatusCanceled:
 	default:
 		return f, fmt.Errorf("status=%q: want completed, failed or canceled", f.Status)
 	}
 	switch f.WorkerType {
-	case "", workflows.WorkerTypeGPU, workflows.WorkerTypeCPU, WorkerNone:
+	case "", jobs.WorkerTypeGPU, jobs.WorkerTypeCPU, WorkerNone:
 	default:
 		return f, fmt.Errorf("worker_type=%q: want gpu, cpu or none", f.WorkerType)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 	"go.uber.org/zap"
 
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 func handServer(t *testing.T) (*httptest.Server, *Aggregator, *Server) {
@@ -279,7 +279,7 @@ func TestEventsStreamReplaysThenFollows(t *testing.T) {
 	s := openSSE(t, ts.URL+"/api/events?replay=2")
 	for _, want := range []string{"7", "8"} {
 		name, id, data := s.next(t)
-		var r workflows.JobResult
+		var r jobs.Result
 		if name != "result" || id != want || json.Unmarshal([]byte(data), &r) != nil || r.JobID != "job-00000000000"+want {
 			t.Fatalf("event %s id %s data %s, want result %s", name, id, data, want)
 		}
@@ -290,7 +290,7 @@ func TestEventsStreamReplaysThenFollows(t *testing.T) {
 		t.Fatalf("event %s %s, want the summary", name, data)
 	}
 
-	agg.Add(workflows.JobResult{JobID: "job-000000000009", JobType: "vector_addition", Status: workflows.StatusCanceled, EndTime: at(30)})
+	agg.Add(jobs.Result{JobID: "job-000000000009", JobType: "vector_addition", Status: jobs.StatusCanceled, EndTime: at(30)})
 	srv.Notify()
 	if name, id, data := s.next(t); name != "result" || id != "9" || !strings.Contains(data, "job-000000000009") {
 		t.Fatalf("live event %s %s %s", name, id, data)

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // DefaultStorePath is where serve keeps results and report reads them.
@@ -21,7 +21,7 @@ const DefaultStorePath = "results/results.jsonl"
 // Record is one valid result: the decoded form for the aggregates and the compact JSON line that
 // the store keeps, so fields added by newer producers survive in the file.
 type Record struct {
-	Result workflows.JobResult
+	Result jobs.Result
 	Line   []byte // compact JSON, no newline
 }
 
@@ -30,7 +30,7 @@ var ErrInvalidResult = errors.New("not a valid result")
 
 // ParseRecord decodes one message body. A result needs a job_id, a job_type and a status.
 func ParseRecord(body []byte) (Record, error) {
-	var r workflows.JobResult
+	var r jobs.Result
 	if err := json.Unmarshal(body, &r); err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrInvalidResult, err)
 	}

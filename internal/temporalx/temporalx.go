@@ -1,4 +1,5 @@
-// Package temporalx dials Temporal the same way for every command.
+// Package temporalx dials Temporal the same way for every command, with the one zap logger
+// adapted to the SDK.
 package temporalx
 
 import (
@@ -6,11 +7,12 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/log"
+
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/internal/config"
-	"github.com/gpujobs/gpujobs/internal/logging"
 )
 
 // Dial connects to Temporal and checks the connection, so an unreachable server is one clear
@@ -21,7 +23,7 @@ func Dial(ctx context.Context, c config.Temporal, logger *zap.Logger) (client.Cl
 	opts := client.Options{
 		HostPort:  c.Address,
 		Namespace: c.Namespace,
-		Logger:    logging.Temporal(logger.Named("temporal")),
+		Logger:    Logger(logger.Named("temporal")),
 	}
 	if c.TLS.Enabled() {
 		tc, err := c.TLS.Config(c.Address)
@@ -36,3 +38,18 @@ func Dial(ctx context.Context, c config.Temporal, logger *zap.Logger) (client.Cl
 	}
 	return cl, nil
 }
+
+// Logger adapts zap to the SDK's key-value logger.
+func Logger(l *zap.Logger) log.Logger {
+	return temporalLogger{l.WithOptions(zap.AddCallerSkip(1)).Sugar()}
+}
+
+type temporalLogger struct{ s *zap.SugaredLogger }
+
+func (t temporalLogger) Debug(msg string, kv ...any) { t.s.Debugw(msg, kv...) }
+func (t temporalLogger) Info(msg string, kv ...any)  { t.s.Infow(msg, kv...) }
+func (t temporalLogger) Warn(msg string, kv ...any)  { t.s.Warnw(msg, kv...) }
+func (t temporalLogger) Error(msg string, kv ...any) { t.s.Errorw(msg, kv...) }
+
+// With implements log.WithLogger, so workflow and activity loggers keep their tags.
+func (t temporalLogger) With(kv ...any) log.Logger { return temporalLogger{t.s.With(kv...)} }

@@ -21,13 +21,12 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 
 	"gorgonia.org/cu"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/kernels/cuda/cublas"
 	_ "github.com/gpujobs/gpujobs/kernels/cuda/probe" // must initialise before gorgonia.org/cu
 )
@@ -51,6 +50,8 @@ type Options struct {
 	// Devices are the ordinals to use; nil means every device the driver shows (mind
 	// CUDA_VISIBLE_DEVICES).
 	Devices []int
+	// Impls are the GPU implementations, by kind; nil means Builtin().
+	Impls *jobs.Impls[Impl]
 }
 
 // DeviceInfo describes one GPU.
@@ -64,6 +65,7 @@ type DeviceInfo struct {
 
 // Runner runs jobs on this machine's GPUs, each job on the least busy device.
 type Runner struct {
+	impls   *jobs.Impls[Impl]
 	devices []*device
 	gemm    string
 	blas    *cublas.Library // nil when not loaded
@@ -97,7 +99,10 @@ func NewRunner(o Options) (*Runner, error) {
 	if len(ordinals) == 0 {
 		return nil, errors.New("no CUDA device found: start a CPU worker instead")
 	}
-	r := &Runner{gemm: o.GEMM}
+	if o.Impls == nil {
+		o.Impls = Builtin()
+	}
+	r := &Runner{gemm: o.GEMM, impls: o.Impls}
 	for _, i := range ordinals {
 		if i < 0 || i >= n {
 			r.Close()
@@ -200,7 +205,7 @@ func (r *Runner) GEMM() (impl, detail string) {
 
 // Fits returns a *MemoryError when a job's memory estimate exceeds what the largest device can
 // hold, so it can never run here.
-func (r *Runner) Fits(w kernels.Work) error {
+func (r *Runner) Fits(w jobs.Work) error {
 	var best *device
 	for _, d := range r.devices {
 		if best == nil || d.usable() > best.usable() {
@@ -225,31 +230,33 @@ type RunOptions struct {
 }
 
 // Run runs one job on the least busy GPU.
-func (r *Runner) Run(ctx context.Context, p kernels.Params, report kernels.Reporter) (kernels.Output, error) {
+func (r *Runner) Run(ctx context.Context, p jobs.Params, report jobs.Reporter) (jobs.Output, error) {
 	return r.RunWith(ctx, p, report, RunOptions{})
 }
 
 // RunWith runs one job with per-run options.
-func (r *Runner) RunWith(ctx context.Context, p kernels.Params, report kernels.Reporter, o RunOptions) (kernels.Output, error) {
+func (r *Runner) RunWith(ctx context.Context, p jobs.Params, report jobs.Reporter, o RunOptions) (jobs.Output, error) {
 	if err := p.Validate(); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
+	}
+	impl, err := r.impls.Lookup(p.Kind())
+	if err != nil {
+		return jobs.Output{}, err
 	}
 	blas, err := r.gemmFor(o.GEMM)
 	if err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	i := r.acquire()
 	defer r.release(i)
 	d := r.devices[i]
-	out, err := d.run(ctx, p, report, blas, o.Result)
+	out, err := d.run(ctx, impl, p, report, blas, o.Result)
 	if err != nil {
-		return kernels.Output{}, fmt.Errorf("%s on %s: %w", p.Kind(), d.label(), err)
+		return jobs.Output{}, fmt.Errorf("%s on %s: %w", p.Kind(), d.label(), err)
 	}
-	out.Info["device"] = d.info.Name
-	out.Info["device_index"] = strconv.Itoa(d.info.Index)
-	out.Info["compute_capability"] = d.info.ComputeCapability
-	out.Info["device_memory"] = strconv.FormatInt(d.info.Memory, 10)
-	out.Info["kernels"] = d.loaded
+	out.Device = &jobs.DeviceInfo{WorkerType: jobs.WorkerTypeGPU, Name: d.info.Name, Index: d.info.Index,
+		ComputeCapability: d.info.ComputeCapability, Memory: d.info.Memory}
+	out.Modules = d.loaded
 	return out, nil
 }
 

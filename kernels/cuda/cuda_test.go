@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 	"github.com/gpujobs/gpujobs/kernels"
 	"github.com/gpujobs/gpujobs/kernels/kernelstest"
 )
@@ -29,7 +31,7 @@ func newRunner(t *testing.T, o Options) *Runner {
 }
 
 func runWith(r *Runner, gemm string) kernelstest.Run {
-	return func(ctx context.Context, p kernels.Params, report kernels.Reporter) (kernels.Output, error) {
+	return func(ctx context.Context, p jobs.Params, report jobs.Reporter) (jobs.Output, error) {
 		return r.RunWith(ctx, p, report, RunOptions{GEMM: gemm})
 	}
 }
@@ -53,9 +55,9 @@ func TestMatchesCPU(t *testing.T) {
 	r := newRunner(t, Options{GEMM: GEMMPTX})
 	ctx := context.Background()
 	for _, n := range []int{1, 7, 64, 129, 300} {
-		p := &kernels.MatrixMultiply{Size: n, Iterations: 1, Precision: "fp32", Seed: 5}
+		p := &builtin.MatrixMultiply{Size: n, Iterations: 1, Precision: "fp32", Seed: 5}
 		var got []float32
-		if _, err := r.RunWith(ctx, p, func(kernels.Progress) {}, RunOptions{Result: &got}); err != nil {
+		if _, err := r.RunWith(ctx, p, func(jobs.Progress) {}, RunOptions{Result: &got}); err != nil {
 			t.Fatal(err)
 		}
 		a, b := p.Inputs()
@@ -65,10 +67,10 @@ func TestMatchesCPU(t *testing.T) {
 			t.Errorf("matrix_multiply %d: max relative error %.2g", n, e)
 		}
 	}
-	for _, s := range []kernels.ConvShape{{N: 2, C: 3, H: 9, W: 9, F: 4, K: 3}, {N: 1, C: 2, H: 5, W: 5, F: 70, K: 5}, {N: 3, C: 1, H: 7, W: 7, F: 3, K: 1}} {
-		p := &kernels.ImageProcessing{BatchSize: s.N, Channels: s.C, ImageSize: s.H, Filters: s.F, KernelSize: s.K, Iterations: 1, Seed: 2}
+	for _, s := range []builtin.ConvShape{{N: 2, C: 3, H: 9, W: 9, F: 4, K: 3}, {N: 1, C: 2, H: 5, W: 5, F: 70, K: 5}, {N: 3, C: 1, H: 7, W: 7, F: 3, K: 1}} {
+		p := &builtin.ImageProcessing{BatchSize: s.N, Channels: s.C, ImageSize: s.H, Filters: s.F, KernelSize: s.K, Iterations: 1, Seed: 2}
 		var got []float32
-		if _, err := r.RunWith(ctx, p, func(kernels.Progress) {}, RunOptions{Result: &got}); err != nil {
+		if _, err := r.RunWith(ctx, p, func(jobs.Progress) {}, RunOptions{Result: &got}); err != nil {
 			t.Fatal(err)
 		}
 		in, w := p.Inputs()
@@ -83,12 +85,12 @@ func TestMatchesCPU(t *testing.T) {
 func TestFits(t *testing.T) {
 	r := newRunner(t, Options{GEMM: GEMMPTX})
 	mem := r.Devices()[0].Memory
-	err := r.Fits(kernels.Work{MemBytes: 2 * mem})
+	err := r.Fits(jobs.Work{MemBytes: 2 * mem})
 	var me *MemoryError
 	if !errors.As(err, &me) || !strings.Contains(err.Error(), "can hold") {
 		t.Errorf("Fits(2× device memory) = %v, want a MemoryError naming the limit", err)
 	}
-	if err := r.Fits(kernels.Work{MemBytes: 1 << 20}); err != nil {
+	if err := r.Fits(jobs.Work{MemBytes: 1 << 20}); err != nil {
 		t.Errorf("Fits(1 MiB) = %v", err)
 	}
 }
@@ -104,8 +106,8 @@ func TestFaultsLeaveRunnerServing(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), f.name) {
 			t.Errorf("%s: error %v, want %s", f.fault, err, f.name)
 		}
-		p := &kernels.MatrixMultiply{Size: 64, Iterations: 2, Seed: 1}
-		out, err := r.Run(context.Background(), p, func(kernels.Progress) {})
+		p := &builtin.MatrixMultiply{Size: 64, Iterations: 2, Seed: 1}
+		out, err := r.Run(context.Background(), p, func(jobs.Progress) {})
 		if err != nil {
 			t.Fatalf("after %s: %v", f.fault, err)
 		}
@@ -120,15 +122,15 @@ func TestFaultsLeaveRunnerServing(t *testing.T) {
 
 func TestStopsWithinOneStep(t *testing.T) {
 	r := newRunner(t, Options{})
-	for _, p := range []kernels.Params{
-		&kernels.MatrixMultiply{Size: 512, Iterations: 1000, Seed: 1},
-		&kernels.VectorAddition{Size: 1 << 20, Iterations: 1000, Seed: 1},
-		&kernels.ImageProcessing{BatchSize: 2, ImageSize: 64, Channels: 3, Filters: 8, KernelSize: 3, Iterations: 1000, Seed: 1},
-		&kernels.NeuralNetwork{Epochs: 1000, BatchSize: 8, InputSize: 4, HiddenSize: 4, OutputSize: 2, Samples: 16, LearningRate: 0.01, Seed: 1},
+	for _, p := range []jobs.Params{
+		&builtin.MatrixMultiply{Size: 512, Iterations: 1000, Seed: 1},
+		&builtin.VectorAddition{Size: 1 << 20, Iterations: 1000, Seed: 1},
+		&builtin.ImageProcessing{BatchSize: 2, ImageSize: 64, Channels: 3, Filters: 8, KernelSize: 3, Iterations: 1000, Seed: 1},
+		&builtin.NeuralNetwork{Epochs: 1000, BatchSize: 8, InputSize: 4, HiddenSize: 4, OutputSize: 2, Samples: 16, LearningRate: 0.01, Seed: 1},
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
 		steps := 0
-		_, err := r.Run(ctx, p, func(kernels.Progress) {
+		_, err := r.Run(ctx, p, func(jobs.Progress) {
 			steps++
 			if steps == 3 {
 				cancel()

@@ -11,7 +11,7 @@ import (
 
 	"gorgonia.org/cu"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/kernels/cuda/cublas"
 	"github.com/gpujobs/gpujobs/kernels/cuda/ptx"
 )
@@ -149,15 +149,15 @@ func (d *device) usable() int64 { return d.info.Memory - reserveBytes }
 func (d *device) label() string { return fmt.Sprintf("GPU %d (%s)", d.info.Index, d.info.Name) }
 
 // run runs one job on this device, on the calling goroutine's thread.
-func (d *device) run(ctx context.Context, p kernels.Params, report kernels.Reporter, blas *cublas.Library, result *[]float32) (kernels.Output, error) {
+func (d *device) run(ctx context.Context, impl Impl, p jobs.Params, report jobs.Reporter, blas *cublas.Library, result *[]float32) (jobs.Output, error) {
 	if err := d.recover(); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	leave, err := d.enter()
 	if err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	defer leave()
 
@@ -165,30 +165,30 @@ func (d *device) run(ctx context.Context, p kernels.Params, report kernels.Repor
 	// fit now is retried later (Fits has already rejected those that never fit).
 	free, _, err := cu.MemInfo()
 	if err != nil {
-		return kernels.Output{}, d.fail(check("cuMemGetInfo", err))
+		return jobs.Output{}, d.fail(check("cuMemGetInfo", err))
 	}
 	if need := p.Work().MemBytes; need+headroomBytes > free {
-		return kernels.Output{}, &MemoryError{Need: need, Have: free, Device: d.label(), Free: true}
+		return jobs.Output{}, &MemoryError{Need: need, Have: free, Device: d.label(), Free: true}
 	}
 
 	s, err := d.takeSlot(blas)
 	if err != nil {
-		return kernels.Output{}, d.fail(err)
+		return jobs.Output{}, d.fail(err)
 	}
-	j := &job{d: d, s: s}
+	j := &Job{d: d, s: s, result: result}
 	if blas != nil {
 		j.blas = s.blas
 	}
-	out, err := j.run(ctx, p, report, result)
+	out, err := impl(ctx, j, p, report)
 	if ferr := j.free(); err == nil {
 		err = ferr
 	}
 	if err != nil {
 		if isSticky(err) {
-			return kernels.Output{}, d.fail(err) // the slot's stream and handle died with the context
+			return jobs.Output{}, d.fail(err) // the slot's stream and handle died with the context
 		}
 		d.putSlot(s)
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	d.putSlot(s)
 	return out, nil

@@ -25,7 +25,7 @@ import (
 	"fmt"
 	"reflect"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/kernels/cuda/cublas"
 )
 
@@ -101,7 +101,7 @@ type MemoryError struct {
 
 func (e *MemoryError) Error() string {
 	if e.Free {
-		return fmt.Sprintf("job needs %s of GPU memory, %s has %s free now", kernels.FormatBytes(e.Need), e.Device, kernels.FormatBytes(e.Have))
+		return fmt.Sprintf("job needs %s of GPU memory, %s has %s free now", jobs.FormatBytes(e.Need), e.Device, jobs.FormatBytes(e.Have))
 	}
-	return fmt.Sprintf("job needs %s of GPU memory, more than the %s that %s can hold", kernels.FormatBytes(e.Need), kernels.FormatBytes(e.Have), e.Device)
+	return fmt.Sprintf("job needs %s of GPU memory, more than the %s that %s can hold", jobs.FormatBytes(e.Need), jobs.FormatBytes(e.Have), e.Device)
 }

@@ -38,7 +38,7 @@ func (r *Runner) ProvokeFault(i int, fault string) error {
 	if err != nil {
 		return d.fail(err)
 	}
-	j := &job{d: d, s: s}
+	j := &Job{d: d, s: s}
 	switch fault {
 	case FaultOutOfMemory:
 		_, err = j.alloc(2 * d.info.Memory)

@@ -7,14 +7,15 @@ import (
 	"encoding/binary"
 	"time"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 	"github.com/gpujobs/gpujobs/kernels/cuda/ptx"
 )
 
-// imageProcessing is kernels.ImageProcessing on the GPU: the implicit-GEMM convolution of
+// imageProcessing is builtin.ImageProcessing on the GPU: the implicit-GEMM convolution of
 // image_processing.cu, with the same semantics as kernels.Conv2D (NCHW, stride 1, zero padding
 // K/2, no bias) and without materialising the im2col matrix.
-func (j *job) imageProcessing(ctx context.Context, p *kernels.ImageProcessing, report kernels.Reporter, result *[]float32) (kernels.Output, error) {
+func (j *Job) imageProcessing(ctx context.Context, p *builtin.ImageProcessing, report jobs.Reporter, result *[]float32) (jobs.Output, error) {
 	t0 := time.Now()
 	s := p.Shape()
 	in, w := p.Inputs()
@@ -22,17 +23,17 @@ func (j *job) imageProcessing(ctx context.Context, p *kernels.ImageProcessing, r
 	taps := convTaps(s)
 	bufs, err := j.allocAll(4*s.InputLen(), 4*s.WeightLen(), 4*s.OutputLen(), int64(len(taps)))
 	if err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	din, dw, dout, dtaps := bufs[0], bufs[1], bufs[2], bufs[3]
 	if err := upload(j, din, in); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	if err := upload(j, dw, w); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	if err := upload(j, dtaps, taps); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	// 64 filters per block when that covers them all (the usual 3→64 first layer), else 128.
 	name, tileF, threads := ptx.Conv64, 64, 128
@@ -45,14 +46,14 @@ func (j *job) imageProcessing(ctx context.Context, p *kernels.ImageProcessing, r
 		return j.launch(name, grid, dim3{x: threads}, ptrArg(din), ptrArg(dw), ptrArg(dout), ptrArg(dtaps),
 			intArg(s.C), intArg(s.H), intArg(s.W), intArg(s.F), intArg(ckk), i64Arg(pixels))
 	}
-	return j.timed(ctx, t0, kernels.ImageProcessingKind, p.Iterations, conv, report, dout, s.OutputLen(), result,
-		"gflops", p.Work().FLOPs, map[string]string{"conv": "implicit-gemm " + name})
+	return j.timed(ctx, t0, builtin.ImageProcessingKind, p.Iterations, conv, report, dout, s.OutputLen(), result,
+		"gflops", p.Work().FLOPs, jobs.Output{Kernel: "implicit-gemm " + name})
 }
 
 // convTaps is the gather table of image_processing.cu, one 16-byte ConvTap per row k = (c, ky, kx)
 // of the implicit im2col matrix: {int64 c·H·W + dy·W + dx, int32 dy, int32 dx}, dy = ky − K/2,
 // dx = kx − K/2.
-func convTaps(s kernels.ConvShape) []byte {
+func convTaps(s builtin.ConvShape) []byte {
 	ckk, pad := s.C*s.K*s.K, s.K/2
 	b := make([]byte, 16*ckk)
 	for k := 0; k < ckk; k++ {

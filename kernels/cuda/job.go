@@ -12,37 +12,64 @@ import (
 
 	"gorgonia.org/cu"
 
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 	"github.com/gpujobs/gpujobs/kernels"
 	"github.com/gpujobs/gpujobs/kernels/cuda/cublas"
 	"github.com/gpujobs/gpujobs/kernels/cuda/ptx"
 )
 
-// job is one run on a device: the memory it allocated (freed at the end whatever happens), the
+// Impl is a kind's GPU implementation: it runs p on j's device, allocating, copying and
+// launching through j, reports progress after each step and stops within a step once ctx is done.
+type Impl func(ctx context.Context, j *Job, p jobs.Params, report jobs.Reporter) (jobs.Output, error)
+
+// Builtin returns the GPU implementations of the built-in kinds. A program that adds a kind with
+// a GPU implementation adds it to the returned registry and passes that to NewRunner.
+func Builtin() *jobs.Impls[Impl] {
+	impls := jobs.NewImpls[Impl](jobs.WorkerTypeGPU)
+	for _, k := range []struct {
+		kind string
+		f    Impl
+	}{
+		{builtin.MatrixMultiplyKind, method((*Job).matrixMultiply)},
+		{builtin.VectorAdditionKind, method((*Job).vectorAddition)},
+		{builtin.ImageProcessingKind, method((*Job).imageProcessing)},
+		{builtin.NeuralNetworkKind, method(func(j *Job, ctx context.Context, p *builtin.NeuralNetwork, report jobs.Reporter, _ *[]float32) (jobs.Output, error) {
+			return j.neuralNetwork(ctx, p, report)
+		})},
+	} {
+		if err := impls.Add(k.kind, k.f); err != nil {
+			panic(fmt.Sprintf("built-in GPU implementations: %v", err)) // a constant table; a test covers it
+		}
+	}
+	return impls
+}
+
+// method adapts a Job method written for one params type (and gpucheck's result buffer) to Impl.
+func method[P jobs.Params](f func(*Job, context.Context, P, jobs.Reporter, *[]float32) (jobs.Output, error)) Impl {
+	return func(ctx context.Context, j *Job, p jobs.Params, report jobs.Reporter) (jobs.Output, error) {
+		tp, ok := p.(P)
+		if !ok {
+			return jobs.Output{}, fmt.Errorf("%s: GPU implementation takes %T, got %T", p.Kind(), *new(P), p)
+		}
+		return f(j, ctx, tp, report, j.result)
+	}
+}
+
+// Job is one run on a device: the memory it allocated (freed at the end whatever happens), the
 // slot it runs in, and the time its host↔device copies took.
-type job struct {
+type Job struct {
 	d        *device
 	s        *slot
 	blas     *cublas.Handle // nil: SGEMM with the PTX kernels
 	allocs   []cu.DevicePtr
 	transfer time.Duration
+	// result, when set (gpucheck), receives the job's output buffer.
+	result *[]float32
 }
 
-func (j *job) run(ctx context.Context, p kernels.Params, report kernels.Reporter, result *[]float32) (kernels.Output, error) {
-	switch p := p.(type) {
-	case *kernels.MatrixMultiply:
-		return j.matrixMultiply(ctx, p, report, result)
-	case *kernels.VectorAddition:
-		return j.vectorAddition(ctx, p, report, result)
-	case *kernels.ImageProcessing:
-		return j.imageProcessing(ctx, p, report, result)
-	case *kernels.NeuralNetwork:
-		return j.neuralNetwork(ctx, p, report)
-	}
-	return kernels.Output{}, fmt.Errorf("job type %s has no GPU implementation", p.Kind())
-}
-
-// gemmName is what SGEMM ran for Output.Info["gemm"].
-func (j *job) gemmName() string {
+// gemmName is what SGEMM ran, for Output.GEMM.
+func (j *Job) gemmName() string {
 	if j.blas != nil {
 		return GEMMCuBLAS
 	}
@@ -50,17 +77,17 @@ func (j *job) gemmName() string {
 }
 
 // alloc allocates device memory that free releases.
-func (j *job) alloc(bytes int64) (cu.DevicePtr, error) {
+func (j *Job) alloc(bytes int64) (cu.DevicePtr, error) {
 	p, err := cu.MemAlloc(max(bytes, 4))
 	if err != nil {
-		return 0, check("cuMemAlloc "+kernels.FormatBytes(bytes), err)
+		return 0, check("cuMemAlloc "+jobs.FormatBytes(bytes), err)
 	}
 	j.allocs = append(j.allocs, p)
 	return p, nil
 }
 
 // allocAll allocates one buffer per size.
-func (j *job) allocAll(sizes ...int64) ([]cu.DevicePtr, error) {
+func (j *Job) allocAll(sizes ...int64) ([]cu.DevicePtr, error) {
 	ptrs := make([]cu.DevicePtr, len(sizes))
 	for i, n := range sizes {
 		p, err := j.alloc(n)
@@ -74,7 +101,7 @@ func (j *job) allocAll(sizes ...int64) ([]cu.DevicePtr, error) {
 
 // free waits for the job's work to end and releases its memory. The first error is returned: a
 // kernel fault surfaces here when nothing synchronised after it.
-func (j *job) free() error {
+func (j *Job) free() error {
 	err := check("cuStreamSynchronize", j.s.stream.Synchronize())
 	for _, p := range j.allocs {
 		if ferr := check("cuMemFree", cu.MemFree(p)); err == nil {
@@ -86,14 +113,14 @@ func (j *job) free() error {
 }
 
 // upload copies host data to the device and waits for it; the time counts as transfer time.
-func upload[T float32 | int32 | byte](j *job, dst cu.DevicePtr, src []T) error {
+func upload[T float32 | int32 | byte](j *Job, dst cu.DevicePtr, src []T) error {
 	if len(src) == 0 {
 		return nil
 	}
 	start := time.Now()
 	bytes := int64(len(src)) * int64(unsafe.Sizeof(src[0]))
 	if err := cu.MemcpyHtoDAsync(dst, unsafe.Pointer(&src[0]), bytes, j.s.stream); err != nil {
-		return check("cuMemcpyHtoD "+kernels.FormatBytes(bytes), err)
+		return check("cuMemcpyHtoD "+jobs.FormatBytes(bytes), err)
 	}
 	err := check("cuStreamSynchronize", j.s.stream.Synchronize())
 	j.transfer += time.Since(start)
@@ -102,7 +129,7 @@ func upload[T float32 | int32 | byte](j *job, dst cu.DevicePtr, src []T) error {
 
 // download copies device data to the host once the queued work is done; the copy counts as
 // transfer time, the wait for the queue does not.
-func download[T float32 | int32](j *job, dst []T, src cu.DevicePtr) error {
+func download[T float32 | int32](j *Job, dst []T, src cu.DevicePtr) error {
 	if len(dst) == 0 {
 		return nil
 	}
@@ -112,7 +139,7 @@ func download[T float32 | int32](j *job, dst []T, src cu.DevicePtr) error {
 	start := time.Now()
 	bytes := int64(len(dst)) * int64(unsafe.Sizeof(dst[0]))
 	if err := cu.MemcpyDtoHAsync(unsafe.Pointer(&dst[0]), src, bytes, j.s.stream); err != nil {
-		return check("cuMemcpyDtoH "+kernels.FormatBytes(bytes), err)
+		return check("cuMemcpyDtoH "+jobs.FormatBytes(bytes), err)
 	}
 	err := check("cuStreamSynchronize", j.s.stream.Synchronize())
 	j.transfer += time.Since(start)
@@ -120,7 +147,7 @@ func download[T float32 | int32](j *job, dst []T, src cu.DevicePtr) error {
 }
 
 // zero clears n 4-byte words on the job's stream.
-func (j *job) zero(p cu.DevicePtr, n int64) error {
+func (j *Job) zero(p cu.DevicePtr, n int64) error {
 	return check("cuMemsetD32", cu.MemsetD32Async(p, 0, n, j.s.stream))
 }
 
@@ -136,7 +163,7 @@ func f32Arg(v float32) arg      { return arg(math.Float32bits(v)) }
 type dim3 struct{ x, y, z int }
 
 // launch queues kernel name on the job's stream.
-func (j *job) launch(name string, grid, block dim3, args ...arg) error {
+func (j *Job) launch(name string, grid, block dim3, args ...arg) error {
 	fn, ok := j.d.fns[name]
 	if !ok {
 		return fmt.Errorf("kernel %s is not loaded", name)
@@ -152,7 +179,7 @@ func (j *job) launch(name string, grid, block dim3, args ...arg) error {
 
 // gridFor sizes a grid-stride kernel's grid: enough blocks for n items, at most `resident`
 // blocks per SM (a full GPU), at least one.
-func (j *job) gridFor(n int64, block, resident int) int {
+func (j *Job) gridFor(n int64, block, resident int) int {
 	return int(max(1, min((n+int64(block)-1)/int64(block), int64(j.d.info.SMs*resident))))
 }
 
@@ -160,7 +187,7 @@ func (j *job) gridFor(n int64, block, resident int) int {
 // steps are queued ahead of the device; each step is reported once it has finished on the device,
 // and the loop stops at the first finished step after ctx is done. It returns the device time
 // from before the first step to after the last, measured with CUDA events.
-func (j *job) iterate(ctx context.Context, kind string, n int, enqueue func(i int) error, report kernels.Reporter) (time.Duration, error) {
+func (j *Job) iterate(ctx context.Context, kind string, n int, enqueue func(i int) error, report jobs.Reporter) (time.Duration, error) {
 	s := j.s
 	if err := s.start.Record(s.stream); err != nil {
 		return 0, check("cuEventRecord", err)
@@ -170,7 +197,7 @@ func (j *job) iterate(ctx context.Context, kind string, n int, enqueue func(i in
 		if err := check("cuEventSynchronize", s.ring[next%len(s.ring)].Synchronize()); err != nil {
 			return err
 		}
-		report(kernels.Progress{Iteration: next, Total: n})
+		report(jobs.Progress{Iteration: next, Total: n})
 		err := stopped(ctx, kind, next, n)
 		next++
 		return err
@@ -203,38 +230,34 @@ func (j *job) iterate(ctx context.Context, kind string, n int, enqueue func(i in
 // paged in, cuBLAS picks its algorithm), the setup time up to there (less the copies), the timed
 // loop, and the output downloaded for its checksum (and for gpucheck through result). metric is
 // reported as work / time / 1e9 (GFLOP/s or GB/s).
-func (j *job) timed(ctx context.Context, t0 time.Time, kind string, iterations int, step func(int) error, report kernels.Reporter,
-	out cu.DevicePtr, n int64, result *[]float32, metric string, work float64, info map[string]string) (kernels.Output, error) {
+func (j *Job) timed(ctx context.Context, t0 time.Time, kind string, iterations int, step func(int) error, report jobs.Reporter,
+	out cu.DevicePtr, n int64, result *[]float32, metric string, work float64, ran jobs.Output) (jobs.Output, error) {
 	if err := step(0); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	if err := check("cuStreamSynchronize", j.s.stream.Synchronize()); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	setup := time.Since(t0) - j.transfer
 
 	elapsed, err := j.iterate(ctx, kind, iterations, step, report)
 	if err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	c := make([]float32, n)
 	if err := download(j, c, out); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	if result != nil {
 		*result = c
 	}
-	return kernels.Output{
-		SetupTime:      setup,
-		ProcessingTime: elapsed,
-		TransferTime:   j.transfer,
-		Metrics:        map[string]float64{metric: kernels.Rate(work, elapsed) / 1e9, "checksum": kernels.Checksum(c)},
-		Info:           info,
-	}, nil
+	ran.SetupTime, ran.ProcessingTime, ran.TransferTime = setup, elapsed, j.transfer
+	ran.Metrics = map[string]float64{metric: jobs.Rate(work, elapsed) / 1e9, "checksum": kernels.Checksum(c)}
+	return ran, nil
 }
 
 // elapsed waits for the stop event and returns the device time between start and stop.
-func (j *job) elapsed() (time.Duration, error) {
+func (j *Job) elapsed() (time.Duration, error) {
 	if err := check("cuEventSynchronize", j.s.stop.Synchronize()); err != nil {
 		return 0, err
 	}
@@ -249,7 +272,7 @@ func (j *job) elapsed() (time.Duration, error) {
 // (which have NN and TN; NT exists only fused with the ReLU gradient, see mlpStep).
 // cuBLAS is column-major, and a row-major matrix read as column-major is its transpose, so it
 // computes Cᵀ = op(B)ᵀ·op(A)ᵀ: the operands swap places and keep their transpose flags.
-func (j *job) sgemm(transA, transB bool, m, n, k int, a cu.DevicePtr, lda int, b cu.DevicePtr, ldb int, c cu.DevicePtr, ldc int) error {
+func (j *Job) sgemm(transA, transB bool, m, n, k int, a cu.DevicePtr, lda int, b cu.DevicePtr, ldb int, c cu.DevicePtr, ldc int) error {
 	if j.blas != nil {
 		return j.blas.Sgemm(transB, transA, n, m, k, 1, uintptr(b), ldb, uintptr(a), lda, 0, uintptr(c), ldc)
 	}
@@ -264,7 +287,7 @@ func (j *job) sgemm(transA, transB bool, m, n, k int, a cu.DevicePtr, lda int, b
 
 // ptxGemm launches one of the PTX GEMM kernels (all share one argument list), picking the
 // 128×128 tiles when they give every SM a block and the 64×64 ones otherwise.
-func (j *job) ptxGemm(large, small string, m, n, k int, a cu.DevicePtr, lda int, b cu.DevicePtr, ldb int, c cu.DevicePtr, ldc int, aux, aux2 cu.DevicePtr) error {
+func (j *Job) ptxGemm(large, small string, m, n, k int, a cu.DevicePtr, lda int, b cu.DevicePtr, ldb int, c cu.DevicePtr, ldc int, aux, aux2 cu.DevicePtr) error {
 	name, tile, threads := large, 128, 256
 	if ceilDiv(m, 128)*ceilDiv(n, 128) < j.d.info.SMs {
 		name, tile, threads = small, 64, 128

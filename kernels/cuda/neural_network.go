@@ -9,6 +9,8 @@ import (
 
 	"gorgonia.org/cu"
 
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 	"github.com/gpujobs/gpujobs/kernels"
 	"github.com/gpujobs/gpujobs/kernels/cuda/ptx"
 )
@@ -18,7 +20,7 @@ import (
 // each occupy one flat buffer laid out [W1|b1|W2|b2], each tensor starting on a 256-byte
 // boundary, so that Adam updates all of them in one launch.
 type mlp struct {
-	p                *kernels.NeuralNetwork
+	p                *builtin.NeuralNetwork
 	in, hid, out     int
 	x, labels        cu.DevicePtr // all samples, on the device
 	w, g, m, v       cu.DevicePtr // flat buffers of n floats
@@ -36,16 +38,16 @@ type mlp struct {
 // at is a pointer to the tensor i (0 W1, 1 b1, 2 W2, 3 b2) inside a flat buffer.
 func (n *mlp) at(buf cu.DevicePtr, i int) cu.DevicePtr { return buf + cu.DevicePtr(4*n.off[i]) }
 
-// neuralNetwork is kernels.NeuralNetwork on the GPU: the same data, initial weights, batches (in
+// neuralNetwork is builtin.NeuralNetwork on the GPU: the same data, initial weights, batches (in
 // order, the last one short) and Adam as the CPU trainer, so the loss falls the same way. A step
 // is 7 launches with the PTX GEMMs (bias+ReLU and the ReLU gradient fused into them) or 9 with
 // cuBLAS; see neural_network.cu.
-func (j *job) neuralNetwork(ctx context.Context, p *kernels.NeuralNetwork, report kernels.Reporter) (kernels.Output, error) {
+func (j *Job) neuralNetwork(ctx context.Context, p *builtin.NeuralNetwork, report jobs.Reporter) (jobs.Output, error) {
 	t0 := time.Now()
-	d := p.Data()
+	d := kernels.MLPInputs(p)
 	n := &mlp{p: p, in: p.InputSize, hid: p.HiddenSize, out: p.OutputSize,
-		lr: float32(p.LearningRate), b1: kernels.AdamBeta1, omb1: 1 - kernels.AdamBeta1,
-		b2: kernels.AdamBeta2, omb2: 1 - kernels.AdamBeta2, eps: kernels.AdamEps}
+		lr: float32(p.LearningRate), b1: builtin.AdamBeta1, omb1: 1 - builtin.AdamBeta1,
+		b2: builtin.AdamBeta2, omb2: 1 - builtin.AdamBeta2, eps: builtin.AdamEps}
 	sizes := [4]int64{int64(n.in) * int64(n.hid), int64(n.hid), int64(n.hid) * int64(n.out), int64(n.out)}
 	for i, sz := range sizes {
 		n.off[i] = n.n
@@ -55,7 +57,7 @@ func (j *job) neuralNetwork(ctx context.Context, p *kernels.NeuralNetwork, repor
 	bufs, err := j.allocAll(4*int64(p.Samples)*int64(n.in), 4*int64(p.Samples), 4*4*n.n,
 		4*bs*int64(n.hid), 4*bs*int64(n.hid), 4*bs*int64(n.out), 4*int64(p.Epochs+1), 4)
 	if err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	n.x, n.labels, n.w, n.h, n.dh, n.z, n.loss, n.correct = bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[5], bufs[6], bufs[7]
 	n.g, n.m, n.v = n.w+cu.DevicePtr(4*n.n), n.w+cu.DevicePtr(8*n.n), n.w+cu.DevicePtr(12*n.n)
@@ -66,19 +68,19 @@ func (j *job) neuralNetwork(ctx context.Context, p *kernels.NeuralNetwork, repor
 		copy(params[n.off[i]:], t)
 	}
 	if err := upload(j, n.x, d.X); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	if err := upload(j, n.labels, d.Labels); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	if err := upload(j, n.w, params); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	if err := j.zero(n.g, 3*n.n); err != nil { // gradients and both moments
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	if err := j.zero(n.loss, int64(p.Epochs+1)); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	setup := time.Since(t0) - j.transfer
 
@@ -88,45 +90,45 @@ func (j *job) neuralNetwork(ctx context.Context, p *kernels.NeuralNetwork, repor
 	sum := make([]float32, 1)
 	for e := 1; e <= p.Epochs; e++ {
 		if err := j.s.start.Record(j.s.stream); err != nil {
-			return kernels.Output{}, check("cuEventRecord", err)
+			return jobs.Output{}, check("cuEventRecord", err)
 		}
 		for s := 0; s < steps && ctx.Err() == nil; s++ {
 			lo, hi := s*p.BatchSize, min((s+1)*p.BatchSize, p.Samples)
 			first := e == 1 && s == 0
 			if err := j.mlpStep(n, lo, hi, e-1, first); err != nil {
-				return kernels.Output{}, err
+				return jobs.Output{}, err
 			}
 		}
 		if err := j.s.stop.Record(j.s.stream); err != nil {
-			return kernels.Output{}, check("cuEventRecord", err)
+			return jobs.Output{}, check("cuEventRecord", err)
 		}
 		t, err := j.elapsed()
 		if err != nil {
-			return kernels.Output{}, err
+			return jobs.Output{}, err
 		}
 		elapsed += t
-		if err := stopped(ctx, kernels.NeuralNetworkKind, e-1, p.Epochs); err != nil {
-			return kernels.Output{}, err
+		if err := stopped(ctx, builtin.NeuralNetworkKind, e-1, p.Epochs); err != nil {
+			return jobs.Output{}, err
 		}
 		if err := download(j, sum, n.loss+cu.DevicePtr(4*(e-1))); err != nil {
-			return kernels.Output{}, err
+			return jobs.Output{}, err
 		}
 		epochLoss = float64(sum[0]) / float64(p.Samples)
-		report(kernels.Progress{Iteration: e, Total: p.Epochs, Loss: &epochLoss})
-		if err := stopped(ctx, kernels.NeuralNetworkKind, e, p.Epochs); err != nil {
-			return kernels.Output{}, err
+		report(jobs.Progress{Iteration: e, Total: p.Epochs, Loss: &epochLoss})
+		if err := stopped(ctx, builtin.NeuralNetworkKind, e, p.Epochs); err != nil {
+			return jobs.Output{}, err
 		}
 	}
 	if err := download(j, sum, n.loss+cu.DevicePtr(4*n.lossFirstIndex)); err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	initial := float64(sum[0]) / float64(min(p.BatchSize, p.Samples))
 	acc, err := j.mlpAccuracy(n)
 	if err != nil {
-		return kernels.Output{}, err
+		return jobs.Output{}, err
 	}
 	w := p.Work()
-	return kernels.Output{
+	return jobs.Output{
 		SetupTime:      setup,
 		ProcessingTime: elapsed,
 		TransferTime:   j.transfer,
@@ -134,16 +136,17 @@ func (j *job) neuralNetwork(ctx context.Context, p *kernels.NeuralNetwork, repor
 			"initial_loss":    initial,
 			"final_loss":      epochLoss,
 			"accuracy":        acc,
-			"samples_per_sec": kernels.Rate(float64(p.Samples)*float64(p.Epochs), elapsed),
-			"gflops":          kernels.Rate(w.FLOPs, elapsed) / 1e9,
+			"samples_per_sec": jobs.Rate(float64(p.Samples)*float64(p.Epochs), elapsed),
+			"gflops":          jobs.Rate(w.FLOPs, elapsed) / 1e9,
 		},
-		Info: map[string]string{"gemm": j.gemmName(), "precision": "fp32"},
+		GEMM:      j.gemmName(),
+		Precision: "fp32",
 	}, nil
 }
 
 // mlpForward computes H = relu(X·W1 + b1) and Z = H·W2 for rows [lo, hi) of the samples (b2 is
 // added by the kernel that reads Z).
-func (j *job) mlpForward(n *mlp, lo, hi int) error {
+func (j *Job) mlpForward(n *mlp, lo, hi int) error {
 	b := hi - lo
 	x := n.x + cu.DevicePtr(4*int64(lo)*int64(n.in))
 	if j.blas != nil {
@@ -164,7 +167,7 @@ func (j *job) mlpForward(n *mlp, lo, hi int) error {
 
 // mlpStep is one training step on rows [lo, hi): forward, softmax cross-entropy (its loss summed
 // into loss[epoch], and into the first-batch slot when first), backward, Adam.
-func (j *job) mlpStep(n *mlp, lo, hi, epoch int, first bool) error {
+func (j *Job) mlpStep(n *mlp, lo, hi, epoch int, first bool) error {
 	b := hi - lo
 	x := n.x + cu.DevicePtr(4*int64(lo)*int64(n.in))
 	if err := j.mlpForward(n, lo, hi); err != nil {
@@ -203,8 +206,8 @@ func (j *job) mlpStep(n *mlp, lo, hi, epoch int, first bool) error {
 	// Adam on every parameter, as kernels.MLP does it: the same float32 constants, the bias
 	// corrections computed in float64 and rounded once.
 	n.step++
-	c1 := 1 - math.Pow(kernels.AdamBeta1, float64(n.step))
-	c2 := 1 - math.Pow(kernels.AdamBeta2, float64(n.step))
+	c1 := 1 - math.Pow(builtin.AdamBeta1, float64(n.step))
+	c2 := 1 - math.Pow(builtin.AdamBeta2, float64(n.step))
 	stepSize := float32(float64(n.lr) / c1)
 	sqrtC2 := float32(math.Sqrt(c2))
 	return j.launch(ptx.Adam, dim3{x: j.gridFor(n.n, 256, 4)}, dim3{x: 256},
@@ -213,7 +216,7 @@ func (j *job) mlpStep(n *mlp, lo, hi, epoch int, first bool) error {
 }
 
 // mlpAccuracy is the fraction of samples whose predicted class is their label, batch by batch.
-func (j *job) mlpAccuracy(n *mlp) (float64, error) {
+func (j *Job) mlpAccuracy(n *mlp) (float64, error) {
 	if err := j.zero(n.correct, 1); err != nil {
 		return 0, err
 	}

@@ -8,17 +8,19 @@ import (
 	"math"
 	"testing"
 
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 	"github.com/gpujobs/gpujobs/kernels"
 )
 
 // Run executes one job on the implementation under test.
-type Run func(ctx context.Context, p kernels.Params, report kernels.Reporter) (kernels.Output, error)
+type Run func(ctx context.Context, p jobs.Params, report jobs.Reporter) (jobs.Output, error)
 
 // Conformance checks every job type on small shapes, odd sizes included, against naive references.
 func Conformance(t *testing.T, run Run) {
 	t.Run("matrix_multiply", func(t *testing.T) {
 		for _, n := range []int{1, 7, 64, 129} {
-			p := &kernels.MatrixMultiply{Size: n, Iterations: 2, Precision: "fp32", Seed: uint64(n)}
+			p := &builtin.MatrixMultiply{Size: n, Iterations: 2, Precision: "fp32", Seed: uint64(n)}
 			out := mustRun(t, run, p)
 			a, b := p.Inputs()
 			want, scale := naiveGemmChecksum(n, a, b)
@@ -28,7 +30,7 @@ func Conformance(t *testing.T, run Run) {
 	})
 	t.Run("vector_addition", func(t *testing.T) {
 		for _, n := range []int{1, 3, 1000, 100_003} {
-			p := &kernels.VectorAddition{Size: n, Iterations: 3, Seed: uint64(n)}
+			p := &builtin.VectorAddition{Size: n, Iterations: 3, Seed: uint64(n)}
 			out := mustRun(t, run, p)
 			a, b := p.Inputs()
 			var want, scale float64
@@ -42,7 +44,7 @@ func Conformance(t *testing.T, run Run) {
 		}
 	})
 	t.Run("image_processing", func(t *testing.T) {
-		for _, p := range []*kernels.ImageProcessing{
+		for _, p := range []*builtin.ImageProcessing{
 			{BatchSize: 1, ImageSize: 1, Channels: 1, Filters: 1, KernelSize: 3, Iterations: 1, Seed: 1},
 			{BatchSize: 2, ImageSize: 9, Channels: 3, Filters: 4, KernelSize: 3, Iterations: 2, Seed: 2},
 			{BatchSize: 3, ImageSize: 17, Channels: 2, Filters: 5, KernelSize: 5, Iterations: 1, Seed: 3},
@@ -61,9 +63,9 @@ func Conformance(t *testing.T, run Run) {
 		}
 	})
 	t.Run("neural_network", func(t *testing.T) {
-		p := &kernels.NeuralNetwork{Epochs: 8, BatchSize: 32, InputSize: 20, HiddenSize: 16, OutputSize: 4, Samples: 256, LearningRate: 1e-2, Seed: 7}
+		p := &builtin.NeuralNetwork{Epochs: 8, BatchSize: 32, InputSize: 20, HiddenSize: 16, OutputSize: 4, Samples: 256, LearningRate: 1e-2, Seed: 7}
 		out := mustRun(t, run, p)
-		d := p.Data()
+		d := kernels.MLPInputs(p)
 		wantLoss := NaiveFirstLoss(p, d)
 		checkClose(t, "initial_loss", out.Metrics["initial_loss"], wantLoss, 1e-4*wantLoss)
 		if final := out.Metrics["final_loss"]; !(final < 0.6*wantLoss) {
@@ -73,13 +75,13 @@ func Conformance(t *testing.T, run Run) {
 	})
 }
 
-func mustRun(t *testing.T, run Run, p kernels.Params) kernels.Output {
+func mustRun(t *testing.T, run Run, p jobs.Params) jobs.Output {
 	t.Helper()
 	if err := p.Validate(); err != nil {
 		t.Fatalf("test params invalid: %v", err)
 	}
 	steps := 0
-	out, err := run(context.Background(), p, func(pr kernels.Progress) {
+	out, err := run(context.Background(), p, func(pr jobs.Progress) {
 		steps++
 		if pr.Iteration != steps || pr.Total != p.Work().Steps {
 			t.Errorf("progress %d/%d, want %d/%d", pr.Iteration, pr.Total, steps, p.Work().Steps)
@@ -104,7 +106,7 @@ func checkClose(t *testing.T, name string, got, want, tol float64) {
 	}
 }
 
-func checkPositive(t *testing.T, out kernels.Output, metric string) {
+func checkPositive(t *testing.T, out jobs.Output, metric string) {
 	t.Helper()
 	if v := out.Metrics[metric]; !(v > 0) || math.IsInf(v, 0) {
 		t.Errorf("metric %s = %v, want a positive finite rate", metric, v)
@@ -141,7 +143,7 @@ func NaiveGemm(n int, a, b []float32) []float64 {
 }
 
 // NaiveConv2D is the reference convolution (NCHW, same padding, stride 1), in float64.
-func NaiveConv2D(s kernels.ConvShape, in, w []float32) []float64 {
+func NaiveConv2D(s builtin.ConvShape, in, w []float32) []float64 {
 	out := make([]float64, s.OutputLen())
 	pad := s.K / 2
 	for n := 0; n < s.N; n++ {
@@ -169,7 +171,7 @@ func NaiveConv2D(s kernels.ConvShape, in, w []float32) []float64 {
 }
 
 // NaiveFirstLoss is the mean cross-entropy of the first batch under the initial weights.
-func NaiveFirstLoss(p *kernels.NeuralNetwork, d kernels.MLPData) float64 {
+func NaiveFirstLoss(p *builtin.NeuralNetwork, d kernels.MLPData) float64 {
 	b := min(p.BatchSize, p.Samples)
 	in, hid, out := p.InputSize, p.HiddenSize, p.OutputSize
 	var loss float64

@@ -8,56 +8,52 @@
 package main
 
 import (
-	"fmt"
-
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/activities"
 	"github.com/gpujobs/gpujobs/internal/cli"
 	"github.com/gpujobs/gpujobs/internal/config"
-	"github.com/gpujobs/gpujobs/internal/workerapp"
+	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/kernels/cuda"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/workers"
 )
 
 func main() {
 	var o cuda.Options
-	cmd := workerapp.Command("worker-gpu", workerapp.RoleGPU, func(role string, logger *zap.Logger) (activities.Runner, func(), error) {
-		return runnerFor(role, o, logger)
+	cmd := workers.Command(workers.Config{
+		Name:        "worker-gpu",
+		DefaultRole: workers.RoleGPU,
+		GPU:         func(logger *zap.Logger) (activities.Runner, func(), error) { return openGPU(o, logger) },
 	})
 	cmd.Flags().StringVar(&o.GEMM, "gemm", config.Env("GPUJOBS_GEMM", cuda.GEMMAuto), "gpu: SGEMM implementation, auto (cuBLAS when it loads, else PTX), cublas or ptx (env GPUJOBS_GEMM)")
 	cmd.Flags().StringVar(&o.CuBLAS, "cublas", config.Env("GPUJOBS_CUBLAS", ""), "gpu: cuBLAS library to load instead of searching libcublas.so.13/.12/.11 (env GPUJOBS_CUBLAS)")
 	cli.Main("worker-gpu", cmd)
 }
 
-func runnerFor(role string, o cuda.Options, logger *zap.Logger) (activities.Runner, func(), error) {
-	switch role {
-	case workerapp.RoleGPU:
-		r, err := cuda.NewRunner(o)
-		if err != nil {
-			return nil, nil, err
-		}
-		impl, detail := r.GEMM()
-		for _, d := range r.Devices() {
-			logger.Info("GPU ready", zap.Int("gpu", d.Index), zap.String("name", d.Name),
-				zap.String("compute_capability", d.ComputeCapability), zap.Int64("memory", d.Memory), zap.Int("sms", d.SMs))
-		}
-		logger.Info("SGEMM", zap.String("gemm", impl), zap.String("detail", detail))
-		return gpuRunner{r}, func() { _ = r.Close() }, nil
-	case workerapp.RoleCPU:
-		return activities.CPURunner{}, func() {}, nil
+// openGPU opens every GPU of the node (or CUDA_VISIBLE_DEVICES') with the built-in kinds' GPU
+// implementations.
+func openGPU(o cuda.Options, logger *zap.Logger) (activities.Runner, func(), error) {
+	r, err := cuda.NewRunner(o)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil, nil, fmt.Errorf("unknown role %q: use scheduler, cpu or gpu", role)
+	impl, detail := r.GEMM()
+	for _, d := range r.Devices() {
+		logger.Info("GPU ready", zap.Int("gpu", d.Index), zap.String("name", d.Name),
+			zap.String("compute_capability", d.ComputeCapability), zap.Int64("memory", d.Memory), zap.Int("sms", d.SMs))
+	}
+	logger.Info("SGEMM", zap.String("gemm", impl), zap.String("detail", detail))
+	return gpuRunner{r}, func() { _ = r.Close() }, nil
 }
 
 // gpuRunner adapts cuda.Runner to activities.Runner. The device that ran a job is in its
-// Output.Info; Device describes them all for the worker's log and for jobs that report no device.
+// Output.Device; Device describes them all for the worker's log and for jobs that report none.
 type gpuRunner struct{ *cuda.Runner }
 
-func (g gpuRunner) Device() activities.DeviceInfo {
+func (g gpuRunner) Device() jobs.DeviceInfo {
 	d := g.Devices()[0]
-	return activities.DeviceInfo{
-		WorkerType:        workflows.WorkerTypeGPU,
+	return jobs.DeviceInfo{
+		WorkerType:        jobs.WorkerTypeGPU,
 		Name:              g.Name(),
 		ComputeCapability: d.ComputeCapability,
 		Memory:            d.Memory,

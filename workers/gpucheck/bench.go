@@ -9,7 +9,8 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 	"github.com/gpujobs/gpujobs/kernels/cuda"
 )
 
@@ -35,27 +36,27 @@ type benchCase struct {
 // small to fill an H100 (a 1000² GEMM is 2 GFLOP, about 40 µs).
 func benchCases(cublas bool) []benchCase {
 	var cs []benchCase
-	add := func(name string, p kernels.Params, impl, precision string) {
+	add := func(name string, p jobs.Params, impl, precision string) {
 		raw, _ := json.Marshal(p)
 		cs = append(cs, benchCase{Case: name, Job: p.Kind(), Params: raw, Impl: impl, Precision: precision})
 	}
-	add("vector 10M", &kernels.VectorAddition{Size: 10_000_000, Iterations: 200, Seed: 42}, cuda.GEMMPTX, "fp32")
-	add("vector 128M", &kernels.VectorAddition{Size: 1 << 27, Iterations: 20, Seed: 42}, cuda.GEMMPTX, "fp32")
+	add("vector 10M", &builtin.VectorAddition{Size: 10_000_000, Iterations: 200, Seed: 42}, cuda.GEMMPTX, "fp32")
+	add("vector 128M", &builtin.VectorAddition{Size: 1 << 27, Iterations: 20, Seed: 42}, cuda.GEMMPTX, "fp32")
 	for _, n := range []int{1000, 4096} {
 		iters := 200
 		if n > 1000 {
 			iters = 20
 		}
-		add(fmt.Sprintf("matmul %d", n), &kernels.MatrixMultiply{Size: n, Iterations: iters, Precision: "fp32", Seed: 42}, cuda.GEMMPTX, "fp32")
+		add(fmt.Sprintf("matmul %d", n), &builtin.MatrixMultiply{Size: n, Iterations: iters, Precision: "fp32", Seed: 42}, cuda.GEMMPTX, "fp32")
 		if cublas {
-			add(fmt.Sprintf("matmul %d", n), &kernels.MatrixMultiply{Size: n, Iterations: iters, Precision: "fp32", Seed: 42}, cuda.GEMMCuBLAS, "fp32")
-			add(fmt.Sprintf("matmul %d", n), &kernels.MatrixMultiply{Size: n, Iterations: iters, Precision: "tf32", Seed: 42}, cuda.GEMMCuBLAS, "tf32")
+			add(fmt.Sprintf("matmul %d", n), &builtin.MatrixMultiply{Size: n, Iterations: iters, Precision: "fp32", Seed: 42}, cuda.GEMMCuBLAS, "fp32")
+			add(fmt.Sprintf("matmul %d", n), &builtin.MatrixMultiply{Size: n, Iterations: iters, Precision: "tf32", Seed: 42}, cuda.GEMMCuBLAS, "tf32")
 		}
 	}
-	add("conv 32x3x224² k3 f64", &kernels.ImageProcessing{BatchSize: 32, ImageSize: 224, Channels: 3, Filters: 64, KernelSize: 3, Iterations: 20, Seed: 42}, cuda.GEMMPTX, "fp32")
-	add("conv 32x64x56² k3 f64", &kernels.ImageProcessing{BatchSize: 32, ImageSize: 56, Channels: 64, Filters: 64, KernelSize: 3, Iterations: 20, Seed: 42}, cuda.GEMMPTX, "fp32")
+	add("conv 32x3x224² k3 f64", &builtin.ImageProcessing{BatchSize: 32, ImageSize: 224, Channels: 3, Filters: 64, KernelSize: 3, Iterations: 20, Seed: 42}, cuda.GEMMPTX, "fp32")
+	add("conv 32x64x56² k3 f64", &builtin.ImageProcessing{BatchSize: 32, ImageSize: 56, Channels: 64, Filters: 64, KernelSize: 3, Iterations: 20, Seed: 42}, cuda.GEMMPTX, "fp32")
 	for _, bs := range []int{64, 256} {
-		p := &kernels.NeuralNetwork{Epochs: 5, BatchSize: bs, InputSize: 784, HiddenSize: 256, OutputSize: 10, Samples: bs * 100, LearningRate: 1e-3, Seed: 42}
+		p := &builtin.NeuralNetwork{Epochs: 5, BatchSize: bs, InputSize: 784, HiddenSize: 256, OutputSize: 10, Samples: bs * 100, LearningRate: 1e-3, Seed: 42}
 		name := fmt.Sprintf("mlp 784-256-10 b%d", bs)
 		add(name, p, cuda.GEMMPTX, "fp32")
 		if cublas {
@@ -68,7 +69,7 @@ func benchCases(cublas bool) []benchCase {
 func runBench(ctx context.Context, w io.Writer, r *cuda.Runner, o options) error {
 	impl, _ := r.GEMM()
 	cases := benchCases(impl == cuda.GEMMCuBLAS)
-	reg := kernels.Default()
+	reg := builtin.Kinds()
 	device := r.Devices()[0].Name
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if !o.json {
@@ -102,14 +103,14 @@ func runBench(ctx context.Context, w io.Writer, r *cuda.Runner, o options) error
 
 // measure runs the case repeat times and keeps the best rate: the first run of a shape also pays
 // for cuBLAS's kernel selection and the caches' warm-up, which PyTorch's side skips as well.
-func measure(ctx context.Context, r *cuda.Runner, p kernels.Params, c *benchCase, repeat int) {
+func measure(ctx context.Context, r *cuda.Runner, p jobs.Params, c *benchCase, repeat int) {
 	w := p.Work()
-	metric := map[string]string{kernels.VectorAdditionKind: "gbps", kernels.NeuralNetworkKind: "samples_per_sec"}[p.Kind()]
+	metric := map[string]string{builtin.VectorAdditionKind: "gbps", builtin.NeuralNetworkKind: "samples_per_sec"}[p.Kind()]
 	switch p.Kind() {
-	case kernels.VectorAdditionKind:
+	case builtin.VectorAdditionKind:
 		c.Unit, c.Work, c.Scale = "GB/s", w.Bytes, 1e9
-	case kernels.NeuralNetworkKind:
-		nn := p.(*kernels.NeuralNetwork)
+	case builtin.NeuralNetworkKind:
+		nn := p.(*builtin.NeuralNetwork)
 		c.Unit, c.Work, c.Scale = "samples/s", float64(nn.Samples)*float64(nn.Epochs), 1
 	default:
 		metric = "gflops"
@@ -124,7 +125,7 @@ func measure(ctx context.Context, r *cuda.Runner, p kernels.Params, c *benchCase
 		if got := out.Metrics[metric]; got > c.Rate {
 			c.Rate, c.Seconds = got, out.ProcessingTime.Seconds()
 		}
-		if pr := out.Info["precision"]; pr != "" && pr != c.Precision {
+		if pr := out.Precision; pr != "" && pr != c.Precision {
 			c.Error = "ran " + pr
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 	"github.com/gpujobs/gpujobs/kernels"
 	"github.com/gpujobs/gpujobs/kernels/cuda"
 )
@@ -45,8 +47,8 @@ func runCheck(ctx context.Context, w io.Writer, r *cuda.Runner, o options) error
 	if impl, _ := r.GEMM(); impl == cuda.GEMMCuBLAS {
 		impls = append(impls, cuda.GEMMCuBLAS)
 	}
-	reg := kernels.Default()
-	def := func(kind string) kernels.Params {
+	reg := builtin.Kinds()
+	def := func(kind string) jobs.Params {
 		p, err := reg.Decode(kind, nil)
 		if err != nil {
 			panic(err) // the registry's defaults are valid; a test covers it
@@ -56,7 +58,7 @@ func runCheck(ctx context.Context, w io.Writer, r *cuda.Runner, o options) error
 	var rows []row
 	add := func(rs ...row) { rows = append(rows, rs...) }
 
-	for _, p := range []*kernels.MatrixMultiply{{Size: 129, Iterations: 3, Precision: "fp32", Seed: 7}, def(kernels.MatrixMultiplyKind).(*kernels.MatrixMultiply)} {
+	for _, p := range []*builtin.MatrixMultiply{{Size: 129, Iterations: 3, Precision: "fp32", Seed: 7}, def(builtin.MatrixMultiplyKind).(*builtin.MatrixMultiply)} {
 		want, cpuRate := cpuGemm(p)
 		for _, impl := range impls {
 			add(checkGemm(ctx, r, p, impl, "fp32", want, cpuRate))
@@ -65,21 +67,21 @@ func runCheck(ctx context.Context, w io.Writer, r *cuda.Runner, o options) error
 			}
 		}
 	}
-	for _, p := range []*kernels.VectorAddition{{Size: 100_003, Iterations: 3, Seed: 7}, def(kernels.VectorAdditionKind).(*kernels.VectorAddition)} {
+	for _, p := range []*builtin.VectorAddition{{Size: 100_003, Iterations: 3, Seed: 7}, def(builtin.VectorAdditionKind).(*builtin.VectorAddition)} {
 		add(checkVector(ctx, r, p))
 	}
-	for _, p := range []*kernels.ImageProcessing{
+	for _, p := range []*builtin.ImageProcessing{
 		{BatchSize: 2, ImageSize: 9, Channels: 3, Filters: 4, KernelSize: 3, Iterations: 2, Seed: 7},
 		{BatchSize: 3, ImageSize: 17, Channels: 2, Filters: 70, KernelSize: 5, Iterations: 2, Seed: 7},
-		def(kernels.ImageProcessingKind).(*kernels.ImageProcessing),
+		def(builtin.ImageProcessingKind).(*builtin.ImageProcessing),
 	} {
 		add(checkConv(ctx, r, p))
 	}
-	for _, p := range []*kernels.NeuralNetwork{
+	for _, p := range []*builtin.NeuralNetwork{
 		{Epochs: 8, BatchSize: 32, InputSize: 20, HiddenSize: 16, OutputSize: 4, Samples: 250, LearningRate: 1e-2, Seed: 7},
-		def(kernels.NeuralNetworkKind).(*kernels.NeuralNetwork),
+		def(builtin.NeuralNetworkKind).(*builtin.NeuralNetwork),
 	} {
-		cpu, err := p.RunCPU(ctx, func(kernels.Progress) {})
+		cpu, err := kernels.NeuralNetwork(ctx, p, func(jobs.Progress) {})
 		for _, impl := range impls {
 			if err != nil {
 				add(row{job: p.Kind(), size: nnSize(p), impl: impl, note: "CPU run failed: " + err.Error()})
@@ -126,18 +128,18 @@ func sci(v float64) string {
 	return fmt.Sprintf("%.1e", v)
 }
 
-func nothing(kernels.Progress) {}
+func nothing(jobs.Progress) {}
 
-func cpuGemm(p *kernels.MatrixMultiply) ([]float32, float64) {
+func cpuGemm(p *builtin.MatrixMultiply) ([]float32, float64) {
 	a, b := p.Inputs()
 	c := make([]float32, p.Size*p.Size)
 	start := time.Now()
 	kernels.Sgemm(p.Size, a, b, c)
 	n := float64(p.Size)
-	return c, kernels.Rate(2*n*n*n, time.Since(start)) / 1e9
+	return c, jobs.Rate(2*n*n*n, time.Since(start)) / 1e9
 }
 
-func checkGemm(ctx context.Context, r *cuda.Runner, p *kernels.MatrixMultiply, impl, precision string, want []float32, cpuRate float64) row {
+func checkGemm(ctx context.Context, r *cuda.Runner, p *builtin.MatrixMultiply, impl, precision string, want []float32, cpuRate float64) row {
 	q := *p
 	q.Precision = precision
 	res := row{job: q.Kind(), size: fmt.Sprint(q.Size), impl: impl + " " + precision, cpu: cpuRate, unit: "GFLOP/s", tol: tolFP32}
@@ -152,20 +154,20 @@ func checkGemm(ctx context.Context, r *cuda.Runner, p *kernels.MatrixMultiply, i
 	}
 	res.gpu = out.Metrics["gflops"]
 	res.err = kernels.MaxRelErr(got, want, rms(want))
-	res.ok = res.err <= res.tol && out.Info["precision"] == precision
-	if out.Info["precision"] != precision {
-		res.note = "ran " + out.Info["precision"]
+	res.ok = res.err <= res.tol && out.Precision == precision
+	if out.Precision != precision {
+		res.note = "ran " + out.Precision
 	}
 	return res
 }
 
-func checkVector(ctx context.Context, r *cuda.Runner, p *kernels.VectorAddition) row {
+func checkVector(ctx context.Context, r *cuda.Runner, p *builtin.VectorAddition) row {
 	res := row{job: p.Kind(), size: fmt.Sprint(p.Size), impl: "ptx", unit: "GB/s"}
 	a, b := p.Inputs()
 	want := make([]float32, len(a))
 	start := time.Now()
 	kernels.AddVectors(a, b, want)
-	res.cpu = kernels.Rate(12*float64(p.Size), time.Since(start)) / 1e9
+	res.cpu = jobs.Rate(12*float64(p.Size), time.Since(start)) / 1e9
 	var got []float32
 	out, err := r.RunWith(ctx, p, nothing, cuda.RunOptions{Result: &got})
 	if err != nil {
@@ -180,14 +182,14 @@ func checkVector(ctx context.Context, r *cuda.Runner, p *kernels.VectorAddition)
 	return res
 }
 
-func checkConv(ctx context.Context, r *cuda.Runner, p *kernels.ImageProcessing) row {
+func checkConv(ctx context.Context, r *cuda.Runner, p *builtin.ImageProcessing) row {
 	s := p.Shape()
 	res := row{job: p.Kind(), size: fmt.Sprintf("%dx%dx%dx%d k%d f%d", s.N, s.C, s.H, s.W, s.K, s.F), impl: "ptx", unit: "GFLOP/s", tol: tolFP32}
 	in, w := p.Inputs()
 	want := make([]float32, s.OutputLen())
 	start := time.Now()
 	kernels.Conv2D(s, in, w, want, make([]float32, s.C*s.K*s.K*s.H*s.W))
-	res.cpu = kernels.Rate(s.FLOPs(), time.Since(start)) / 1e9
+	res.cpu = jobs.Rate(s.FLOPs(), time.Since(start)) / 1e9
 	var got []float32
 	out, err := r.RunWith(ctx, p, nothing, cuda.RunOptions{Result: &got})
 	if err != nil {
@@ -197,15 +199,15 @@ func checkConv(ctx context.Context, r *cuda.Runner, p *kernels.ImageProcessing) 
 	res.gpu = out.Metrics["gflops"]
 	res.err = kernels.MaxRelErr(got, want, rms(want))
 	res.ok = res.err <= res.tol
-	res.note = out.Info["conv"]
+	res.note = out.Kernel
 	return res
 }
 
-func nnSize(p *kernels.NeuralNetwork) string {
+func nnSize(p *builtin.NeuralNetwork) string {
 	return fmt.Sprintf("%d-%d-%d b%d x%d e%d", p.InputSize, p.HiddenSize, p.OutputSize, p.BatchSize, p.Samples, p.Epochs)
 }
 
-func checkMLP(ctx context.Context, r *cuda.Runner, p *kernels.NeuralNetwork, impl string, cpu kernels.Output) row {
+func checkMLP(ctx context.Context, r *cuda.Runner, p *builtin.NeuralNetwork, impl string, cpu jobs.Output) row {
 	res := row{job: p.Kind(), size: nnSize(p), impl: impl, cpu: cpu.Metrics["samples_per_sec"], unit: "samples/s", tol: tolFinalLoss}
 	out, err := r.RunWith(ctx, p, nothing, cuda.RunOptions{GEMM: impl})
 	if err != nil {
@@ -245,7 +247,7 @@ func checkFaults(ctx context.Context, r *cuda.Runner) []row {
 	var rows []row
 	mem := r.Devices()[0].Memory
 	fit := row{job: "safety", size: "2x memory", impl: "fits"}
-	if err := r.Fits(kernels.Work{MemBytes: 2 * mem}); err != nil && strings.Contains(err.Error(), "can hold") {
+	if err := r.Fits(jobs.Work{MemBytes: 2 * mem}); err != nil && strings.Contains(err.Error(), "can hold") {
 		fit.ok, fit.note = true, err.Error()
 	} else {
 		fit.note = fmt.Sprintf("Fits returned %v, want a limit", err)
@@ -263,7 +265,7 @@ func checkFaults(ctx context.Context, r *cuda.Runner) []row {
 			continue
 		}
 		// The next jobs, with every SGEMM this runner has, must run and be right.
-		p := &kernels.MatrixMultiply{Size: 256, Iterations: 2, Precision: "fp32", Seed: 3}
+		p := &builtin.MatrixMultiply{Size: 256, Iterations: 2, Precision: "fp32", Seed: 3}
 		want, _ := cpuGemm(p)
 		var after []string
 		res.ok = true

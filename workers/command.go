@@ -1,4 +1,4 @@
-package workerapp
+package workers
 
 import (
 	"context"
@@ -11,18 +11,21 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
-	"github.com/gpujobs/gpujobs/activities"
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/logging"
 	"github.com/gpujobs/gpujobs/internal/temporalx"
 )
 
-// RunnerFor returns the kernel runner of an executing role, or an error saying why this binary
-// cannot take that role.
-type RunnerFor func(role string, logger *zap.Logger) (activities.Runner, func(), error)
-
-// Command is the worker command line, shared by the worker and worker-gpu binaries.
-func Command(name, defaultRole string, runnerFor RunnerFor) *cobra.Command {
+// Command is the worker command line of a binary built with c: bin/worker and bin/worker-gpu
+// are two such binaries, and a program that adds job kinds is a third.
+func Command(c Config) *cobra.Command {
+	name, defaultRole := c.Name, c.DefaultRole
+	if name == "" {
+		name = "worker"
+	}
+	if defaultRole == "" {
+		defaultRole = RoleCPU
+	}
 	var (
 		o   Options
 		tc  config.Temporal
@@ -48,7 +51,7 @@ func Command(name, defaultRole string, runnerFor RunnerFor) *cobra.Command {
 			}
 			defer logger.Sync() //nolint:errcheck // stderr
 			logger = logger.With(zap.String("worker_id", o.WorkerID), zap.String("role", o.Role))
-			return start(cmd.Context(), o, tc, runnerFor, logger)
+			return start(cmd.Context(), c, o, tc, logger)
 		},
 	}
 	hostname, _ := os.Hostname()
@@ -68,7 +71,12 @@ func Command(name, defaultRole string, runnerFor RunnerFor) *cobra.Command {
 	return cmd
 }
 
-func start(ctx context.Context, o Options, tc config.Temporal, runnerFor RunnerFor, logger *zap.Logger) error {
+func start(ctx context.Context, c Config, o Options, tc config.Temporal, logger *zap.Logger) error {
+	kinds, cpuImpls, err := c.registries()
+	if err != nil {
+		return err
+	}
+	o.Kinds, o.Strategy = kinds, c.Strategy
 	// Health first: /healthz answers while the worker waits for its device or for Temporal.
 	h := &health{}
 	stopHealth, err := h.serve(o.HealthAddr, logger)
@@ -77,7 +85,7 @@ func start(ctx context.Context, o Options, tc config.Temporal, runnerFor RunnerF
 	}
 	defer stopHealth()
 	if o.Role != RoleScheduler {
-		runner, closeRunner, err := runnerFor(o.Role, logger)
+		runner, closeRunner, err := c.runner(o.Role, cpuImpls, logger)
 		if err != nil {
 			return err
 		}
@@ -89,13 +97,13 @@ func start(ctx context.Context, o Options, tc config.Temporal, runnerFor RunnerF
 		dev := runner.Device()
 		logger.Info("kernel runner ready", zap.String("device", dev.Name), zap.String("memory", formatMem(dev.Memory)))
 	}
-	c, err := dialWithRetry(ctx, tc, logger)
-	if err != nil || c == nil {
+	cl, err := dialWithRetry(ctx, tc, logger)
+	if err != nil || cl == nil {
 		return err
 	}
-	defer c.Close()
-	h.client.Store(&c)
-	return run(ctx, c, o, h, logger)
+	defer cl.Close()
+	h.client.Store(&cl)
+	return run(ctx, cl, o, h, logger)
 }
 
 // dialWithRetry connects to Temporal, retrying with backoff: workers often start before the

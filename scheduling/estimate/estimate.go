@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // Rate is what a device kind sustains.
@@ -43,13 +43,13 @@ var (
 
 // Time is the time of w at rate r: whichever of compute and memory traffic takes longer, plus
 // the fixed overhead.
-func (r Rate) Time(w kernels.Work) time.Duration {
+func (r Rate) Time(w jobs.Work) time.Duration {
 	return seconds(r.Overhead + r.work(w))
 }
 
 // work is the time of w's compute or memory traffic, whichever is longer, without overhead: the
 // baseline that observations are fitted against.
-func (r Rate) work(w kernels.Work) float64 {
+func (r Rate) work(w jobs.Work) float64 {
 	return math.Max(div(w.FLOPs, r.GFLOPS*1e9), div(w.Bytes, r.GBPS*1e9))
 }
 
@@ -95,11 +95,11 @@ type Prediction struct {
 
 // Observation is one completed job.
 type Observation struct {
-	JobType    string       `json:"job_type"`
-	Device     string       `json:"device"` // cpu or gpu
-	Work       kernels.Work `json:"work"`
-	Processing float64      `json:"processing"` // seconds
-	Transfer   float64      `json:"transfer"`   // seconds
+	JobType    string    `json:"job_type"`
+	Device     string    `json:"device"` // cpu or gpu
+	Work       jobs.Work `json:"work"`
+	Processing float64   `json:"processing"` // seconds
+	Transfer   float64   `json:"transfer"`   // seconds
 }
 
 // Model learns from observations. It is safe for concurrent use.
@@ -139,7 +139,7 @@ func (m *Model) Observe(o Observation) {
 }
 
 // Predict returns the expected times of a job of jobType with work w on device.
-func (m *Model) Predict(jobType, device string, w kernels.Work) Prediction {
+func (m *Model) Predict(jobType, device string, w jobs.Work) Prediction {
 	m.mu.Lock()
 	obs := append([]Observation(nil), m.obs[key{jobType, device}]...)
 	m.mu.Unlock()

@@ -1,4 +1,4 @@
-package activities
+package jobclient
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+
+	"github.com/gpujobs/gpujobs/scheduling"
 )
 
 // TemporalInspector asks Temporal's DescribeTaskQueue which workers poll a queue and how many
@@ -21,7 +23,7 @@ type TemporalInspector struct {
 	Freshness time.Duration
 }
 
-func (t TemporalInspector) Inspect(ctx context.Context, queue string) (QueueState, error) {
+func (t TemporalInspector) Inspect(ctx context.Context, queue string) (scheduling.QueueState, error) {
 	resp, err := t.Client.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
 		Namespace:     t.Namespace,
 		TaskQueue:     &taskqueuepb.TaskQueue{Name: queue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
@@ -29,13 +31,13 @@ func (t TemporalInspector) Inspect(ctx context.Context, queue string) (QueueStat
 		ReportStats:   true, // backlog count; servers before 1.28 ignore it and report none
 	})
 	if err != nil {
-		return QueueState{}, err
+		return scheduling.QueueState{}, err
 	}
 	fresh := t.Freshness
 	if fresh <= 0 {
 		fresh = 90 * time.Second
 	}
-	st := QueueState{Backlog: resp.GetStats().GetApproximateBacklogCount()}
+	st := scheduling.QueueState{Backlog: resp.GetStats().GetApproximateBacklogCount()}
 	for _, p := range resp.GetPollers() {
 		if time.Since(p.GetLastAccessTime().AsTime()) <= fresh {
 			st.Pollers++

@@ -1,18 +1,17 @@
-package activities
+package scheduling
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gpujobs/gpujobs/internal/estimate"
-	"github.com/gpujobs/gpujobs/kernels"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/scheduling/estimate"
 )
 
-func situation(device string, w kernels.Work, cpuTotal, gpuTotal time.Duration, cpuQ, gpuQ QueueState) Situation {
+func situation(device string, w jobs.Work, cpuTotal, gpuTotal time.Duration, cpuQ, gpuQ QueueState) Situation {
 	return Situation{
-		Request: workflows.JobRequest{Device: device},
+		Request: jobs.Request{Device: device},
 		Work:    w,
 		CPU:     DeviceSituation{Queue: cpuQ, Prediction: estimate.Prediction{Processing: cpuTotal, Total: cpuTotal}},
 		GPU:     DeviceSituation{Queue: gpuQ, Prediction: estimate.Prediction{Processing: gpuTotal * 8 / 10, Total: gpuTotal}},
@@ -20,7 +19,7 @@ func situation(device string, w kernels.Work, cpuTotal, gpuTotal time.Duration, 
 }
 
 func TestDecideEveryPolicy(t *testing.T) {
-	w := kernels.Work{FLOPs: 1e12}
+	w := jobs.Work{FLOPs: 1e12}
 	one, idle := QueueState{Pollers: 1}, QueueState{}
 	tests := []struct {
 		name                 string
@@ -46,7 +45,7 @@ func TestDecideEveryPolicy(t *testing.T) {
 			"cpu_queue", "", "wait 3s"},
 	}
 	for _, tt := range tests {
-		d := Decide(tt.in, SchedulerOptions{})
+		d := Decide(tt.in, nil, Options{})
 		if d.Queue != tt.queue || !strings.HasPrefix(d.Fallback, tt.fallback) || (tt.fallback == "") != (d.Fallback == "") || !strings.Contains(d.Reason, tt.why) {
 			t.Errorf("%s: queue %s fallback %q reason %q; want %s %q %q", tt.name, d.Queue, d.Fallback, d.Reason, tt.queue, tt.fallback, tt.why)
 		}
@@ -61,8 +60,8 @@ func TestDecideEveryPolicy(t *testing.T) {
 }
 
 func TestDecideEstimatesAndTimeouts(t *testing.T) {
-	in := situation("gpu", kernels.Work{}, 10*time.Minute, time.Minute, QueueState{Pollers: 1}, QueueState{Pollers: 1})
-	d := Decide(in, SchedulerOptions{TimeoutFactor: 3, TimeoutFloor: time.Minute, PreferGPUWait: time.Second})
+	in := situation("gpu", jobs.Work{}, 10*time.Minute, time.Minute, QueueState{Pollers: 1}, QueueState{Pollers: 1})
+	d := Decide(in, nil, Options{TimeoutFactor: 3, TimeoutFloor: time.Minute, PreferGPUWait: time.Second})
 	if d.EstimatedTime != 48 || d.EstimatedCPUTime != 600 {
 		t.Errorf("estimates %v / %v s, want the GPU's processing 48 s and the CPU's 600 s", d.EstimatedTime, d.EstimatedCPUTime)
 	}
@@ -84,5 +83,31 @@ func TestWaitSharesTheBacklogAmongPollers(t *testing.T) {
 	d.Prediction.Total = time.Second
 	if got := d.Wait(); got != 2500*time.Millisecond {
 		t.Errorf("wait without a measured mean %s, want the job's own estimate per job", got)
+	}
+}
+
+// A strategy decides only for auto and gpu; its CPU choice for a GPU-preferring job is labelled.
+func TestDecideWithAStrategy(t *testing.T) {
+	alwaysCPU := StrategyFunc(func(Situation) Choice { return Choice{WorkerType: "cpu", Reason: "cheaper"} })
+	alwaysGPU := StrategyFunc(func(Situation) Choice { return Choice{WorkerType: "gpu", Reason: "faster"} })
+	one := QueueState{Pollers: 1}
+	in := func(device string) Situation {
+		return situation(device, jobs.Work{FLOPs: 1e9}, time.Second, time.Millisecond, one, one)
+	}
+	for _, tt := range []struct {
+		s                    Strategy
+		device               string
+		queue, fallback, why string
+	}{
+		{alwaysCPU, "auto", "cpu_queue", "", "cheaper"},
+		{alwaysCPU, "gpu", "cpu_queue", "the scheduling strategy chose the CPU: cheaper", "fallback to CPU"},
+		{alwaysCPU, "gpu!", "gpu_queue", "", "device gpu! requested"},
+		{alwaysGPU, "cpu", "cpu_queue", "", "device cpu requested"},
+		{alwaysGPU, "auto", "gpu_queue", "", "faster"},
+	} {
+		d := Decide(in(tt.device), tt.s, Options{})
+		if d.Queue != tt.queue || d.Fallback != tt.fallback || !strings.Contains(d.Reason, tt.why) {
+			t.Errorf("%s: queue %s fallback %q reason %q; want %s %q %q", tt.device, d.Queue, d.Fallback, d.Reason, tt.queue, tt.fallback, tt.why)
+		}
 	}
 }

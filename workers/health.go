@@ -1,4 +1,4 @@
-package workerapp
+package workers
 
 import (
 	"context"

@@ -1,9 +1,6 @@
-package kernels
+package builtin
 
-import (
-	"math"
-	"math/rand/v2"
-)
+import "math/rand/v2"
 
 // Inputs are generated from a seed with PCG, so the CPU and GPU implementations (and gpucheck)
 // see the same numbers for the same params.
@@ -30,24 +27,4 @@ func NormalSlice(seed, stream uint64, n int, std float64) []float32 {
 		s[i] = float32(r.NormFloat64() * std)
 	}
 	return s
-}
-
-// Checksum sums a buffer in float64, a cheap fingerprint to compare runs and devices.
-func Checksum(s []float32) float64 {
-	var sum float64
-	for _, v := range s {
-		sum += float64(v)
-	}
-	return sum
-}
-
-// MaxRelErr is max |a-b| / max(|b|, floor) over two equal-length buffers.
-func MaxRelErr(a, b []float32, floor float64) float64 {
-	worst := 0.0
-	for i := range b {
-		d := math.Abs(float64(a[i]) - float64(b[i]))
-		den := math.Max(math.Abs(float64(b[i])), floor)
-		worst = math.Max(worst, d/den)
-	}
-	return worst
 }

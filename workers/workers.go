@@ -1,6 +1,8 @@
-// Package workerapp runs a gpujobs worker in one of its roles. The worker command (CPU and
-// scheduler roles) and the GPU worker binary share it; they differ only in the Runner they pass.
-package workerapp
+// Package workers assembles a gpujobs worker: the command line, the Temporal worker of one role
+// (scheduler, cpu or gpu), the job kinds it knows and their implementations, its health
+// endpoints and its drain on SIGTERM. bin/worker, bin/worker-gpu and a user's own program that
+// adds job kinds (see Config, and examples/) are all built on it.
+package workers
 
 import (
 	"context"
@@ -15,9 +17,11 @@ import (
 
 	"github.com/gpujobs/gpujobs/activities"
 	"github.com/gpujobs/gpujobs/internal/config"
-	"github.com/gpujobs/gpujobs/internal/estimate"
+	"github.com/gpujobs/gpujobs/internal/jobclient"
 	"github.com/gpujobs/gpujobs/internal/rabbit"
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/scheduling"
+	"github.com/gpujobs/gpujobs/scheduling/estimate"
 	"github.com/gpujobs/gpujobs/workflows"
 )
 
@@ -37,7 +41,10 @@ type Options struct {
 	// Concurrency is the number of jobs an executing worker runs at once. Default 1: one kernel
 	// already uses every core (or the whole GPU).
 	Concurrency int
-	Scheduler   activities.SchedulerOptions
+	Scheduler   scheduling.Options
+	// Kinds are the job kinds this worker knows; Strategy chooses devices (scheduler role).
+	Kinds    *jobs.Kinds
+	Strategy scheduling.Strategy
 	// StopTimeout is how long a stopping worker lets running jobs finish before cancelling them
 	// (they are then retried elsewhere). Default 30s.
 	StopTimeout time.Duration
@@ -64,36 +71,36 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 	if o.HeartbeatThrottle <= 0 {
 		o.HeartbeatThrottle = time.Second
 	}
-	registry := kernels.Default()
 	wo := worker.Options{Identity: o.WorkerID, WorkerStopTimeout: o.StopTimeout, MaxHeartbeatThrottleInterval: o.HeartbeatThrottle}
 	var w worker.Worker
 	switch o.Role {
 	case RoleScheduler:
 		pub := rabbit.NewPublisher(o.RabbitMQ, "gpujobs-scheduler "+o.WorkerID, logger.Named("rabbitmq"))
 		defer pub.Close()
-		w = worker.New(c, workflows.JobQueue, wo)
-		w.RegisterWorkflowWithOptions(workflows.JobWorkflow, workflow.RegisterOptions{Name: "JobWorkflow"})
+		w = worker.New(c, jobs.JobQueue, wo)
+		w.RegisterWorkflowWithOptions(workflows.JobWorkflow, workflow.RegisterOptions{Name: workflows.JobWorkflowName})
 		model := estimate.NewModel()
 		if o.EstimatesFile != "" {
 			if err := model.Load(o.EstimatesFile); err != nil {
 				logger.Warn("starting with default estimates", zap.Error(err))
 			}
 		}
-		learner := &activities.Learner{Registry: registry, Model: model, Path: o.EstimatesFile, Logger: logger}
-		sched := &activities.Scheduler{Registry: registry, Inspector: activities.TemporalInspector{Client: c, Namespace: o.Namespace}, Model: model, Logger: logger, Options: o.Scheduler}
+		learner := &activities.Learner{Kinds: o.Kinds, Model: model, Path: o.EstimatesFile, Logger: logger}
+		sched := &activities.Scheduler{Kinds: o.Kinds, Inspector: jobclient.TemporalInspector{Client: c, Namespace: o.Namespace},
+			Model: model, Strategy: o.Strategy, Logger: logger, Options: o.Scheduler}
 		w.RegisterActivityWithOptions(sched.Schedule, activity.RegisterOptions{Name: workflows.ScheduleActivity})
 		w.RegisterActivityWithOptions((&activities.Publisher{Broker: pub, Published: learner.Learn}).PublishResult, activity.RegisterOptions{Name: workflows.PublishActivity})
 	case RoleCPU, RoleGPU:
 		if o.Runner == nil {
 			return fmt.Errorf("role %s needs a kernel runner", o.Role)
 		}
-		queue := workflows.CPUQueue
+		queue := jobs.CPUQueue
 		if o.Role == RoleGPU {
-			queue = workflows.GPUQueue
+			queue = jobs.GPUQueue
 		}
 		wo.MaxConcurrentActivityExecutionSize = o.Concurrency
 		w = worker.New(c, queue, wo)
-		ex := &activities.Executor{Registry: registry, Runner: o.Runner, WorkerID: o.WorkerID, Logger: logger}
+		ex := &activities.Executor{Kinds: o.Kinds, Runner: o.Runner, WorkerID: o.WorkerID, Logger: logger}
 		w.RegisterActivityWithOptions(ex.Execute, activity.RegisterOptions{Name: workflows.ExecuteActivity})
 	default:
 		return fmt.Errorf("unknown role %q: use scheduler, cpu or gpu", o.Role)

@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpujobs/gpujobs/kernels"
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 )
 
-func gemm(n int) kernels.Work { return (&kernels.MatrixMultiply{Size: n, Iterations: 10}).Work() }
+func gemm(n int) jobs.Work { return (&builtin.MatrixMultiply{Size: n, Iterations: 10}).Work() }
 
 func TestDefaultsBeforeAnyData(t *testing.T) {
 	m := NewModel()
@@ -47,7 +48,7 @@ func TestLearnsAConstantFactor(t *testing.T) {
 func TestLearnsASizeDependence(t *testing.T) {
 	m := NewModel()
 	// Efficiency grows with size: time ∝ flops^0.8 (small GEMMs run below peak).
-	actual := func(w kernels.Work) float64 { return 1e-8 * math.Pow(w.FLOPs, 0.8) }
+	actual := func(w jobs.Work) float64 { return 1e-8 * math.Pow(w.FLOPs, 0.8) }
 	for _, n := range []int{100, 200, 400, 800, 1600, 100, 400, 1600} {
 		w := gemm(n)
 		m.Observe(Observation{JobType: "matrix_multiply", Device: CPU, Work: w, Processing: actual(w)})
@@ -70,11 +71,11 @@ func TestTinyVectorAdditionPrefersCPUAndLargeGEMMPrefersGPU(t *testing.T) {
 		m.Observe(Observation{JobType: "matrix_multiply", Device: GPU, Work: w, Processing: w.FLOPs / 40e12, Transfer: float64(w.TransferBytes) / 20e9})
 	}
 	for _, n := range []int{1_000_000, 10_000_000} {
-		w := (&kernels.VectorAddition{Size: n, Iterations: 100}).Work()
+		w := (&builtin.VectorAddition{Size: n, Iterations: 100}).Work()
 		m.Observe(Observation{JobType: "vector_addition", Device: CPU, Work: w, Processing: w.Bytes / 20e9})
 		m.Observe(Observation{JobType: "vector_addition", Device: GPU, Work: w, Processing: w.Bytes / 2e12, Transfer: float64(w.TransferBytes) / 20e9})
 	}
-	tiny := (&kernels.VectorAddition{Size: 1000, Iterations: 10}).Work()
+	tiny := (&builtin.VectorAddition{Size: 1000, Iterations: 10}).Work()
 	if c, g := m.Predict("vector_addition", CPU, tiny), m.Predict("vector_addition", GPU, tiny); c.Total >= g.Total {
 		t.Errorf("tiny vector addition: CPU %s vs GPU %s, want the CPU faster", c.Total, g.Total)
 	}
@@ -88,9 +89,9 @@ func TestWindowAndPersistence(t *testing.T) {
 	m := NewModel()
 	m.Window = 4
 	for i := 0; i < 10; i++ {
-		m.Observe(Observation{JobType: "vector_addition", Device: CPU, Work: kernels.Work{Bytes: 1e9}, Processing: float64(i + 1)})
+		m.Observe(Observation{JobType: "vector_addition", Device: CPU, Work: jobs.Work{Bytes: 1e9}, Processing: float64(i + 1)})
 	}
-	if p := m.Predict("vector_addition", CPU, kernels.Work{Bytes: 1e9}); p.Samples != 4 {
+	if p := m.Predict("vector_addition", CPU, jobs.Work{Bytes: 1e9}); p.Samples != 4 {
 		t.Errorf("kept %d observations, want the window of 4", p.Samples)
 	}
 	m.Observe(Observation{JobType: "x", Device: "tpu", Processing: 1}) // ignored
@@ -103,7 +104,7 @@ func TestWindowAndPersistence(t *testing.T) {
 	if err := m2.Load(path); err != nil {
 		t.Fatal(err)
 	}
-	if a, b := m.Predict("vector_addition", CPU, kernels.Work{Bytes: 1e9}), m2.Predict("vector_addition", CPU, kernels.Work{Bytes: 1e9}); a != b {
+	if a, b := m.Predict("vector_addition", CPU, jobs.Work{Bytes: 1e9}), m2.Predict("vector_addition", CPU, jobs.Work{Bytes: 1e9}); a != b {
 		t.Errorf("reloaded model predicts %+v, want %+v", b, a)
 	}
 	if err := NewModel().Load(filepath.Join(t.TempDir(), "missing.json")); err != nil {

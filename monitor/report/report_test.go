@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 func TestReportReadsTheStoreAndWritesItsFiles(t *testing.T) {
@@ -19,9 +22,9 @@ func TestReportReadsTheStoreAndWritesItsFiles(t *testing.T) {
 	if err := os.WriteFile(store, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out strings.Builder
 	cmd := newRoot()
-	cmd.SetArgs([]string{"report", "--store", store, "--out", filepath.Join(dir, "out")})
+	cmd.SetArgs([]string{"--store", store, "--out", filepath.Join(dir, "out")})
 	cmd.SetOut(&out)
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
@@ -42,9 +45,15 @@ func TestReportReadsTheStoreAndWritesItsFiles(t *testing.T) {
 
 func TestReportOfAMissingStoreFails(t *testing.T) {
 	cmd := newRoot()
-	cmd.SetArgs([]string{"report", "--store", filepath.Join(t.TempDir(), "none.jsonl")})
-	cmd.SetOut(&syncBuffer{})
+	cmd.SetArgs([]string{"--store", filepath.Join(t.TempDir(), "none.jsonl")})
+	cmd.SetOut(&strings.Builder{})
 	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "read results") {
 		t.Errorf("err %v", err)
 	}
+}
+
+func result(id, worker string, pt float64) jobs.Result {
+	t := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	return jobs.Result{JobID: id, JobType: "vector_addition", Status: jobs.StatusCompleted, WorkerType: worker,
+		Params: []byte(`{"size":1000}`), ProcessingTime: pt, StartTime: t, EndTime: t.Add(time.Second), Metrics: map[string]float64{"gbps": 1}}
 }

@@ -1,0 +1,47 @@
+// Command monitor-report writes the results report: report.md, results.csv and the PNG charts,
+// from the results file that monitor serve keeps. It is a binary of its own so that the
+// monitor's (serve, tail) links no plotting code; `monitor report` runs it.
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gpujobs/gpujobs/internal/cli"
+	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/internal/monitor"
+	"github.com/gpujobs/gpujobs/internal/monitor/charts"
+)
+
+func main() { cli.Main("monitor report", newRoot()) }
+
+func newRoot() *cobra.Command {
+	var store, out string
+	cmd := &cobra.Command{
+		Use:           "monitor-report",
+		Short:         "Write report.md, results.csv and PNG charts from the results file",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			agg := monitor.NewAggregator(nil)
+			st, err := monitor.ReadStore(store, func(r monitor.Record) { agg.Add(r.Result) })
+			if err != nil {
+				return fmt.Errorf("read results: %w", err)
+			}
+			paths, err := monitor.WriteReport(out, store, agg, charts.All()...)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d results from %s\n", st.Results, store)
+			for _, p := range paths {
+				fmt.Fprintln(cmd.OutOrStdout(), "wrote", p)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&store, "store", config.Env("RESULTS_FILE", monitor.DefaultStorePath), "the results file written by serve (env RESULTS_FILE)")
+	cmd.Flags().StringVar(&out, "out", "results", "directory for report.md, results.csv and the charts")
+	return cmd
+}
