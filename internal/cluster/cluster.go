@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gpujobs/gpujobs/internal/compose"
 )
 
 // Cluster is docker-compose.yml's services running on the hosts of a Network, each as the
@@ -24,7 +26,7 @@ type Cluster struct {
 	Bin     string // the repository's bin/ (worker, monitor, starter, devserver, temporal-sql-tool)
 	Work    string // scratch directory: data, logs, the binaries the hosts run
 	Net     *Network
-	Compose *Compose
+	Compose *compose.File
 	// SchemaDir is what the admin-tools image has in /etc/temporal/schema: the SQL schema of the
 	// Temporal server that runs (the go.temporal.io/server module's schema/ directory).
 	SchemaDir string
@@ -37,7 +39,7 @@ type Cluster struct {
 // Instance is one container: a service on a host.
 type Instance struct {
 	Name    string // unique: the host for scaled services (cpu1), else the service
-	Service Service
+	Service compose.Service
 	Host    *Host
 	Cmd     Command
 	Proc    *Proc
@@ -273,7 +275,7 @@ func (c *Cluster) Kill(inst *Instance) {
 }
 
 // realize turns a placed service into the command its container would run.
-func (c *Cluster) realize(p Placement, s Service) (*Instance, error) {
+func (c *Cluster) realize(p Placement, s compose.Service) (*Instance, error) {
 	h := c.Net.Host(p.Host)
 	inst := &Instance{Name: p.Instance, Service: s, Host: h, StopSignal: syscall.SIGTERM}
 	m := c.mounts(s)
@@ -282,7 +284,7 @@ func (c *Cluster) realize(p Placement, s Service) (*Instance, error) {
 	var user, hostname, workdir string
 	switch {
 	case s.Dockerfile != "":
-		img, err := ReadDockerfile(filepath.Join(c.Compose.Dir, s.Dockerfile))
+		img, err := compose.ReadDockerfile(filepath.Join(c.Compose.Dir, s.Dockerfile))
 		if err != nil {
 			return nil, err
 		}
@@ -374,7 +376,7 @@ type mounts []mount
 
 // mounts: read-only bind mounts are the repository's files; writable ones and named volumes are
 // directories of the work directory (the cluster never writes into the checkout).
-func (c *Cluster) mounts(s Service) mounts {
+func (c *Cluster) mounts(s compose.Service) mounts {
 	var m mounts
 	for _, v := range s.Volumes {
 		switch {

@@ -19,9 +19,10 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/gpujobs/gpujobs/internal/compose"
 	"github.com/gpujobs/gpujobs/internal/jobclient"
-	"github.com/gpujobs/gpujobs/kernels"
-	"github.com/gpujobs/gpujobs/workflows"
+	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 )
 
 // The cluster tests need root (network namespaces), Debian's postgresql and rabbitmq-server,
@@ -53,7 +54,7 @@ type testCluster struct {
 	logf     func(string, ...any)
 	pids     []int // every process the cluster started, to check none outlives it
 	pidsMu   sync.Mutex
-	registry *kernels.Registry
+	registry *jobs.Kinds
 }
 
 // enabled skips unless GPUJOBS_CLUSTER=1.
@@ -100,7 +101,7 @@ func newTestCluster(tb testing.TB, workers int, extraPlacements ...Placement) *t
 	}
 	os.Chmod(work, 0o755) //nolint:errcheck // the hosts' unprivileged users must reach their dirs
 
-	tc := &testCluster{prefix: prefix, registry: kernels.Default()}
+	tc := &testCluster{prefix: prefix, registry: builtin.Kinds()}
 	tc.logf = func(format string, args ...any) {
 		fmt.Printf("cluster: "+format+"\n", args...)
 	}
@@ -108,13 +109,13 @@ func newTestCluster(tb testing.TB, workers int, extraPlacements ...Placement) *t
 	tb.Cleanup(func() { tc.teardown(tb, work) })
 
 	// The compose file's variables: .env.example with fresh passwords, as a user's .env is.
-	tc.vars, err = ReadEnvFile(filepath.Join(repo, ".env.example"))
+	tc.vars, err = compose.ReadEnvFile(filepath.Join(repo, ".env.example"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tc.vars["RABBITMQ_PASS"] = "rmq-" + randomHex(8)
 	tc.vars["POSTGRES_PASSWORD"] = "pg-" + randomHex(8)
-	compose, err := LoadCompose(filepath.Join(repo, "docker-compose.yml"), tc.vars)
+	file, err := compose.Load(filepath.Join(repo, "docker-compose.yml"), tc.vars)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func newTestCluster(tb testing.TB, workers int, extraPlacements ...Placement) *t
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tc.Cluster = &Cluster{Repo: repo, Bin: bin, Work: work, Net: n, Compose: compose, SchemaDir: schemaDir(tb, repo), Logf: tc.logf}
+	tc.Cluster = &Cluster{Repo: repo, Bin: bin, Work: work, Net: n, Compose: file, SchemaDir: schemaDir(tb, repo), Logf: tc.logf}
 	tc.logf("hosts %s: %d namespaces on a bridge, %s0/24; work directory %s", prefix, len(hosts), subnet, work)
 
 	placements := []Placement{
@@ -175,7 +176,7 @@ func newTestCluster(tb testing.TB, workers int, extraPlacements ...Placement) *t
 		},
 		DisableKeepAlives: true,
 	}}
-	env := compose.Services["starter"].Environment
+	env := file.Services["starter"].Environment
 	if tc.temporal, err = ctl.TemporalClient(ctx, env["TEMPORAL_ADDRESS"], env["TEMPORAL_NAMESPACE"]); err != nil {
 		tb.Fatal(err)
 	}
@@ -294,7 +295,7 @@ func (tc *testCluster) monitorStats() (monitorTotals, error) {
 // monitorCounts returns, for each job ID in ids, how many results the monitor holds for it.
 func (tc *testCluster) monitorCounts(ids []string) (map[string]int, error) {
 	var r struct {
-		Results []workflows.JobResult `json:"results"`
+		Results []jobs.Result `json:"results"`
 	}
 	if err := tc.getJSON(tc.monitorURL("/api/results?limit=0"), &r); err != nil {
 		return nil, err
@@ -313,11 +314,11 @@ func (tc *testCluster) monitorCounts(ids []string) (map[string]int, error) {
 }
 
 // tinyJob is a job of a few milliseconds.
-func (tc *testCluster) tinyJob(tb testing.TB) workflows.JobRequest {
+func (tc *testCluster) tinyJob(tb testing.TB) jobs.Request {
 	return tc.job(tb, "vector_addition", `{"size": 1000, "iterations": 1}`)
 }
 
-func (tc *testCluster) job(tb testing.TB, kind, params string) workflows.JobRequest {
+func (tc *testCluster) job(tb testing.TB, kind, params string) jobs.Request {
 	tb.Helper()
 	req, err := jobclient.Build(jobclient.Spec{JobType: kind, Params: params, Device: "cpu"}, tc.registry)
 	if err != nil {
@@ -327,7 +328,7 @@ func (tc *testCluster) job(tb testing.TB, kind, params string) workflows.JobRequ
 }
 
 // submit starts the jobs through the starter's code path (jobclient), from the ctl host.
-func (tc *testCluster) submit(tb testing.TB, reqs ...workflows.JobRequest) []string {
+func (tc *testCluster) submit(tb testing.TB, reqs ...jobs.Request) []string {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/gpujobs/gpujobs/internal/compose"
 )
 
 // imageRun is how this machine runs a container of a third-party image: the program that the
@@ -31,7 +33,7 @@ type imageRun struct {
 
 // imageRunners by image name (without tag). Anything else in docker-compose.yml that the cluster
 // is asked to run is an error naming the image.
-var imageRunners = map[string]func(c *Cluster, s Service) (imageRun, error){
+var imageRunners = map[string]func(c *Cluster, s compose.Service) (imageRun, error){
 	"postgres":               postgresImage,
 	"temporalio/admin-tools": adminToolsImage,
 	"temporalio/server":      serverImage,
@@ -47,7 +49,7 @@ const pgBin = "/usr/lib/postgresql/15/bin"
 // POSTGRES_USER and POSTGRES_PASSWORD, a database named POSTGRES_DB or POSTGRES_USER, password
 // auth from every host), then runs postgres listening on every address. Its stop signal is
 // SIGINT (fast shutdown).
-func postgresImage(c *Cluster, s Service) (imageRun, error) {
+func postgresImage(c *Cluster, s compose.Service) (imageRun, error) {
 	run := imageRun{
 		env: map[string]string{
 			"PGDATA": "/var/lib/postgresql/data",
@@ -123,7 +125,7 @@ func postgresImage(c *Cluster, s Service) (imageRun, error) {
 // it cannot be built from the Go module proxy (its go.mod replaces a module that is not
 // published), so the script that needs it (temporal-setup.sh: the namespace and the search
 // attributes) is carried out by Go code of the test through the same API (setupTemporal).
-func adminToolsImage(c *Cluster, s Service) (imageRun, error) {
+func adminToolsImage(c *Cluster, s compose.Service) (imageRun, error) {
 	run := imageRun{
 		env: map[string]string{
 			"PATH":                filepath.Join(c.Work, "bin") + ":" + os.Getenv("PATH"),
@@ -141,12 +143,12 @@ func adminToolsImage(c *Cluster, s Service) (imageRun, error) {
 
 // serverImage: `temporal-server start` is `devserver server start` (the same server module and
 // embedded config template); entrypoint.sh's BIND_ON_IP handling is in the devserver.
-func serverImage(c *Cluster, s Service) (imageRun, error) {
+func serverImage(c *Cluster, s compose.Service) (imageRun, error) {
 	return imageRun{argv: []string{filepath.Join(c.Work, "bin", "devserver"), "server", "start"}, workdir: "/etc/temporal"}, nil
 }
 
 // uiImage: the temporalio/ui image's ui-server, configured from the environment.
-func uiImage(c *Cluster, s Service) (imageRun, error) {
+func uiImage(c *Cluster, s compose.Service) (imageRun, error) {
 	return imageRun{argv: []string{filepath.Join(c.Work, "bin", "devserver"), "ui", "start"}}, nil
 }
 
@@ -155,7 +157,7 @@ func uiImage(c *Cluster, s Service) (imageRun, error) {
 // stdout, and the default user and password from RABBITMQ_DEFAULT_USER and _PASS, which the image's
 // entrypoint writes into rabbitmq.conf. The management plugin of the -management image is not
 // started (nothing in gpujobs uses its API).
-func rabbitmqImage(c *Cluster, s Service) (imageRun, error) {
+func rabbitmqImage(c *Cluster, s compose.Service) (imageRun, error) {
 	host := s.Hostname
 	if host == "" {
 		host = s.Name

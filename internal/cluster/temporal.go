@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/gpujobs/gpujobs/internal/logging"
+	"github.com/gpujobs/gpujobs/internal/temporalx"
 )
 
 // Resolve turns host:port into address:port as the host sees it (its /etc/hosts, which
@@ -64,7 +64,7 @@ func (h *Host) TemporalClient(ctx context.Context, address, namespace string) (c
 	return client.DialContext(ctx, client.Options{
 		HostPort:  addr,
 		Namespace: namespace,
-		Logger:    logging.Temporal(zap.NewNop()),
+		Logger:    temporalx.Logger(zap.NewNop()),
 		ConnectionOptions: client.ConnectionOptions{DialOptions: []grpc.DialOption{
 			grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dial(ctx, "tcp", a) }),
 		}},

@@ -1,4 +1,10 @@
-package cluster
+// Package compose reads docker-compose.yml as `docker compose` does, for the part gpujobs uses:
+// services with their image or build, environment (env_file, then environment; anchors and merge
+// keys resolved; ${VAR} forms substituted), command, volumes, depends_on and health check, and a
+// Dockerfile's final stage (ENV, USER, ENTRYPOINT, CMD, HEALTHCHECK). The cluster test runs
+// what it reads, and make test-deploy checks that it reads what compose-go reads. It must not
+// grow into a container runtime: anything it does not understand is an error.
+package compose
 
 import (
 	"bufio"
@@ -13,11 +19,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Compose is the part of docker-compose.yml the cluster runs: each service's image, environment,
+// File is the part of docker-compose.yml the cluster runs: each service's image, environment,
 // command, volumes, start order and health check, with variables substituted as `docker compose`
 // does. It is the one source of the services' settings: the cluster gives each process exactly
 // this environment, and make test-deploy checks the same file with compose-go.
-type Compose struct {
+type File struct {
 	Dir      string // the directory of the file; relative paths in it start here
 	Services map[string]Service
 }
@@ -79,10 +85,10 @@ func (s *stringOrList) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// LoadCompose reads a compose file, substituting ${VAR}, ${VAR:-default}, ${VAR-default},
+// Load reads a compose file, substituting ${VAR}, ${VAR:-default}, ${VAR-default},
 // ${VAR:?error}, ${VAR?error} and $$ from vars (the variables of .env and the shell), as
 // `docker compose` does. A required variable that is missing is an error naming it.
-func LoadCompose(path string, vars map[string]string) (*Compose, error) {
+func Load(path string, vars map[string]string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -100,7 +106,7 @@ func LoadCompose(path string, vars map[string]string) (*Compose, error) {
 	if err := doc.Decode(&raw); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	c := &Compose{Dir: filepath.Dir(path), Services: map[string]Service{}}
+	c := &File{Dir: filepath.Dir(path), Services: map[string]Service{}}
 	for name, r := range raw.Services {
 		s, err := c.service(name, r)
 		if err != nil {
@@ -111,7 +117,7 @@ func LoadCompose(path string, vars map[string]string) (*Compose, error) {
 	return c, nil
 }
 
-func (c *Compose) service(name string, r rawService) (Service, error) {
+func (c *File) service(name string, r rawService) (Service, error) {
 	s := Service{
 		Name: name, Image: r.Image, Hostname: r.Hostname, User: r.User,
 		Entrypoint: r.Entrypoint, Command: r.Command, Profiles: r.Profiles,
@@ -173,7 +179,7 @@ func (c *Compose) service(name string, r rawService) (Service, error) {
 	return s, nil
 }
 
-func (c *Compose) abs(p string) string {
+func (c *File) abs(p string) string {
 	if filepath.IsAbs(p) {
 		return p
 	}
@@ -181,7 +187,7 @@ func (c *Compose) abs(p string) string {
 }
 
 // volume parses SOURCE:TARGET[:ro]; a source that is not a path is a named volume.
-func (c *Compose) volume(spec string) (Volume, error) {
+func (c *File) volume(spec string) (Volume, error) {
 	parts := strings.Split(spec, ":")
 	if len(parts) < 2 || len(parts) > 3 {
 		return Volume{}, fmt.Errorf("volume %q: want SOURCE:TARGET[:MODE] (the short syntax)", spec)

@@ -1,4 +1,4 @@
-package cluster
+package compose
 
 import (
 	"os"
@@ -7,8 +7,9 @@ import (
 	"testing"
 )
 
-// These run on every `go test` (no root, no network): the cluster reads docker-compose.yml as
-// `docker compose` would, so a change to the file reaches the cluster test and not a copy.
+// These run on every `go test`: the cluster test reads docker-compose.yml through this package,
+// so a change to the file reaches it, not a copy. deployments/validate compares what it reads
+// with compose-go.
 
 func TestInterpolate(t *testing.T) {
 	vars := map[string]string{"A": "a", "EMPTY": ""}
@@ -38,14 +39,14 @@ func TestInterpolate(t *testing.T) {
 	}
 }
 
-func TestLoadComposeFile(t *testing.T) {
+func TestLoadFile(t *testing.T) {
 	root := repoRoot(t)
 	vars, err := ReadEnvFile(filepath.Join(root, ".env.example"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	vars["RABBITMQ_PASS"], vars["POSTGRES_PASSWORD"] = "rabbit-secret", "pg-secret"
-	c, err := LoadCompose(filepath.Join(root, "docker-compose.yml"), vars)
+	c, err := Load(filepath.Join(root, "docker-compose.yml"), vars)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestLoadComposeFile(t *testing.T) {
 	}
 
 	delete(vars, "RABBITMQ_PASS")
-	if _, err := LoadCompose(filepath.Join(root, "docker-compose.yml"), vars); err == nil || !strings.Contains(err.Error(), "RABBITMQ_PASS") {
+	if _, err := Load(filepath.Join(root, "docker-compose.yml"), vars); err == nil || !strings.Contains(err.Error(), "RABBITMQ_PASS") {
 		t.Errorf("without RABBITMQ_PASS: %v, want an error naming it", err)
 	}
 }
