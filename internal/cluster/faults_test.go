@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -214,7 +215,7 @@ func (tc *testCluster) outcome(t *testing.T, ids []string, timeout time.Duration
 			r.completed++
 			completed = append(completed, res.JobID)
 		} else if res.JobID != "" {
-			key := fmt.Sprintf("%s (%s): %s", res.Status, res.ErrorType, shorten(res.Error, 200))
+			key := fmt.Sprintf("%s (%s): %s", res.Status, res.ErrorType, shorten(jobIDs.ReplaceAllString(res.Error, "job-…"), 200))
 			failures[key] = append(failures[key], res.JobID)
 			tc.lose(res.JobID)
 		}
@@ -241,6 +242,8 @@ func (tc *testCluster) outcome(t *testing.T, ids []string, timeout time.Duration
 	}
 	return r, results
 }
+
+var jobIDs = regexp.MustCompile(`job-[0-9a-f]{12}`)
 
 // waitCounted polls the monitor until it holds every id; it returns when that happened.
 func (tc *testCluster) waitCounted(t *testing.T, ids []string, timeout time.Duration) time.Time {
@@ -405,14 +408,28 @@ func hostOf(identity string) string {
 
 // --- the faults --------------------------------------------------------------------------------
 
-// steadyState: tiny and short jobs spread over both worker hosts, nothing injected.
+// steadyState: nothing injected. A job submitted with the starter binary on the ctl host (as a
+// user would, with the compose file's starter settings), tiny and short jobs spread over both
+// worker hosts, and the Web UI answering for the PostgreSQL-backed server.
 func (tc *testCluster) steadyState(t *testing.T) faultRow {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := tc.Net.Host("ctl").Run(ctx, Command{
+		Name: "starter",
+		Argv: []string{tc.Work + "/bin/starter", "submit", "matrix_multiply", "--size", "64", "--iterations", "2", "--wait", "--json"},
+		Env:  tc.Compose.Services["starter"].Environment, Log: tc.LogPath("starter"),
+	})
+	var first jobs.Result
+	if err != nil || json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &first) != nil || first.Status != jobs.StatusCompleted {
+		t.Fatalf("starter submit --wait on ctl: %v\n%s", err, out)
+	}
+	tc.remember(first.JobID)
 	reqs := tc.tinyJobs(t, 20)
 	for range 4 {
 		reqs = append(reqs, tc.job(t, "matrix_multiply", `{"size": 256, "iterations": 40}`))
 	}
-	ids := tc.submitJobs(t, reqs...)
-	start := time.Now()
+	ids := append([]string{first.JobID}, tc.submitJobs(t, reqs...)...)
 	r, results := tc.outcome(t, ids, 2*time.Minute)
 	r.recovery = r.lastCounted.Sub(start)
 	hosts := map[string]int{}
@@ -424,7 +441,25 @@ func (tc *testCluster) steadyState(t *testing.T) faultRow {
 	}
 	tc.checkOnce(t, ids)
 	tc.checkRunOnce(t, ids)
-	r.note = fmt.Sprintf("no fault; jobs per host %v; 'recovery' = time to all counted", hosts)
+
+	var ns struct {
+		Namespaces []struct {
+			NamespaceInfo struct {
+				Name string `json:"name"`
+			} `json:"namespaceInfo"`
+		} `json:"namespaces"`
+	}
+	if err := tc.getJSON("http://temporal-ui:8080/api/v1/namespaces", &ns); err != nil {
+		t.Errorf("Web UI: %v", err)
+	}
+	var names []string
+	for _, n := range ns.Namespaces {
+		names = append(names, n.NamespaceInfo.Name)
+	}
+	if !slices.Contains(names, "default") {
+		t.Errorf("the Web UI lists namespaces %v, want default", names)
+	}
+	r.note = fmt.Sprintf("no fault; the first job by the starter binary on ctl; jobs per host %v; the Web UI lists %v; 'recovery' = submit -> all counted", hosts, names)
 	return r
 }
 
