@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -112,6 +114,7 @@ func (a *arrivals) wait(tb testing.TB, ids []string, timeout time.Duration) (map
 
 // scalePoint is one configuration's figures.
 type scalePoint struct {
+	round              int
 	server             string
 	workers            int
 	p50, p95           time.Duration // one job at a time, submit to result at the monitor
@@ -129,13 +132,13 @@ type scalePoint struct {
 // contention of the pieces, not the capacity of a cluster.
 func BenchmarkClusterScale(b *testing.B) {
 	enabled(b)
-	const seqN, burstN = 40, 200
+	const seqN, burstN, rounds = 40, 200, 2
 	tc := newTestCluster(b, 4)
 	arr := tc.watchResults(b)
 	counts := []int{1, 2, 4}
 	var points []scalePoint
 
-	measure := func(server string, workers int) scalePoint {
+	measure := func(round int, server string, workers int) scalePoint {
 		tc.scaleWorkers(b, workers)
 		run := func(n int) ([]time.Duration, float64) {
 			reqs := tc.tinyJobs(b, n)
@@ -163,41 +166,70 @@ func BenchmarkClusterScale(b *testing.B) {
 			seq = append(seq, l...)
 		}
 		burst, rate := run(burstN)
-		p := scalePoint{server: server, workers: workers, p50: quantile(seq, 0.5), p95: quantile(seq, 0.95),
+		p := scalePoint{round: round, server: server, workers: workers, p50: quantile(seq, 0.5), p95: quantile(seq, 0.95),
 			burstP50: quantile(burst, 0.5), burstP95: quantile(burst, 0.95), rate: rate}
-		tc.logf("scale: %-10s %d worker host(s): one at a time p50 %s p95 %s; burst of %d: %.1f jobs/s, p50 %s p95 %s",
-			server, workers, ms(p.p50), ms(p.p95), burstN, p.rate, ms(p.burstP50), ms(p.burstP95))
+		tc.logf("scale: round %d %-10s %d worker host(s): one at a time p50 %s p95 %s; burst of %d: %.1f jobs/s, p50 %s p95 %s",
+			round, server, workers, ms(p.p50), ms(p.p95), burstN, p.rate, ms(p.burstP50), ms(p.burstP95))
 		return p
 	}
 
 	b.ResetTimer()
 	for b.Loop() {
-		for _, w := range counts {
-			points = append(points, measure("postgresql", w))
+		// Two rounds, each server in turn: the machine's load drifts, and a ratio is taken
+		// between figures of the same round.
+		for round := 1; round <= rounds; round++ {
+			if round > 1 {
+				tc.switchServer(b, tc.Instance("devserver"), tc.Instance("temporal"))
+			}
+			for _, w := range counts {
+				points = append(points, measure(round, "postgresql", w))
+			}
+			tc.logf("scale: PostgreSQL connections after the bursts: %s", tc.pgConnections(b))
+			tc.switchServer(b, tc.Instance("temporal"), tc.devServer(b))
+			for _, w := range counts {
+				points = append(points, measure(round, "sqlite-dev", w))
+			}
 		}
-		tc.switchToDevServer(b)
+		// The PostgreSQL server again with the dev server's history queue poll limits, to tell
+		// what the persistence costs from what Temporal's default limits cost.
+		tc.switchServer(b, tc.Instance("devserver"), tc.Instance("temporal"))
+		tc.tuneTemporal(b, devPollRPS)
 		for _, w := range counts {
-			points = append(points, measure("sqlite-dev", w))
+			points = append(points, measure(rounds, "pg+pollrps", w))
 		}
 	}
 	b.StopTimer()
 	printScale(points)
-	get := func(server string, w int) scalePoint {
+	get := func(round int, server string, w int) scalePoint {
 		for _, p := range points {
-			if p.server == server && p.workers == w {
+			if p.round == round && p.server == server && p.workers == w {
 				return p
 			}
 		}
+		b.Fatalf("no figure for round %d %s %d workers", round, server, w)
 		return scalePoint{}
 	}
-	for _, w := range counts {
-		pg, sq := get("postgresql", w), get("sqlite-dev", w)
-		b.ReportMetric(pg.rate, fmt.Sprintf("pg-%dw-jobs/s", w))
-		b.ReportMetric(pg.rate/sq.rate, fmt.Sprintf("pg/sqlite-%dw-rate", w))
-		b.ReportMetric(float64(pg.p50)/float64(sq.p50), fmt.Sprintf("pg/sqlite-%dw-p50", w))
+	// Ratios per round, then their geometric mean over the rounds.
+	mean := func(f func(round int) float64) float64 {
+		prod := 1.0
+		for r := 1; r <= rounds; r++ {
+			prod *= f(r)
+		}
+		return math.Pow(prod, 1/float64(rounds))
 	}
-	b.ReportMetric(get("postgresql", 4).rate/get("postgresql", 1).rate, "pg-4w/1w-rate")
-	b.ReportMetric(get("sqlite-dev", 4).rate/get("sqlite-dev", 1).rate, "sqlite-4w/1w-rate")
+	for _, w := range counts {
+		b.ReportMetric(mean(func(r int) float64 { return get(r, "postgresql", w).rate }), fmt.Sprintf("pg-%dw-jobs/s", w))
+		b.ReportMetric(mean(func(r int) float64 { return get(r, "postgresql", w).rate / get(r, "sqlite-dev", w).rate }), fmt.Sprintf("pg/sqlite-%dw-rate", w))
+		b.ReportMetric(mean(func(r int) float64 {
+			return float64(get(r, "postgresql", w).p50) / float64(get(r, "sqlite-dev", w).p50)
+		}), fmt.Sprintf("pg/sqlite-%dw-p50", w))
+		b.ReportMetric(get(rounds, "pg+pollrps", w).rate/get(rounds, "postgresql", w).rate, fmt.Sprintf("pollrps/pg-%dw-rate", w))
+	}
+	for _, server := range []string{"postgresql", "sqlite-dev"} {
+		for _, w := range counts[1:] {
+			b.ReportMetric(mean(func(r int) float64 { return get(r, server, w).rate / get(r, server, 1).rate }), fmt.Sprintf("%s-%dw/1w-rate", server, w))
+		}
+	}
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -230,13 +262,69 @@ func (tc *testCluster) scaleWorkers(tb testing.TB, n int) {
 	}
 }
 
-// switchToDevServer replaces the PostgreSQL-backed Temporal server on the temporal host with the
-// dev server on a SQLite file (make dev's command line, listening on the host's address), and
-// restarts the scheduler and the workers so that they start afresh against it.
-func (tc *testCluster) switchToDevServer(tb testing.TB) {
+// devPollRPS are the dev server's history queue poll limits (devserver/config.go); Temporal's
+// default is 20 polls/s per shard for each queue.
+var devPollRPS = map[string]int{
+	"history.transferProcessorMaxPollRPS":   10000,
+	"history.timerProcessorMaxPollRPS":      10000,
+	"history.visibilityProcessorMaxPollRPS": 10000,
+}
+
+// tuneTemporal restarts the Temporal server with deployments/temporal/dynamicconfig.yaml plus
+// the given keys.
+func (tc *testCluster) tuneTemporal(tb testing.TB, extra map[string]int) {
 	tb.Helper()
 	server := tc.Instance("temporal")
-	tc.Stop(server, 30*time.Second)
+	base, err := os.ReadFile(server.Cmd.Env["DYNAMIC_CONFIG_FILE_PATH"])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	doc := string(base) + "\n# cluster benchmark: the dev server's values\n"
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
+		doc += fmt.Sprintf("%s:\n  - value: %d\n    constraints: {}\n", k, extra[k])
+	}
+	path := filepath.Join(tc.Work, "run", "temporal", "dynamicconfig-tuned.yaml")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	server.Cmd.Env["DYNAMIC_CONFIG_FILE_PATH"] = path
+	if err := tc.Restart(context.Background(), server, 30*time.Second); err != nil {
+		tb.Fatal(err)
+	}
+	tc.track(server)
+	if err := tc.WaitHealthy(context.Background(), server, time.Minute); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// pgConnections counts PostgreSQL's client connections, by database.
+func (tc *testCluster) pgConnections(tb testing.TB) string {
+	tb.Helper()
+	pg := tc.Instance("postgresql")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := pg.Host.Run(ctx, Command{Name: "psql", User: "postgres", Env: pg.Cmd.Env,
+		Argv: []string{"psql", "-U", pg.Cmd.Env["POSTGRES_USER"], "-d", "postgres", "-At", "-c",
+			"select datname || '=' || count(*) from pg_stat_activity where backend_type = 'client backend' group by datname order by datname; show max_connections"}})
+	if err != nil {
+		return fmt.Sprintf("psql: %v %s", err, out)
+	}
+	return strings.Join(strings.Fields(out), ", ") + " (the last figure is max_connections)"
+}
+
+// devServer is the dev server on a SQLite file (make dev's command line, listening on the
+// temporal host's address), as an instance of the temporal host; it is started by switchServer.
+func (tc *testCluster) devServer(tb testing.TB) *Instance {
+	if d := tc.Instance("devserver"); d != nil {
+		return d
+	}
+	server := tc.Instance("temporal")
+	if err := os.MkdirAll(filepath.Join(tc.Work, "devserver"), 0o755); err != nil {
+		tb.Fatal(err)
+	}
 	dev := &Instance{
 		Name: "devserver", Service: server.Service, Host: server.Host, StopSignal: server.StopSignal,
 		Health: server.Health,
@@ -244,29 +332,40 @@ func (tc *testCluster) switchToDevServer(tb testing.TB) {
 			"--ip", "0.0.0.0", "--port", "7233", "--headless", "--db-filename", filepath.Join(tc.Work, "devserver", "temporal.db")},
 			Log: tc.LogPath("devserver"), Dir: tc.Work},
 	}
-	if err := os.MkdirAll(filepath.Join(tc.Work, "devserver"), 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	tc.start(tb, dev)
 	tc.mu.Lock()
 	tc.instances["devserver"] = dev
 	tc.mu.Unlock()
-	if err := tc.WaitHealthy(context.Background(), dev, time.Minute); err != nil {
+	return dev
+}
+
+// switchServer stops one Temporal server of the temporal host and starts the other in its place
+// (same address), then restarts the scheduler and the running workers so that they start afresh
+// against it.
+func (tc *testCluster) switchServer(tb testing.TB, from, to *Instance) {
+	tb.Helper()
+	tc.Stop(from, 30*time.Second)
+	tc.start(tb, to)
+	if err := tc.WaitHealthy(context.Background(), to, time.Minute); err != nil {
 		tb.Fatal(err)
 	}
 	for _, name := range append([]string{"scheduler"}, tc.workerNames()...) {
 		inst := tc.Instance(name)
+		select {
+		case <-inst.Proc.Done():
+			continue // scaled down
+		default:
+		}
 		tc.Stop(inst, 40*time.Second)
 		tc.start(tb, inst)
 		if err := tc.WaitHealthy(context.Background(), inst, time.Minute); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	// The clients of the test reconnect on their own; a first call proves it.
+	// The test's own client reconnects by itself; a first job proves the new server serves.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := jobclient.Submit(ctx, tc.temporal, tc.tinyJob(tb)); err != nil {
-		tb.Fatalf("submit to the dev server: %v", err)
+		tb.Fatalf("submit to %s: %v", to.Name, err)
 	}
 }
 
@@ -285,10 +384,10 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d.Microse
 func printScale(points []scalePoint) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\ncluster scale (tiny vector_addition jobs; latency = submit to result at the monitor; 2 cores shared by every host)\n")
-	fmt.Fprintf(&b, "| %-10s | %7s | %12s | %12s | %13s | %15s | %15s |\n", "Temporal", "workers", "one p50", "one p95", "burst jobs/s", "burst p50", "burst p95")
-	fmt.Fprintf(&b, "|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 12), strings.Repeat("-", 9), strings.Repeat("-", 14), strings.Repeat("-", 14), strings.Repeat("-", 15), strings.Repeat("-", 17), strings.Repeat("-", 17))
+	fmt.Fprintf(&b, "| %5s | %-10s | %7s | %12s | %12s | %13s | %15s | %15s |\n", "round", "Temporal", "workers", "one p50", "one p95", "burst jobs/s", "burst p50", "burst p95")
+	fmt.Fprintf(&b, "|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 7), strings.Repeat("-", 12), strings.Repeat("-", 9), strings.Repeat("-", 14), strings.Repeat("-", 14), strings.Repeat("-", 15), strings.Repeat("-", 17), strings.Repeat("-", 17))
 	for _, p := range points {
-		fmt.Fprintf(&b, "| %-10s | %7d | %12s | %12s | %13.1f | %15s | %15s |\n", p.server, p.workers, ms(p.p50), ms(p.p95), p.rate, ms(p.burstP50), ms(p.burstP95))
+		fmt.Fprintf(&b, "| %5d | %-10s | %7d | %12s | %12s | %13.1f | %15s | %15s |\n", p.round, p.server, p.workers, ms(p.p50), ms(p.p95), p.rate, ms(p.burstP50), ms(p.burstP95))
 	}
 	fmt.Print(b.String())
 }

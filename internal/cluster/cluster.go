@@ -318,6 +318,9 @@ func (c *Cluster) realize(p Placement, s compose.Service) (*Instance, error) {
 		if run.health != nil {
 			inst.Health = &Command{Name: s.Name + " health", Argv: run.health}
 		}
+		if len(s.Command) > 0 && len(s.Entrypoint) == 0 && !run.command {
+			return nil, fmt.Errorf("image %s: the cluster does not run it with a command (%q)", s.Image, s.Command)
+		}
 		inst.oneShot, inst.prepare, inst.inProcess = run.oneShot, run.prepare, run.inProcess
 		if run.stop != 0 {
 			inst.StopSignal = run.stop

@@ -23,6 +23,9 @@ type imageRun struct {
 	mounts  mounts // paths of the image that are elsewhere here
 	health  []string
 	oneShot bool
+	// command: the runner has applied the compose file's command (else a command is an error,
+	// unless the compose file also sets the entrypoint).
+	command bool
 	stop    syscall.Signal
 	// prepare runs before each start (first start: initialise the data directory).
 	prepare func(ctx context.Context, c *Cluster, inst *Instance) error
@@ -61,7 +64,16 @@ func postgresImage(c *Cluster, s compose.Service) (imageRun, error) {
 		mounts: mounts{{target: "/var/run/postgresql", host: filepath.Join(c.Work, "run", s.Name, "postgresql"), dir: true}},
 		stop:   syscall.SIGINT,
 	}
+	// The image's postgresql.conf listens on every address; its socket is in /var/run/postgresql.
 	run.argv = []string{pgBin + "/postgres", "-c", "listen_addresses=*", "-k", "/var/run/postgresql"}
+	// The compose file's command: postgres and its options (the image's entrypoint runs it).
+	if len(s.Command) > 0 {
+		if s.Command[0] != "postgres" {
+			return run, fmt.Errorf("command %q: the postgres image runs postgres [OPTIONS]", s.Command)
+		}
+		run.argv = append(run.argv, s.Command[1:]...)
+	}
+	run.command = true
 	run.prepare = func(ctx context.Context, c *Cluster, inst *Instance) error {
 		data := inst.Cmd.Env["PGDATA"] // postgres reads it, as in the image
 		if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err == nil {
