@@ -88,7 +88,8 @@ func printFaultTable(rows []faultRow) {
 		return
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\ncluster fault table (2 CPU worker hosts; heartbeat timeout 10 s; every row: jobs submitted around the fault)\n")
+	fmt.Fprintf(&b, "\ncluster fault table (2 CPU worker hosts; heartbeat timeout 10 s; each row counts the jobs submitted around its fault;\n")
+	fmt.Fprintf(&b, "dedup: results the monitor received again and recognised; outage: how long the fault lasted; recovery: as the row says)\n")
 	fmt.Fprintf(&b, "| %-38s | %9s | %9s | %7s | %12s | %4s | %5s | %7s | %8s | %s\n", "fault", "submitted", "completed", "counted", "counted twice", "lost", "dedup", "outage", "recovery", "what happened")
 	fmt.Fprintf(&b, "|%s|%s|%s|%s|%s|%s|%s|%s|%s|---\n", strings.Repeat("-", 40), strings.Repeat("-", 11), strings.Repeat("-", 11), strings.Repeat("-", 9), strings.Repeat("-", 14), strings.Repeat("-", 6), strings.Repeat("-", 7), strings.Repeat("-", 9), strings.Repeat("-", 10))
 	for _, r := range rows {
@@ -426,15 +427,24 @@ func (tc *testCluster) steadyState(t *testing.T) faultRow {
 	}
 	tc.remember(first.JobID)
 	reqs := tc.tinyJobs(t, 20)
-	for range 4 {
-		reqs = append(reqs, tc.job(t, "matrix_multiply", `{"size": 256, "iterations": 40}`))
+	for range 4 { // also the machine's speed, for the worker cut's long job
+		reqs = append(reqs, tc.job(t, "matrix_multiply", `{"size": 512, "iterations": 100}`))
 	}
 	ids := append([]string{first.JobID}, tc.submitJobs(t, reqs...)...)
 	r, results := tc.outcome(t, ids, 2*time.Minute)
 	r.recovery = r.lastCounted.Sub(start)
 	hosts := map[string]int{}
+	var mmTime float64
+	var mmRuns int
 	for _, res := range results {
 		hosts[hostOf(res.WorkerID)]++
+		if res.JobType == "matrix_multiply" && strings.Contains(string(res.Params), `"size":512`) {
+			mmTime += res.ProcessingTime
+			mmRuns++
+		}
+	}
+	if mmRuns > 0 {
+		tc.msPerIteration512 = 1000 * mmTime / float64(mmRuns) / 100
 	}
 	if len(hosts) < 2 {
 		t.Errorf("all jobs ran on %v: want both worker hosts to take jobs", hosts)
@@ -465,23 +475,88 @@ func (tc *testCluster) steadyState(t *testing.T) faultRow {
 
 // workerCut: the host running a long job loses its link. After the heartbeat timeout the job's
 // next attempt starts on the other host; the cut-off host's kernel runs on to its end, and its
-// late completion, sent when its link is back, is not accepted: the history has one completion,
-// by the other host, and the monitor counts the job once. Tiny jobs submitted during the cut
-// complete on the other host.
+// late completion, sent when its link is back, is rejected by the server: the history has one
+// completion, by the other host, and the monitor counts the job once. Tiny jobs submitted during
+// the cut complete on the other host.
+//
+// The late completion is sent when the kernel ends and has its RPC's 10 s to get through once
+// the link is back. TCP retransmits on the cut link at doubling intervals, so it may find the
+// connection still backing off and expire unanswered: then the worker's completion was not
+// accepted either, but its rejection was not seen, and the fault is tried once more.
 func (tc *testCluster) workerCut(t *testing.T) faultRow {
-	long := tc.job(t, "matrix_multiply", `{"size": 512, "iterations": 6000}`)
-	ids := tc.submitJobs(t, long)
+	var ids []string
+	var c cutTry
+	var tries []cutTry
+	for try := 1; try <= 2; try++ {
+		c = tc.cutWorkerOnce(t)
+		tries = append(tries, c)
+		ids = append(ids, c.ids...)
+		if c.rejected {
+			break
+		}
+		tc.logf("worker cut, try %d: the late completion was not answered by the server (%s); trying again", try, shorten(c.answer, 120))
+	}
+	r, results := tc.outcome(t, ids, 3*time.Minute)
+	r.outage, r.recovery = c.outage, c.takeover
+	for _, try := range tries {
+		for _, res := range results {
+			if res.JobID == try.long && (hostOf(res.WorkerID) != try.survivor || res.Attempt < 2) {
+				t.Errorf("the long job's result came from %s on attempt %d: want %s, attempt ≥ 2", res.WorkerID, res.Attempt, try.survivor)
+			}
+		}
+		if hist := tc.history(t, try.long); len(hist.completedBy) != 1 || hostOf(hist.completedBy[0]) != try.survivor {
+			t.Errorf("Execute completions in the history: %v, want one, by %s", hist.completedBy, try.survivor)
+		}
+	}
+	if !c.rejected {
+		t.Errorf("the cut-off worker's late completion: %q, want the server's rejection", c.answer)
+	}
+	r.note = fmt.Sprintf("'recovery' = cut -> next attempt started; %d iterations; attempt %d on %s %.1fs after the cut; %s's kernel finished %.1fs after the cut and its completion, sent when the link was back, got: %s",
+		c.iterations, c.attempt, c.survivor, c.takeover.Seconds(), c.victim, c.late.Seconds(), shorten(c.answer, 80))
+	if c.try > 1 {
+		r.note += " (second try)"
+	}
+	tc.checkOnce(t, ids)
+	return r
+}
+
+type cutTry struct {
+	try              int
+	ids              []string
+	long             string
+	victim, survivor string
+	iterations       int
+	attempt          int32
+	takeover, late   time.Duration // after the cut
+	outage           time.Duration
+	answer           string
+	rejected         bool
+}
+
+var cutTries int
+
+func (tc *testCluster) cutWorkerOnce(t *testing.T) cutTry {
+	cutTries++
+	c := cutTry{try: cutTries, iterations: 6000}
+	// About 10 s of kernel on this machine (the steady state measured it): ending neither long
+	// before the heartbeat timeout nor long after it.
+	if tc.msPerIteration512 > 0 {
+		c.iterations = min(max(int(10000/tc.msPerIteration512), 500), 50000)
+	}
+	long := tc.job(t, "matrix_multiply", fmt.Sprintf(`{"size": 512, "iterations": %d}`, c.iterations))
+	c.long = long.JobID
+	c.ids = tc.submitJobs(t, long)
 	var victim string
-	waitFor(t, "the long job to run and heartbeat on a worker", time.Minute, func() bool {
+	waitFor(t, "the long job to run on a worker", time.Minute, func() bool {
 		victim, _ = tc.runningOn(long.JobID)
 		return victim != ""
 	})
-	vhost := hostOf(victim)
-	survivor := "cpu1"
-	if vhost == "cpu1" {
-		survivor = "cpu2"
+	c.victim = hostOf(victim)
+	c.survivor = "cpu1"
+	if c.victim == "cpu1" {
+		c.survivor = "cpu2"
 	}
-	h := tc.Net.Host(vhost)
+	h := tc.Net.Host(c.victim)
 	cut := time.Now()
 	if err := h.Cut(); err != nil {
 		t.Fatal(err)
@@ -492,20 +567,19 @@ func (tc *testCluster) workerCut(t *testing.T) faultRow {
 			h.Heal() //nolint:errcheck // the test failed already; leave a usable cluster for teardown
 		}
 	}()
-	ids = append(ids, tc.submitJobs(t, tc.tinyJobs(t, 10)...)...)
+	c.ids = append(c.ids, tc.submitJobs(t, tc.tinyJobs(t, 10)...)...)
 
-	var attempt int32
 	var by string
-	takeover := cut.Add(waitFor(t, "the job's next attempt to start on "+survivor, 2*time.Minute, func() bool {
-		by, attempt = tc.runningOn(long.JobID)
-		return hostOf(by) == survivor && attempt >= 2
-	}))
+	c.takeover = waitFor(t, "the job's next attempt to start on "+c.survivor, 2*time.Minute, func() bool {
+		by, c.attempt = tc.runningOn(long.JobID)
+		return hostOf(by) == c.survivor && c.attempt >= 2
+	})
 	// The cut-off host does not know: its kernel runs on and completes.
-	var lateAt time.Time
 	waitFor(t, "the cut-off host's kernel to finish the job", 3*time.Minute, func() bool {
-		for _, l := range tc.logLines(vhost) {
+		for _, l := range tc.logLines(c.victim) {
 			if l.str("job_id") == long.JobID && l.str("msg") == "job completed" {
-				lateAt = time.Now()
+				ts, _ := l["ts"].(float64) // zap's production encoder: seconds since the epoch
+				c.late = time.Unix(0, int64(ts*1e9)).Sub(cut)
 				return true
 			}
 		}
@@ -515,43 +589,25 @@ func (tc *testCluster) workerCut(t *testing.T) faultRow {
 		t.Fatal(err)
 	}
 	healed = true
-	heal := time.Now()
+	c.outage = time.Since(cut)
 	// What became of the late completion: the SDK logs the server's answer.
-	var answer string
 	waitFor(t, "the cut-off worker to report the late completion", 90*time.Second, func() bool {
 		seen := false
-		for _, l := range tc.logLines(vhost) {
+		for _, l := range tc.logLines(c.victim) {
 			if l.str("job_id") == long.JobID && l.str("msg") == "job completed" {
 				seen = true
 				continue
 			}
 			if seen && strings.HasPrefix(l.str("msg"), "Task processing failed") {
-				answer = l.str("Error")
+				c.answer = l.str("Error")
 				return true
 			}
 		}
 		return false
 	})
-	r, results := tc.outcome(t, ids, 3*time.Minute)
-	r.outage = heal.Sub(cut)
-	r.recovery = takeover.Sub(cut)
-	for _, res := range results {
-		if res.JobID == long.JobID && (hostOf(res.WorkerID) != survivor || res.Attempt < 2) {
-			t.Errorf("the long job's result came from %s on attempt %d: want %s, attempt ≥ 2", res.WorkerID, res.Attempt, survivor)
-		}
-	}
-	hist := tc.history(t, long.JobID)
-	if len(hist.completedBy) != 1 || hostOf(hist.completedBy[0]) != survivor {
-		t.Errorf("Execute completions in the history: %v, want one, by %s", hist.completedBy, survivor)
-	}
-	rejected := strings.Contains(answer, "NotFound") || strings.Contains(answer, "not found") || strings.Contains(answer, "already") || strings.Contains(answer, "invalid")
-	if !rejected {
-		t.Errorf("the cut-off worker's late completion: %q, want the server's rejection", answer)
-	}
-	r.note = fmt.Sprintf("attempt %d on %s %.1fs after the cut; %s's kernel finished %.1fs after the cut and its completion, sent when the link was back, was rejected: %s",
-		attempt, survivor, takeover.Sub(cut).Seconds(), vhost, lateAt.Sub(cut).Seconds(), shorten(answer, 80))
-	tc.checkOnce(t, ids)
-	return r
+	// The history service's answer to a completion of an attempt that timed out.
+	c.rejected = strings.Contains(c.answer, "invalid activityID or activity already timed out")
+	return c
 }
 
 // brokerStopped: every process of the broker host is killed (a stopped host) during a burst and
@@ -626,7 +682,7 @@ func (tc *testCluster) temporalKilled(t *testing.T) faultRow {
 	r.outage = back.Sub(kill)
 	r.recovery = r.lastCounted.Sub(kill)
 	runs := tc.kernelRuns(ids)
-	r.note = fmt.Sprintf("2 of 8 running at the kill; frontend back after %.1fs; kernels run to completion per job: %v", back.Sub(kill).Seconds(), histogram(runs, ids))
+	r.note = fmt.Sprintf("'recovery' = kill -> all counted; ≥2 of 8 running at the kill; frontend back after %.1fs; kernels run to completion per job: %v", back.Sub(kill).Seconds(), histogram(runs, ids))
 	tc.checkOnce(t, ids)
 	tc.checkRunOnce(t, ids)
 	return r
@@ -652,7 +708,7 @@ func (tc *testCluster) postgresRestarted(t *testing.T) faultRow {
 	r, _ := tc.outcome(t, ids, 3*time.Minute)
 	r.outage = back.Sub(stop)
 	r.recovery = r.lastCounted.Sub(stop)
-	r.note = fmt.Sprintf("2 of 8 running at the stop; kernels run to completion per job: %v", histogram(tc.kernelRuns(ids), ids))
+	r.note = fmt.Sprintf("'recovery' = stop -> all counted; ≥2 of 8 running at the stop; kernels run to completion per job: %v", histogram(tc.kernelRuns(ids), ids))
 	tc.checkOnce(t, ids)
 	tc.checkRunOnce(t, ids)
 	return r
@@ -667,9 +723,11 @@ func (tc *testCluster) monitorKilled(t *testing.T) faultRow {
 		t.Fatal(err)
 	}
 	ids := tc.submitJobs(t, tc.tinyJobs(t, 100)...)
+	atKill := 0
 	waitFor(t, "the monitor to count 20 of the burst", 2*time.Minute, func() bool {
 		s, err := tc.monitorStats()
-		return err == nil && s.Results >= before.Results+20
+		atKill = s.Results - before.Results
+		return err == nil && atKill >= 20
 	})
 	kill := time.Now()
 	if err := mon.Host.KillAll(10 * time.Second); err != nil {
@@ -686,7 +744,7 @@ func (tc *testCluster) monitorKilled(t *testing.T) faultRow {
 	r.recovery = r.lastCounted.Sub(kill)
 	after, _ := tc.monitorStats()
 	r.dedup = after.Duplicates // the counter starts from zero at each start
-	r.note = fmt.Sprintf("killed after %d of the burst were counted; the store has one line per job", 20)
+	r.note = fmt.Sprintf("'recovery' = kill -> all counted; killed when %d of the burst were counted; the store has one line per job", atKill)
 	tc.checkOnce(t, ids)
 	return r
 }

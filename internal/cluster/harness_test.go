@@ -55,6 +55,9 @@ type testCluster struct {
 	pids     []int // every process the cluster started, to check none outlives it
 	pidsMu   sync.Mutex
 	registry *jobs.Kinds
+	// msPerIteration512 is a 512x512 matrix_multiply iteration's time on this machine, measured
+	// by the steady state (0 until then).
+	msPerIteration512 float64
 }
 
 // enabled skips unless GPUJOBS_CLUSTER=1.
