@@ -16,6 +16,7 @@ cleanup() {
 	"$ROOT/scripts/cluster-net.sh" check "$prefix" || die "cluster $prefix: the above is left behind"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 # The SQL schema of the Temporal server that bin/devserver is built from (the admin-tools
 # image's /etc/temporal/schema).
