@@ -21,11 +21,12 @@ setup: deps build ## install missing packages (apt), start RabbitMQ, build bin/
 	@scripts/rabbitmq.sh start
 
 deps: ## install the Debian packages the build and the stack need (only the missing ones)
-	@. scripts/lib.sh && apt_install rabbitmq-server libopenblas-dev chromium
+	@. scripts/lib.sh && apt_install rabbitmq-server libopenblas-dev chromium python3
 
 # The starter and the monitor run no kernel: built without cgo, as in their images.
-build: $(BIN)/devserver ## build bin/devserver, bin/worker, bin/starter, bin/monitor, bin/monitor-report
+build: $(BIN)/devserver ## build bin/devserver, bin/worker, bin/starter, bin/monitor, bin/monitor-report, bin/example-worker
 	$(GOBUILD) -o $(BIN)/worker ./workers/worker
+	$(GOBUILD) -o $(BIN)/example-worker ./examples/worker
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/starter ./starter
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/monitor ./monitor
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/monitor-report ./monitor/report
@@ -51,12 +52,21 @@ vet: ## go vet and gofmt, with and without the openblas tag
 	cd devserver && $(GO) vet ./...
 	cd deployments/validate && $(GO) vet ./...
 
+# The broker make test (or bench) starts is stopped at its end; one that was running already (make
+# dev's) is left running: scripts/rabbitmq.sh keeps a marker per owner.
+test bench: export GPUJOBS_RABBIT_OWNER = $@
 test: setup ## vet, unit tests, end-to-end tests against a real dev server and RabbitMQ
 	@trap 'scripts/rabbitmq.sh stop' EXIT; $(MAKE) --no-print-directory vet test-unit test-e2e test-deploy test-cluster
 
 test-unit: cuda-check
 	$(GO) test -count=1 ./...
+	@# a few seconds of fuzzing the monitor's result parsing (hostile results must not poison it)
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime 10s ./internal/monitor/
 	$(GO) test -count=1 -tags openblas ./kernels/... ./activities/... ./workflows/...
+	@# what clients send, fuzzed briefly: params, and JobWorkflow inputs from other clients
+	$(GO) test -run '^$$' -fuzz FuzzDecodeParams -fuzztime 10s ./jobs/builtin/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 10s ./workflows/
+	scripts/tests/rabbitmq-owner.sh
 	cd devserver && $(GO) test -count=1 ./...
 
 test-e2e: # the whole log goes to run/e2e.log; the console gets test names and failures

@@ -1,6 +1,10 @@
 package activities
 
 import (
+	"sync"
+	"sync/atomic"
+	"time"
+
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/jobs"
@@ -8,12 +12,21 @@ import (
 )
 
 // Learner feeds completed results into the scheduler's run-time model and, when Path is set,
-// saves the model there so a restarted scheduler keeps what it learned.
+// saves the model there so a restarted scheduler keeps what it learned. Results arrive from
+// concurrent publish activities; the saves are serialised and debounced: at most one every
+// SaveEvery, the last one when the worker closes the learner.
 type Learner struct {
 	Kinds  *jobs.Kinds
 	Model  *estimate.Model
 	Path   string
 	Logger *zap.Logger
+	// SaveEvery is the least time between two saves; default 2s.
+	SaveEvery time.Duration
+
+	mu     sync.Mutex
+	timer  *time.Timer // a save is pending
+	saving sync.Mutex  // one save at a time
+	saves  atomic.Int64
 }
 
 // Learn records one result; failed, canceled and unparseable ones teach nothing.
@@ -27,11 +40,42 @@ func (l *Learner) Learn(r jobs.Result) {
 	}
 	l.Model.Observe(estimate.Observation{
 		JobType: r.JobType, Device: r.WorkerType, Work: p.Work(),
-		Processing: r.ProcessingTime, Transfer: r.TransferTime,
+		Processing: r.ProcessingTime, Transfer: r.TransferTime, DeviceMemory: r.DeviceMemory,
 	})
-	if l.Path != "" {
-		if err := l.Model.Save(l.Path); err != nil {
-			l.Logger.Warn("estimates not saved", zap.Error(err))
-		}
+	if l.Path == "" {
+		return
+	}
+	every := l.SaveEvery
+	if every <= 0 {
+		every = 2 * time.Second
+	}
+	l.mu.Lock()
+	if l.timer == nil {
+		l.timer = time.AfterFunc(every, l.save)
+	}
+	l.mu.Unlock()
+}
+
+// Close saves what is pending now; later results are not saved.
+func (l *Learner) Close() {
+	l.mu.Lock()
+	pending := l.timer != nil && l.timer.Stop()
+	l.mu.Unlock()
+	if pending {
+		l.save()
+	}
+	l.saving.Lock() // wait for a save in progress
+	defer l.saving.Unlock()
+}
+
+func (l *Learner) save() {
+	l.mu.Lock()
+	l.timer = nil
+	l.mu.Unlock()
+	l.saving.Lock()
+	defer l.saving.Unlock()
+	l.saves.Add(1)
+	if err := l.Model.Save(l.Path); err != nil {
+		l.Logger.Warn("estimates not saved", zap.Error(err))
 	}
 }

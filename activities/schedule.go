@@ -54,6 +54,7 @@ func (s *Scheduler) Schedule(ctx context.Context, req jobs.Request) (scheduling.
 	in.GPU.Prediction = model.Predict(req.JobType, estimate.GPU, in.Work)
 	in.CPU.MeanJob, _ = model.MeanProcessing(estimate.CPU)
 	in.GPU.MeanJob, _ = model.MeanProcessing(estimate.GPU)
+	in.GPU.Share = scheduling.GPUShare(in.Work, model.DeviceMemory(estimate.GPU), s.Options)
 	if req.EffectiveDevice() != jobs.DeviceCPU && req.EffectiveDevice() != jobs.DeviceRequireGPU {
 		// Only policies that choose need the queues' load.
 		if in.GPU.Queue, err = s.Inspector.Inspect(ctx, jobs.GPUQueue); err != nil {

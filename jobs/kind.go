@@ -37,6 +37,11 @@ type Work struct {
 	TransferBytes int64 `json:"transfer_bytes"`
 	// Steps is the number of progress steps (iterations or epochs) the job reports.
 	Steps int `json:"steps"`
+	// GPUs is how many whole GPUs the job needs (a command job's resources.gpus); 0 for the
+	// kinds that run on whichever device they are sent to.
+	GPUs int `json:"gpus,omitempty"`
+	// GPUMemBytes is the memory the job needs on each of those GPUs.
+	GPUMemBytes int64 `json:"gpu_mem_bytes,omitempty"`
 }
 
 // Progress is what a kernel reports once per iteration or epoch.
@@ -44,6 +49,15 @@ type Progress struct {
 	Iteration int      `json:"iteration"`
 	Total     int      `json:"total"`
 	Loss      *float64 `json:"loss,omitempty"`
+}
+
+// Heartbeat is what a running Execute attempt records as its heartbeat: the kernel's progress,
+// and who runs it, so that a job that fails or is lost with its worker still says where it ran.
+type Heartbeat struct {
+	Progress
+	WorkerID   string `json:"worker_id,omitempty"`
+	WorkerType string `json:"worker_type,omitempty"`
+	Device     string `json:"device,omitempty"`
 }
 
 // Reporter receives progress. Kernels call it after each iteration or epoch and check their
@@ -73,6 +87,23 @@ type Output struct {
 	// Device is the device that ran the job, set by runners with several (one GPU of a node);
 	// nil means the runner's own description.
 	Device *DeviceInfo
+	// Artifacts, ResumedFrom, ExitCode and GPUs: see the Result fields of the same names.
+	Artifacts   []Artifact
+	ResumedFrom string
+	ExitCode    *int
+	GPUs        []int
+	// Telemetry is what the GPU's management library saw while the job ran; nil when it was
+	// not sampled (a CPU job, or a node without NVML).
+	Telemetry *Telemetry
+}
+
+// Telemetry is a GPU's utilisation and memory while a job ran. The figures are the device's:
+// when jobs share a GPU, each one's include the others'.
+type Telemetry struct {
+	Samples         int
+	UtilizationMean float64 // percent of the time a kernel was running
+	UtilizationPeak float64
+	MemoryPeak      int64 // bytes in use on the device
 }
 
 // DeviceInfo describes the hardware an implementation runs on.

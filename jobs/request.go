@@ -4,10 +4,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Task queues.
@@ -62,6 +65,8 @@ type Request struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// SubmitTime is when the job was submitted.
 	SubmitTime time.Time `json:"submit_time"`
+	// SweepID names the sweep the job is a point of (see SweepRequest); empty for other jobs.
+	SweepID string `json:"sweep_id,omitempty"`
 }
 
 // Validate checks the request's own fields; the params are checked against the kind's registry
@@ -85,6 +90,9 @@ func (r Request) Validate() error {
 	if r.Timeout < 0 {
 		return fmt.Errorf("invalid timeout: %s, must be positive", r.Timeout)
 	}
+	if r.SweepID != "" {
+		return ValidateSweepID(r.SweepID)
+	}
 	return nil
 }
 
@@ -105,13 +113,27 @@ func ValidatePriority(p int) error {
 	return nil
 }
 
-// ValidateJobID checks the job-<12 hex> form that NewJobID makes.
+// MaxJobIDLen bounds a job ID (Temporal's limit on workflow IDs is larger).
+const MaxJobIDLen = 200
+
+// ValidateJobID checks that id can be a job's workflow ID: 1..200 bytes of printable UTF-8
+// without spaces. NewJobID makes job-<12 hex> IDs; other clients (the RabbitMQ bridge, Temporal's
+// own tools) may bring theirs.
 func ValidateJobID(id string) error {
-	hex, ok := strings.CutPrefix(id, jobIDPrefix)
-	if ok && len(hex) == jobIDHexLen && strings.Trim(hex, "0123456789abcdef") == "" {
-		return nil
+	switch {
+	case id == "":
+		return errors.New("invalid job_id: empty")
+	case len(id) > MaxJobIDLen:
+		return fmt.Errorf("invalid job_id: %d bytes, allowed 1..%d", len(id), MaxJobIDLen)
+	case !utf8.ValidString(id):
+		return fmt.Errorf("invalid job_id %q: not UTF-8", id)
 	}
-	return fmt.Errorf("invalid job_id %q: want %s followed by %d lowercase hex digits", id, jobIDPrefix, jobIDHexLen)
+	for _, r := range id {
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return fmt.Errorf("invalid job_id %q: spaces and control characters are not allowed", id)
+		}
+	}
+	return nil
 }
 
 // NewJobID returns a fresh job-<12 hex> ID.

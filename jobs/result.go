@@ -3,6 +3,8 @@ package jobs
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -38,6 +40,19 @@ const (
 	// ErrNoImplementation: the worker that took the job has no implementation of its kind for
 	// its device. Never retried on that device.
 	ErrNoImplementation = "NoImplementation"
+	// ErrResourceBusy: the job does not fit the memory available now but may later. The workflow
+	// waits and offers it again (to any worker), as often as it takes; a job never ends with it.
+	ErrResourceBusy = "ResourceBusy"
+	// ErrKernelStalled: the kernel made no progress for far longer than its estimate. Retried.
+	ErrKernelStalled = "KernelStalled"
+	// ErrCommandNotAllowed: a command job reached a worker that does not run commands, or not
+	// that program. Never retried.
+	ErrCommandNotAllowed = "CommandNotAllowed"
+	// ErrCommandFailed: a command job's program exited with a non-zero status (or was killed).
+	// Not retried: it would most likely fail the same way.
+	ErrCommandFailed = "CommandFailed"
+	// ErrOutOfMemory: a command job exceeded its memory limit. Never retried.
+	ErrOutOfMemory = "OutOfMemory"
 	// ErrNoWorker: no worker of the required kind took the job in time.
 	ErrNoWorker = "NoWorker"
 	// ErrTimeout: the job ran past its timeout.
@@ -50,7 +65,15 @@ const (
 
 // ErrorTypes lists the error types a result can carry.
 var ErrorTypes = []string{ErrInvalidParams, ErrResourceExhausted, ErrKernelPanic, ErrKernel, ErrNoImplementation,
-	ErrNoWorker, ErrTimeout, ErrCanceled, ErrTerminated}
+	ErrKernelStalled, ErrCommandNotAllowed, ErrCommandFailed, ErrOutOfMemory, ErrNoWorker, ErrTimeout, ErrCanceled, ErrTerminated}
+
+// ErrBusy marks an error of a runner that cannot take a job now for lack of memory (or GPU
+// slots) it may have later: the worker reports it as ErrResourceBusy.
+var ErrBusy = errors.New("busy")
+
+// ErrTooBig marks an error of a runner for a job that can never fit its device or the worker's
+// memory limit: the worker reports it as ErrResourceExhausted.
+var ErrTooBig = errors.New("too big for this worker")
 
 // Result is what a job's workflow returns and publishes to result_queue. Field names are the
 // seed system's, plus what gpujobs adds; they are the monitor's input and documented in the
@@ -88,15 +111,31 @@ type Result struct {
 	GEMM    string `json:"gemm,omitempty"`
 	Threads int    `json:"threads,omitempty"`
 	// RequestedDevice is the policy the job asked for: auto, gpu, gpu! or cpu.
-	RequestedDevice string  `json:"requested_device,omitempty"`
-	Priority        int     `json:"priority,omitempty"`
-	Tenant          string  `json:"tenant,omitempty"`
-	EstimatedTime   float64 `json:"estimated_time,omitempty"`
-	ScheduleReason  string  `json:"schedule_reason,omitempty"`
-	Attempt         int     `json:"attempt,omitempty"`
+	RequestedDevice string `json:"requested_device,omitempty"`
+	Priority        int    `json:"priority,omitempty"`
+	Tenant          string `json:"tenant,omitempty"`
+	// SweepID names the sweep the job was a point of, so a sweep's results can be grouped.
+	SweepID        string  `json:"sweep_id,omitempty"`
+	EstimatedTime  float64 `json:"estimated_time,omitempty"`
+	ScheduleReason string  `json:"schedule_reason,omitempty"`
+	Attempt        int     `json:"attempt,omitempty"`
 	// GPU details, when a GPU ran the job.
 	ComputeCapability string `json:"compute_capability,omitempty"`
 	DeviceMemory      int64  `json:"device_memory,omitempty"`
+	// GPU telemetry from NVML while the job ran, when the worker has NVML: the mean and peak
+	// SM utilisation (percent of time a kernel ran) and the peak memory in use, bytes. They are
+	// the device's figures: with jobs sharing the GPU, the others' work is in them too.
+	GPUUtilizationMean *float64 `json:"gpu_utilization_mean,omitempty"`
+	GPUUtilizationPeak *float64 `json:"gpu_utilization_peak,omitempty"`
+	GPUMemoryPeak      int64    `json:"gpu_memory_peak,omitempty"`
+	// Artifacts are the files the job left in the artifact store (a command job's outputs).
+	Artifacts []Artifact `json:"artifacts,omitempty"`
+	// ResumedFrom says which checkpoint the job resumed from, when it did.
+	ResumedFrom string `json:"resumed_from,omitempty"`
+	// ExitCode is a command job's exit status.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// GPUs are the device ordinals a GPU command job was given (its CUDA_VISIBLE_DEVICES).
+	GPUs []int `json:"gpus,omitempty"`
 }
 
 // legacyRates are the headline metrics of results that do not name theirs, in order of
@@ -118,4 +157,19 @@ func (r Result) Rate() (float64, string) {
 		}
 	}
 	return 0, ""
+}
+
+// Failure is an error an implementation returns to fail its job with a given error type (one of
+// ErrorTypes, or a kind's own, reported as KernelError), retried or not.
+type Failure struct {
+	Type      string
+	Message   string
+	Retryable bool
+}
+
+func (f *Failure) Error() string { return f.Message }
+
+// Fail returns a *Failure.
+func Fail(errType string, retryable bool, format string, args ...any) error {
+	return &Failure{Type: errType, Retryable: retryable, Message: fmt.Sprintf(format, args...)}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"gonum.org/v1/gonum/blas"
-
 	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/jobs/builtin"
 )
@@ -13,13 +11,22 @@ import (
 // Conv2D computes out = conv(in, w) for the whole batch by im2col + one SGEMM per image. cols is
 // scratch of C·K·K·H·W floats.
 func Conv2D(s builtin.ConvShape, in, w, out, cols []float32) {
+	conv2D(context.Background(), s, in, w, out, cols) //nolint:errcheck // a background context is never done
+}
+
+// conv2D is Conv2D that stops between two images, or two tiles of a large image's product, once
+// ctx is done.
+func conv2D(ctx context.Context, s builtin.ConvShape, in, w, out, cols []float32) error {
 	hw := s.H * s.W
 	ckk := s.C * s.K * s.K
 	for n := 0; n < s.N; n++ {
 		img := in[n*s.C*hw : (n+1)*s.C*hw]
 		im2col(s, img, cols)
-		blasImpl.Sgemm(blas.NoTrans, blas.NoTrans, s.F, hw, ckk, 1, w, ckk, cols, hw, 0, out[n*s.F*hw:(n+1)*s.F*hw], hw)
+		if err := sgemmNN(ctx, s.F, hw, ckk, w, ckk, cols, hw, out[n*s.F*hw:(n+1)*s.F*hw], hw); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // im2col lays out one image so the convolution becomes a matrix product: row (c,ky,kx) of cols
@@ -62,13 +69,18 @@ func ImageProcessing(ctx context.Context, p *builtin.ImageProcessing, report job
 	cols := make([]float32, s.C*s.K*s.K*s.H*s.W)
 	warm := s
 	warm.N = 1
-	Conv2D(warm, in, w, out, cols) // warm-up on one image: page in the scratch, start BLAS threads
+	// warm-up on one image: page in the scratch, start BLAS threads
+	if err := conv2D(ctx, warm, in, w, out, cols); err != nil {
+		return jobs.Output{}, jobs.Stopped(ctx, builtin.ImageProcessingKind, 0, p.Iterations)
+	}
 	setup := time.Since(t0)
 
 	var elapsed time.Duration
 	for i := 1; i <= p.Iterations; i++ {
 		start := time.Now()
-		Conv2D(s, in, w, out, cols)
+		if err := conv2D(ctx, s, in, w, out, cols); err != nil {
+			return jobs.Output{}, jobs.Stopped(ctx, builtin.ImageProcessingKind, i-1, p.Iterations)
+		}
 		elapsed += time.Since(start)
 		report(jobs.Progress{Iteration: i, Total: p.Iterations})
 		if err := jobs.Stopped(ctx, builtin.ImageProcessingKind, i, p.Iterations); err != nil {

@@ -135,11 +135,14 @@ func resultLine(r jobs.Result) string {
 		took = jobs.FormatSeconds(r.ProcessingTime)
 	}
 	line := fmt.Sprintf("%s  %-16s %-9s %-4s %-40.40s %9s  %s", r.JobID, r.JobType, r.Status, wt, r.Device, took, jobs.FormatRate(r))
+	if r.GPUUtilizationMean != nil && r.GPUUtilizationPeak != nil {
+		line += fmt.Sprintf("  GPU %.0f%%/%.0f%% %s", *r.GPUUtilizationMean, *r.GPUUtilizationPeak, jobs.FormatBytes(r.GPUMemoryPeak))
+	}
 	if r.Fallback != "" {
 		line += "  (fallback: " + r.Fallback + ")"
 	}
 	if r.Error != "" {
-		line += "  " + r.ErrorType + ": " + r.Error
+		line += "  " + r.ErrorType + ": " + strings.Join(strings.Fields(r.Error), " ") // one line per result
 	}
 	return line
 }
@@ -147,8 +150,11 @@ func resultLine(r jobs.Result) string {
 func summaryLine(s monitor.Summary) string {
 	line := fmt.Sprintf("== %d results: %d completed, %d failed, %d canceled | GPU %d, CPU %d (%d fallbacks) | %.2f jobs/s last minute, %.2f overall",
 		s.Results, s.Completed, s.Failed, s.Canceled, s.GPURuns, s.CPURuns, s.Fallbacks, s.ThroughputLastMinute, s.ThroughputOverall)
-	if s.Duplicates > 0 || s.Malformed > 0 {
-		line += fmt.Sprintf(" | %d duplicates ignored, %d malformed dead-lettered", s.Duplicates, s.Malformed)
+	if s.Duplicates > 0 || s.Malformed > 0 || s.Rejected > 0 {
+		line += fmt.Sprintf(" | %d duplicates ignored, %d malformed and %d invalid dead-lettered", s.Duplicates, s.Malformed, s.Rejected)
+	}
+	if s.RejectedAtLoad > 0 {
+		line += fmt.Sprintf(" | %d store lines skipped", s.RejectedAtLoad)
 	}
 	return line
 }
@@ -184,10 +190,35 @@ func getJSON(ctx context.Context, u string, v any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(b)))
+		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, oneLine(b))
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	// Keep the start of the body, to say what came back when it is not the JSON expected.
+	head := &prefixWriter{max: 200}
+	if err := json.NewDecoder(io.TeeReader(resp.Body, head)).Decode(v); err != nil {
+		got := "an empty body"
+		if len(head.b) > 0 {
+			got = fmt.Sprintf("%q", oneLine(head.b))
+		}
+		return fmt.Errorf("GET %s: %s, but the body is not the JSON expected (%v): got %s", u, resp.Status, err, got)
+	}
+	return nil
 }
+
+// prefixWriter keeps the first max bytes written to it.
+type prefixWriter struct {
+	b   []byte
+	max int
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	if n := p.max - len(p.b); n > 0 {
+		p.b = append(p.b, b[:min(n, len(b))]...)
+	}
+	return len(b), nil
+}
+
+// oneLine joins a body's lines, for a one-line error.
+func oneLine(b []byte) string { return strings.Join(strings.Fields(string(b)), " ") }
 
 // followStream reads the monitor's SSE stream until ctx ends. When the monitor goes away, it
 // reconnects with backoff and resumes after the last result it printed (sequence numbers follow
@@ -218,6 +249,11 @@ func followStream(ctx context.Context, api string, replay int, p *printer, errw 
 				if json.Unmarshal(ev.data, &s) == nil {
 					p.setSummary(s)
 				}
+			case "monitor_error": // the monitor could not encode an event
+				if id, err := strconv.Atoi(ev.id); err == nil {
+					last = id
+				}
+				fmt.Fprintf(errw, "monitor %s: %s\n", api, oneLine(ev.data))
 			}
 		})
 		if ctx.Err() != nil {

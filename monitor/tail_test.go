@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -130,5 +132,45 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A monitor that answers with something other than the JSON expected (an old monitor's empty
+// 200, a proxy's HTML page) gets a one-line error naming the URL and what came back, not "EOF".
+func TestTailSaysWhatCameBackWhenTheAPIFails(t *testing.T) {
+	for _, c := range []struct {
+		name, body string
+		code       int
+		want       string
+	}{
+		{"an empty 200", "", http.StatusOK, "200 OK, but the body is not the JSON expected (EOF): got an empty body"},
+		{"an HTML page", "<html>\n<body>Bad gateway</body></html>", http.StatusOK, `got "<html> <body>Bad gateway</body></html>"`},
+		{"a 500", "{\"error\": \"cannot encode the response\"}\n", http.StatusInternalServerError, `500 Internal Server Error: {"error": "cannot encode the response"}`},
+	} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(c.code)
+			io.WriteString(w, c.body) //nolint:errcheck
+		}))
+		var out syncBuffer
+		err := runTail(context.Background(), &out, "--api", ts.URL, "--follow=false")
+		ts.Close()
+		if err == nil || !strings.Contains(err.Error(), "GET "+ts.URL+"/api/results") || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line naming the URL and %q", c.name, err, c.want)
+		}
+	}
+}
+
+func TestTailSummaryCountsWhatWasNotCounted(t *testing.T) {
+	ts, agg, _ := fakeMonitor(t)
+	agg.CountDuplicates(2)
+	agg.CountMalformed()
+	agg.CountRejected()
+	agg.SetRejectedAtLoad(4)
+	var out syncBuffer
+	if err := runTail(context.Background(), &out, "--api", ts.URL, "--follow=false"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "| 2 duplicates ignored, 1 malformed and 1 invalid dead-lettered | 4 store lines skipped\n") {
+		t.Errorf("output:\n%s", out.String())
 	}
 }

@@ -38,10 +38,15 @@ type DeviceSituation struct {
 	Prediction estimate.Prediction
 	// MeanJob is the mean processing time of recent jobs on this device kind (0: unknown).
 	MeanJob time.Duration
+	// Share is how many jobs of this one's size a worker runs at once: GPU jobs share a GPU
+	// while their memory estimates fit, up to the per-GPU limit (GPUShare). 0 means 1.
+	Share int
 }
 
 // Wait is the expected time before a worker starts a job queued now: the backlog shared by the
-// pollers, each job taking MeanJob (or this job's own prediction when nothing was measured).
+// pollers, each running Share jobs at once, each job taking MeanJob (or this job's own
+// prediction when nothing was measured). MeanJob is measured on jobs that shared their GPU, so
+// it already includes the slowdown of sharing.
 func (d DeviceSituation) Wait() time.Duration {
 	if d.Queue.Backlog <= 0 || d.Queue.Pollers <= 0 {
 		return 0
@@ -50,7 +55,14 @@ func (d DeviceSituation) Wait() time.Duration {
 	if per <= 0 {
 		per = d.Prediction.Total
 	}
-	return time.Duration(d.Queue.Backlog) * per / time.Duration(d.Queue.Pollers)
+	return time.Duration(d.Queue.Backlog) * per / time.Duration(d.Queue.Pollers*max(d.Share, 1))
+}
+
+// GPUShare is how many jobs of w's size a GPU worker runs at once, by the rule its runner
+// admits them with (jobs.GPUShare): as many as fit beside each other in the memory of the GPUs
+// (gpuMemory, learned from results; 0 before any: one), at most o.GPUJobsPerGPU.
+func GPUShare(w jobs.Work, gpuMemory int64, o Options) int {
+	return jobs.GPUShare(w.MemBytes, gpuMemory, o.WithDefaults().GPUJobsPerGPU)
 }
 
 // Finish is the expected time to the job's end: the wait plus the job itself.
@@ -70,6 +82,9 @@ type Options struct {
 	// Defaults 20 and 5m.
 	TimeoutFactor float64
 	TimeoutFloor  time.Duration
+	// GPUJobsPerGPU is the per-GPU job limit of the GPU workers (GPU_JOBS_PER_GPU), so that the
+	// GPU queue's expected wait counts the jobs that share a GPU. Default jobs.DefaultJobsPerGPU.
+	GPUJobsPerGPU int
 }
 
 // WithDefaults returns o with its zero fields set to the documented defaults.
@@ -88,6 +103,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.TimeoutFloor <= 0 {
 		o.TimeoutFloor = 5 * time.Minute
+	}
+	if o.GPUJobsPerGPU <= 0 {
+		o.GPUJobsPerGPU = jobs.DefaultJobsPerGPU
 	}
 	return o
 }
@@ -180,6 +198,12 @@ func Decide(in Situation, s Strategy, opts Options) Decision {
 	gpu.ScheduleToStart = o.PreferGPUWait
 
 	policy := in.Request.EffectiveDevice()
+	if policy == jobs.DeviceAuto && in.Work.GPUs > 0 {
+		// A job that asks for GPUs (a GPU command) prefers a GPU worker; if it runs on a CPU
+		// instead, that is a labelled fallback.
+		policy = jobs.DeviceGPU
+		in.Request.Device = jobs.DeviceGPU
+	}
 	switch policy {
 	case jobs.DeviceCPU:
 		cpu.Reason = "device cpu requested"

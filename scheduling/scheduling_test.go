@@ -111,3 +111,59 @@ func TestDecideWithAStrategy(t *testing.T) {
 		}
 	}
 }
+
+// GPU jobs that share a GPU shorten the GPU queue's wait: 20 queued jobs of 100 ms on one GPU
+// worker make a GPU-preferring job slower than the 1 s CPU, unless four of them run at once.
+func TestWaitCountsJobsSharingAGPU(t *testing.T) {
+	in := situation("gpu", jobs.Work{}, time.Second, 100*time.Millisecond, QueueState{Pollers: 1}, QueueState{Pollers: 1, Backlog: 20})
+	if d := Decide(in, nil, Options{}); d.Queue != jobs.CPUQueue {
+		t.Errorf("one job per GPU: %s (%s), want the CPU", d.Queue, d.Reason)
+	}
+	in.GPU.Share = 4
+	if got := in.GPU.Wait(); got != 500*time.Millisecond {
+		t.Errorf("wait %s, want 20 × 100 ms / 4 = 500 ms", got)
+	}
+	if d := Decide(in, nil, Options{}); d.Queue != jobs.GPUQueue {
+		t.Errorf("four jobs per GPU: %s (%s), want the GPU", d.Queue, d.Reason)
+	}
+}
+
+// The share follows the GPUs' memory, learned from results, and the per-GPU limit: one job at a
+// time before any GPU result, the limit for small jobs, fewer for large ones.
+func TestGPUShare(t *testing.T) {
+	small, large := jobs.Work{MemBytes: 100 << 20}, jobs.Work{MemBytes: 30 << 30}
+	model := estimate.NewModel()
+	if got := GPUShare(small, model.DeviceMemory(estimate.GPU), Options{}); got != 1 {
+		t.Errorf("before any GPU result: %d, want 1", got)
+	}
+	model.Observe(estimate.Observation{JobType: "vector_addition", Device: estimate.GPU, Processing: 0.01, DeviceMemory: 80 << 30})
+	mem := model.DeviceMemory(estimate.GPU)
+	for _, tc := range []struct {
+		w     jobs.Work
+		limit int
+		want  int
+	}{{small, 0, 4}, {small, 3, 3}, {small, 1, 1}, {large, 0, 2}} {
+		if got := GPUShare(tc.w, mem, Options{GPUJobsPerGPU: tc.limit}); got != tc.want {
+			t.Errorf("GPUShare(%d MiB, 80 GiB, limit %d) = %d, want %d", tc.w.MemBytes>>20, tc.limit, got, tc.want)
+		}
+	}
+}
+
+// A job that needs GPUs prefers a GPU worker under auto, and runs on a CPU only as a labelled
+// fallback; one that needs none stays on the CPU.
+func TestJobsThatAskForGPUsPreferThem(t *testing.T) {
+	one := QueueState{Pollers: 1}
+	gpuJob := situation("auto", jobs.Work{GPUs: 2}, time.Millisecond, time.Millisecond, one, one)
+	if d := Decide(gpuJob, nil, Options{}); d.Queue != jobs.GPUQueue {
+		t.Errorf("a 2-GPU command under auto went to %s (%s)", d.Queue, d.Reason)
+	}
+	gpuJob.GPU.Queue = QueueState{}
+	if d := Decide(gpuJob, nil, Options{}); d.Queue != jobs.CPUQueue || d.Fallback == "" {
+		t.Errorf("without GPU workers: %s, fallback %q: want a labelled CPU fallback", d.Queue, d.Fallback)
+	}
+	cpuJob := situation("auto", jobs.Work{}, 0, 0, one, one)
+	cpuJob.GPU.Prediction.Total = 70 * time.Millisecond // a GPU job's fixed setup
+	if d := Decide(cpuJob, nil, Options{}); d.Queue != jobs.CPUQueue {
+		t.Errorf("a CPU command under auto went to %s", d.Queue)
+	}
+}

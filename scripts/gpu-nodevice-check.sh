@@ -8,10 +8,19 @@ bin=${1:?usage: gpu-nodevice-check.sh BIN_DIR}
 want="no CUDA device found: start a CPU worker instead"
 fail=0
 for prog in worker-gpu gpucheck; do
-	out=$("$bin/$prog" --help 2>&1); rc=$?
-	if [ $rc -eq 0 ]; then
+	# --help needs no GPU: it prints the usage, and says why the program would not start here.
+	help=$("$bin/$prog" --help 2>&1); rc=$?
+	if [ $rc -eq 0 ] && [[ $help != *"On this machine: $want"* ]]; then
 		printf 'skip %s: a GPU is present, it started\n' "$prog"
-	elif [ $rc -ne 1 ] || [ "$(printf '%s\n' "$out" | wc -l)" -ne 1 ] || [[ $out != "$prog: $want"* ]]; then
+		continue
+	elif [ $rc -ne 0 ] || [[ $help != *"Usage:"* ]]; then
+		printf 'FAIL %s --help without a GPU: exit %d, output:\n%s\n' "$prog" $rc "$help" >&2
+		fail=1
+	else
+		printf 'ok   %s --help without a GPU\n' "$prog"
+	fi
+	out=$("$bin/$prog" --log-level warn 2>&1); rc=$?
+	if [ $rc -ne 1 ] || [ "$(printf '%s\n' "$out" | wc -l)" -ne 1 ] || [[ $out != "$prog: $want"* ]]; then
 		printf 'FAIL %s without a GPU: exit %d, output:\n%s\n' "$prog" $rc "$out" >&2
 		fail=1
 	else

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # rabbitmq.sh start|stop|status — a local RabbitMQ for development and tests.
-# start is idempotent; stop only stops a broker that start started (run/rabbitmq.started), so a
-# broker the machine already ran is left alone.
+# start is idempotent; stop only stops a broker that start started for the same owner
+# (GPUJOBS_RABBIT_OWNER: dev by default, test for make test, bench for make bench), so a broker the
+# machine already ran, or that make dev's stack uses while make test runs, is left alone.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+
+owner=${GPUJOBS_RABBIT_OWNER:-dev}
+marker=$RUN_DIR/rabbitmq.started.$owner
 
 running() { rabbitmqctl -q status >/dev/null 2>&1; }
 
@@ -23,14 +27,15 @@ start)
 		[ $SECONDS -lt $deadline ] || die "RabbitMQ did not start within 120 s: see /var/log/rabbitmq/"
 		sleep 1
 	done
-	touch "$RUN_DIR/rabbitmq.started"
-	wait_tcp 127.0.0.1 5672 30 || die "RabbitMQ is not listening on 5672"
+	touch "$marker"
+	port=${RABBITMQ_PORT:-5672}
+	wait_tcp 127.0.0.1 "$port" 30 || die "RabbitMQ is not listening on $port"
 	;;
 stop)
-	if [ -f "$RUN_DIR/rabbitmq.started" ]; then
-		log "stopping RabbitMQ"
+	if [ -f "$marker" ]; then
+		log "stopping RabbitMQ (started by make ${owner})"
 		as_root rabbitmqctl -q stop >/dev/null 2>&1 || true
-		rm -f "$RUN_DIR/rabbitmq.started"
+		rm -f "$marker"
 	fi
 	;;
 status)

@@ -7,8 +7,13 @@ run on the same card, and the Markdown report that compares the two.
       vector_addition as torch.add(out=), matrix_multiply as torch.mm(out=) in FP32 or TF32,
       image_processing as F.conv2d (cuDNN, FP32, autotuned), neural_network as the same MLP
       trained eagerly with Adam and F.cross_entropy, batches in order.
-  torch_bench.py report OURS.jsonl TORCH.jsonl [--check FILE] [--tests FILE] [--meta KEY=VALUE]...
-      Prints the Markdown table: our rate, PyTorch's, the ratio and the issue's target.
+  torch_bench.py info
+      Prints one JSON object: PyTorch's version, its CUDA and cuDNN, the device, and the cuBLAS
+      library it loaded (path and version), so that gpu-check.sh runs ours on the same one.
+  torch_bench.py report OURS.jsonl [TORCH.jsonl] [--torch-missing WHY] [--meta KEY=VALUE]...
+      Prints the Markdown table: our rate, PyTorch's, the ratio and the issue's target. Every
+      target appears: one whose rate could not be measured (cuBLAS not loaded, PyTorch missing,
+      a case that failed) is "not checked", saying why.
 
 Rates are defined by our side: each case carries `work` (bytes, FLOPs or samples, from the job's
 Work estimate) and `scale`, and PyTorch's rate is work / its time / scale. Both sides time the
@@ -17,6 +22,7 @@ Only the standard library and torch are needed (the GPU test machine has no netw
 """
 
 import argparse
+import ctypes
 import datetime
 import json
 import sys
@@ -158,6 +164,46 @@ def bench_mlp(torch, timer, device, p):
     return seconds
 
 
+def loaded_library(prefix):
+    """The path of a shared library this process has mapped whose name starts with prefix."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.split()[-1] if len(line.split()) >= 6 else ""
+            if path.rsplit("/", 1)[-1].startswith(prefix):
+                return path
+    return ""
+
+
+def cublas_version(path):
+    """cuBLAS's version from the library itself (cublasGetProperty: major, minor, patch)."""
+    lib = ctypes.CDLL(path)
+    parts = []
+    for prop in range(3):
+        v = ctypes.c_int()
+        if lib.cublasGetProperty(prop, ctypes.byref(v)) != 0:
+            return ""
+        parts.append(str(v.value))
+    return ".".join(parts)
+
+
+def cmd_info(args):
+    import torch
+
+    info = {"torch": torch.__version__, "torch_cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available()}
+    if torch.backends.cudnn.is_available():
+        info["cudnn"] = torch.backends.cudnn.version()
+    if torch.cuda.is_available():
+        info["device"] = torch.cuda.get_device_name()
+        a = torch.ones(64, 64, device="cuda")
+        torch.mm(a, a)  # loads cuBLAS
+        torch.cuda.synchronize()
+        path = loaded_library("libcublas.so")
+        if path:
+            info["cublas_path"] = path
+            info["cublas_version"] = cublas_version(path)
+    print(json.dumps(info))
+
+
 def cmd_run(args):
     import torch
 
@@ -191,6 +237,68 @@ def fmt_rate(v, unit):
     return "%.4g %s" % (v, unit) if v else "-"
 
 
+def target_of(c):
+    """The issue's target for a case of ours: plain runs only, not variants."""
+    if c.get("variant"):
+        return None
+    return TARGETS.get((c["job"], c["impl"]))
+
+
+def bench_table(ours, theirs, torch_missing=""):
+    """The comparison table's Markdown lines and the targets' tally: met, missed, and unchecked
+    with the reason of each. Every target of TARGETS appears, as a row of a case or, when no case
+    of it ran, as a row of its own."""
+    out = ["| job | case | ours | our rate | PyTorch | PyTorch rate | ours / PyTorch | target |",
+           "| --- | --- | --- | ---: | --- | ---: | ---: | --- |"]
+    tally = {"met": 0, "missed": 0, "unchecked": []}
+    seen_targets = set()
+    for c in ours:
+        t = theirs.get((c["case"], c["precision"]), {})
+        impl = c["impl"] + (" " + c["precision"] if c["job"] == "matrix_multiply" else "")
+        if c.get("variant"):
+            impl += " (%s)" % c["variant"]
+        if c.get("error"):
+            mine = "error: " + c["error"]
+        elif c.get("skipped"):
+            mine = "not checked: " + c["skipped"]
+        else:
+            mine = fmt_rate(c.get("rate"), c["unit"])
+        if t:
+            ref = t.get("ref") or ("failed" if t.get("error") else "not run")
+            rate = "error: " + t["error"] if t.get("error") else fmt_rate(t.get("rate"), c["unit"])
+        else:
+            ref, rate = "not run", "not checked: " + (torch_missing or "no PyTorch result for this case")
+        ratio, verdict = "-", ""
+        goal = target_of(c)
+        if goal:
+            seen_targets.add((c["job"], c["impl"]))
+        if c.get("rate") and t.get("rate"):
+            r = c["rate"] / t["rate"]
+            ratio = "%.2fx" % r
+            if goal:
+                ok = r >= goal
+                verdict = "≥ %.2gx %s" % (goal, "met" if ok else "**missed**")
+                tally["met" if ok else "missed"] += 1
+        elif goal:
+            why = c.get("error") or c.get("skipped") or t.get("error") or torch_missing or "PyTorch did not run this case"
+            verdict = "≥ %.2gx **not checked**: %s" % (goal, why)
+            tally["unchecked"].append("%s %s %s: %s" % (c["job"], c["case"], impl, why))
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (c["job"], c["case"], impl, mine, ref, rate, ratio, verdict))
+    for (job, impl), goal in sorted(TARGETS.items()):
+        if (job, impl) not in seen_targets:
+            why = "no %s case ran (see gpucheck --bench's output)" % impl
+            out.append("| %s | - | %s | not checked | - | - | - | ≥ %.2gx **not checked**: %s |" % (job, impl, goal, why))
+            tally["unchecked"].append("%s %s: %s" % (job, impl, why))
+    return out, tally
+
+
+def summary_line(tally):
+    parts = ["%d target(s) met" % tally["met"], "%d missed" % tally["missed"]]
+    if tally["unchecked"]:
+        parts.append("%d **not checked**" % len(tally["unchecked"]))
+    return "; ".join(parts) + "."
+
+
 def cmd_report(args):
     ours = read_jsonl(args.ours)
     theirs = {}
@@ -207,42 +315,14 @@ def cmd_report(args):
         facts.append("PyTorch %s (CUDA %s), eager" % (tv.get("torch"), tv.get("torch_cuda")))
     facts += ["%s: %s" % kv for kv in sorted(meta.items())]
     out += ["; ".join(facts) + ".", ""]
-    out += ["| job | case | ours | our rate | PyTorch | PyTorch rate | ours / PyTorch | target |",
-            "| --- | --- | --- | ---: | --- | ---: | ---: | --- |"]
-    missed = unchecked = 0
-    for c in ours:
-        t = theirs.get((c["case"], c["precision"]), {})
-        impl = c["impl"] + (" " + c["precision"] if c["job"] == "matrix_multiply" else "")
-        mine = "error: " + c["error"] if c.get("error") else fmt_rate(c.get("rate"), c["unit"])
-        ref = t.get("ref") or ("failed" if t.get("error") else "not run")
-        rate = "error: " + t["error"] if t.get("error") else fmt_rate(t.get("rate"), c["unit"])
-        ratio, verdict = "-", ""
-        goal = TARGETS.get((c["job"], c["impl"]))
-        if c.get("rate") and t.get("rate"):
-            r = c["rate"] / t["rate"]
-            ratio = "%.2fx" % r
-            if goal:
-                verdict = "≥ %.2gx %s" % (goal, "met" if r >= goal else "**missed**")
-                missed += r < goal
-        elif goal:
-            verdict = "≥ %.2gx (no ratio)" % goal
-            unchecked += 1
-        out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (c["job"], c["case"], impl, mine, ref, rate, ratio, verdict))
-    out.append("")
+    lines, tally = bench_table(ours, theirs, args.torch_missing)
+    out += lines + ["", summary_line(tally)]
     if not ours:
-        out.append("No benchmark ran: see gpucheck's output below.")
-    summary = ["%d ratio(s) missed the target" % missed if missed else "no ratio missed its target"]
-    if unchecked:
-        summary.append("%d target(s) could not be checked (a side failed or did not run)" % unchecked)
-    if ours:
-        out.append("; ".join(summary).capitalize() + ".")
-    for title, path in (("gpucheck (GPU vs CPU, same seeded inputs)", args.check),
-                        ("cuda.test (kernelstest conformance and the GPU tests)", args.tests)):
-        if path:
-            with open(path) as f:
-                text = f.read().rstrip()
-            out += ["", "### " + title, "", "```", text, "```"]
+        out.append("No benchmark ran: see gpucheck's output.")
     print("\n".join(out))
+    if args.tally:
+        with open(args.tally, "w") as f:
+            json.dump(tally, f)
 
 
 def main():
@@ -252,14 +332,15 @@ def main():
     run.add_argument("ours", help="gpucheck --bench --json output")
     run.add_argument("--device", default="cuda")
     run.add_argument("--repeat", type=int, default=3)
+    sub.add_parser("info", help="print PyTorch's versions and the cuBLAS it loaded, as JSON")
     rep = sub.add_parser("report", help="print the Markdown comparison")
     rep.add_argument("ours")
     rep.add_argument("torch", nargs="?", help="torch_bench.py run output (omit when PyTorch did not run)")
-    rep.add_argument("--check", help="gpucheck's output, appended")
-    rep.add_argument("--tests", help="cuda.test's output, appended")
+    rep.add_argument("--torch-missing", default="", help="why PyTorch did not run, for the table")
+    rep.add_argument("--tally", help="write the targets' tally (met, missed, unchecked) to this JSON file")
     rep.add_argument("--meta", action="append", default=[], help="KEY=VALUE facts for the header")
     args = ap.parse_args()
-    {"run": cmd_run, "report": cmd_report}[args.cmd](args)
+    {"run": cmd_run, "info": cmd_info, "report": cmd_report}[args.cmd](args)
 
 
 if __name__ == "__main__":

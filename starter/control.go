@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gpujobs/gpujobs/internal/jobclient"
 	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/workflows"
 )
 
 // withJobs validates job-ID arguments, dials Temporal and runs fn with the client.
@@ -32,12 +34,18 @@ func (a *app) withJobs(cmd *cobra.Command, ids []string, fn func(c client.Client
 func (a *app) statusCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status <job-id>...",
-		Short: "Show a job's state, device, progress and Web UI link",
+		Use:   "status <job-or-sweep-id>...",
+		Short: "Show a job's state, device, progress and Web UI link (a sweep's: how many of its jobs are done)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJobs(cmd, args, func(c client.Client) error {
 				for _, id := range args {
+					if sweep, _ := jobclient.IsSweep(cmd.Context(), c, id); sweep {
+						if err := a.sweepStatus(cmd, c, id, asJSON); err != nil {
+							return err
+						}
+						continue
+					}
 					st, err := jobclient.GetStatus(cmd.Context(), c, id)
 					if err != nil {
 						return err
@@ -64,6 +72,20 @@ func (a *app) printStatus(w io.Writer, st jobclient.Status) {
 	}
 	fmt.Fprintf(w, "  device:    %s → %s\n", st.Device, sentTo)
 	fmt.Fprintf(w, "  priority:  %d   tenant: %s\n", st.Priority, jobs.Dash(st.Tenant))
+	if sg := st.Stage; sg != nil && sg.Stage != workflows.StageExecuting {
+		line := stageText[sg.Stage]
+		if line == "" {
+			line = sg.Stage
+		}
+		fmt.Fprintf(w, "  stage:     %s since %s", line, sg.Since.Local().Format("15:04:05"))
+		if sg.Detail != "" {
+			fmt.Fprintf(w, ": %s", sg.Detail)
+		}
+		fmt.Fprintln(w)
+	}
+	if p := st.Publish; p != nil {
+		fmt.Fprintf(w, "  publish:   attempt %d, last failure: %s\n", p.Attempt, jobs.Dash(p.LastFailure))
+	}
 	if act := st.Activity; act != nil {
 		line := fmt.Sprintf("%s on %s, attempt %d", act.State, jobs.Dash(act.Worker), act.Attempt)
 		if act.State == "scheduled" {
@@ -92,6 +114,15 @@ func (a *app) printStatus(w io.Writer, st jobclient.Status) {
 	fmt.Fprintf(w, "  web UI:    %s\n", a.temporal.WorkflowURL(st.JobID))
 }
 
+// stageText says what a job's stage means, for status.
+var stageText = map[string]string{
+	workflows.StageScheduling:    "being scheduled",
+	workflows.StageWaitingMemory: "waiting for memory on a worker (offered again after a pause)",
+	workflows.StagePublishing:    "publishing its result",
+	workflows.StageWaitingBroker: "waiting for RabbitMQ to take its result (retried until it does)",
+	workflows.StageDone:          "ending",
+}
+
 func (a *app) listCmd() *cobra.Command {
 	var (
 		f      jobclient.Filter
@@ -108,6 +139,11 @@ func (a *app) listCmd() *cobra.Command {
 			if _, err := f.Query(); err != nil {
 				return err
 			}
+			if f.JobType != "" {
+				if err := jobs.ValidateKindName(f.JobType); err != nil {
+					return fmt.Errorf("--type: %w", err)
+				}
+			}
 			c, err := a.dial(cmd)
 			if err != nil {
 				return err
@@ -116,6 +152,10 @@ func (a *app) listCmd() *cobra.Command {
 			list, err := jobclient.List(cmd.Context(), c, f)
 			if err != nil {
 				return err
+			}
+			if _, unknown := registry().Spec(f.JobType); len(list) == 0 && f.JobType != "" && unknown != nil {
+				return fmt.Errorf("no jobs of type %q in this namespace: the built-in types are %s (a kind your workers add is listed once it has jobs)",
+					f.JobType, strings.Join(registry().Names(), ", "))
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -150,8 +190,8 @@ func (a *app) listCmd() *cobra.Command {
 func (a *app) cancelCmd() *cobra.Command {
 	var wait bool
 	cmd := &cobra.Command{
-		Use:   "cancel <job-id>...",
-		Short: "Cancel running jobs: the kernel stops within one step and the result says canceled",
+		Use:   "cancel <job-or-sweep-id>...",
+		Short: "Cancel running jobs (the kernel stops within one step and the result says canceled) or sweeps (with their running jobs)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJobs(cmd, args, func(c client.Client) error {
@@ -164,11 +204,25 @@ func (a *app) cancelCmd() *cobra.Command {
 				if !wait {
 					return nil
 				}
-				results, err := jobclient.AwaitAll(cmd.Context(), c, args)
+				ids, sweeps := splitSweeps(cmd.Context(), c, args)
+				// A job that stopped did what cancel asked, and one that completed first is fine too.
+				ok := []string{jobs.StatusCanceled, jobs.StatusCompleted}
+				var failed error
+				for _, id := range sweeps {
+					res, err := jobclient.AwaitSweep(cmd.Context(), c, id)
+					if err != nil {
+						return err
+					}
+					failed = worse(failed, printSweep(cmd.OutOrStdout(), res, false, ok...))
+				}
+				if len(ids) == 0 {
+					return failed
+				}
+				results, err := jobclient.AwaitAll(cmd.Context(), c, ids)
 				if err != nil {
 					return err
 				}
-				return jobs.WriteTable(cmd.OutOrStdout(), results)
+				return worse(failed, a.printOutcome(cmd.OutOrStdout(), results, false, ok...))
 			})
 		},
 	}

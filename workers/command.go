@@ -11,7 +11,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/gpujobs/gpujobs/internal/bridge"
 	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/internal/hostmem"
 	"github.com/gpujobs/gpujobs/internal/logging"
 	"github.com/gpujobs/gpujobs/internal/temporalx"
 )
@@ -34,11 +36,12 @@ func Command(c Config) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   name,
-		Short: "Run a gpujobs worker: scheduler (workflows), cpu or gpu (kernels)",
+		Short: "Run a gpujobs worker: scheduler (workflows), cpu or gpu (kernels), bridge (RabbitMQ jobs)",
 		Long: `Run a gpujobs worker in one role:
   scheduler  runs JobWorkflow and its local activities on job_queue, publishes results to RabbitMQ
   cpu        runs jobs' kernels on this machine's CPU, from cpu_queue
-  gpu        runs jobs' kernels on this machine's GPUs, from gpu_queue (the worker-gpu binary)`,
+  gpu        runs jobs' kernels on this machine's GPUs, from gpu_queue (the worker-gpu binary)
+  bridge     starts the jobs that the original system's clients publish to RabbitMQ's job_queue`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -56,15 +59,23 @@ func Command(c Config) *cobra.Command {
 	}
 	hostname, _ := os.Hostname()
 	fs := cmd.Flags()
-	fs.StringVar(&o.Role, "role", config.Env("WORKER_TYPE", defaultRole), "scheduler, cpu or gpu (env WORKER_TYPE)")
+	fs.StringVar(&o.Role, "role", config.Env("WORKER_TYPE", defaultRole), "scheduler, cpu, gpu or bridge (env WORKER_TYPE)")
 	fs.StringVar(&o.WorkerID, "id", config.Env("WORKER_ID", fmt.Sprintf("%s-%d", hostname, os.Getpid())), "worker identity shown in results and the Web UI (env WORKER_ID)")
-	fs.IntVar(&o.Concurrency, "concurrency", config.EnvInt("WORKER_CONCURRENCY", 0), "jobs run at once (env WORKER_CONCURRENCY; default 1 for cpu, one per GPU for gpu)")
+	fs.IntVar(&o.Concurrency, "concurrency", config.EnvInt("WORKER_CONCURRENCY", 0), "jobs run at once (env WORKER_CONCURRENCY; default 1 for cpu, GPUs × --jobs-per-gpu for gpu)")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", config.EnvDuration("WORKER_STOP_TIMEOUT", 30*time.Second), "on SIGTERM, how long running jobs may finish before they are handed back (env WORKER_STOP_TIMEOUT)")
 	fs.DurationVar(&hbt, "heartbeat-timeout", config.EnvDuration("HEARTBEAT_TIMEOUT", 10*time.Second), "scheduler: a worker silent this long is presumed dead and its job retried elsewhere (env HEARTBEAT_TIMEOUT)")
 	fs.DurationVar(&o.Scheduler.PreferGPUWait, "prefer-gpu-wait", config.EnvDuration("PREFER_GPU_WAIT", 2*time.Minute), "scheduler: how long a GPU-preferring job waits for a GPU worker before it falls back to CPU (env PREFER_GPU_WAIT)")
 	fs.DurationVar(&o.Scheduler.RequireGPUWait, "require-gpu-wait", config.EnvDuration("REQUIRE_GPU_WAIT", 10*time.Minute), "scheduler: how long a gpu! job waits for a GPU worker before it fails (env REQUIRE_GPU_WAIT)")
 	fs.StringVar(&o.HealthAddr, "health-addr", config.Env("HEALTH_ADDR", ""), "serve /healthz and /readyz on this address, e.g. :8081 (env HEALTH_ADDR; default off)")
+	o.MemoryLimit = config.Bytes(config.EnvBytes("WORKER_MEMORY_LIMIT", 0))
+	fs.Var(&o.MemoryLimit, "memory-limit", "cpu: the most memory one job may use, e.g. 8GiB (env WORKER_MEMORY_LIMIT; default: the host's budget)")
+	o.MemoryBudget = config.Bytes(config.EnvBytes("WORKER_MEMORY_BUDGET", 0))
+	fs.Var(&o.MemoryBudget, "memory-budget", "cpu: what the jobs of all gpujobs workers on this host may use together (env WORKER_MEMORY_BUDGET; default 80% of the machine's or container's memory)")
+	fs.StringVar(&o.MemoryLedger, "memory-ledger", config.Env("WORKER_MEMORY_LEDGER", hostmem.DefaultPath), "cpu: the file through which the host's workers share the memory budget (env WORKER_MEMORY_LEDGER)")
+	fs.IntVar(&o.Scheduler.GPUJobsPerGPU, "jobs-per-gpu", config.EnvInt("GPU_JOBS_PER_GPU", 0), "gpu: most jobs that share one GPU at once, while their memory estimates fit (1: one job per GPU); scheduler: the GPU workers' limit, for its wait estimates (env GPU_JOBS_PER_GPU; default 4)")
 	fs.StringVar(&o.EstimatesFile, "estimates-file", config.Env("ESTIMATES_FILE", ""), "scheduler: keep the learned run-time estimates in this file across restarts (env ESTIMATES_FILE; default: in memory)")
+	fs.StringVar(&o.Bridge.Queue, "job-queue", config.Env("JOB_QUEUE", "job_queue"), "bridge: the RabbitMQ queue the original clients publish jobs to (env JOB_QUEUE; their code says gpu_jobs)")
+	fs.IntVar(&o.Bridge.Prefetch, "bridge-prefetch", config.EnvInt("BRIDGE_PREFETCH", 32), "bridge: messages being started at once (env BRIDGE_PREFETCH)")
 	tc.AddFlags(fs)
 	o.RabbitMQ.AddFlags(fs)
 	lc.AddFlags(fs)
@@ -78,21 +89,24 @@ func start(ctx context.Context, c Config, o Options, tc config.Temporal, logger 
 	}
 	o.Kinds, o.Strategy = kinds, c.Strategy
 	// Health first: /healthz answers while the worker waits for its device or for Temporal.
-	h := &health{}
+	h := newHealth()
+	if o.Role == RoleBridge {
+		o.Bridge.metrics = bridge.NewMetrics(h.metrics)
+	}
 	stopHealth, err := h.serve(o.HealthAddr, logger)
 	if err != nil {
 		return err
 	}
 	defer stopHealth()
-	if o.Role != RoleScheduler {
-		runner, closeRunner, err := c.runner(o.Role, cpuImpls, logger)
+	if o.Role != RoleScheduler && o.Role != RoleBridge {
+		runner, closeRunner, err := c.runner(o, cpuImpls, logger)
 		if err != nil {
 			return err
 		}
 		defer closeRunner()
 		o.Runner = runner
 		if s, ok := runner.(interface{ Slots() int }); ok && o.Concurrency <= 0 {
-			o.Concurrency = s.Slots() // the GPU runner: one job per GPU
+			o.Concurrency = s.Slots() // the GPU runner: GPUs × jobs per GPU
 		}
 		dev := runner.Device()
 		logger.Info("kernel runner ready", zap.String("device", dev.Name), zap.String("memory", formatMem(dev.Memory)))

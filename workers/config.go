@@ -8,6 +8,8 @@ import (
 
 	"github.com/gpujobs/gpujobs/activities"
 	"github.com/gpujobs/gpujobs/internal/cli"
+	"github.com/gpujobs/gpujobs/internal/hostmem"
+	"github.com/gpujobs/gpujobs/internal/sysinfo"
 	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/jobs/builtin"
 	"github.com/gpujobs/gpujobs/kernels"
@@ -74,15 +76,23 @@ func (c Config) registries() (*jobs.Kinds, *jobs.Impls[jobs.Impl], error) {
 }
 
 // runner opens the kernel runner of an executing role.
-func (c Config) runner(role string, cpu *jobs.Impls[jobs.Impl], logger *zap.Logger) (activities.Runner, func(), error) {
-	switch role {
+func (c Config) runner(o Options, cpu *jobs.Impls[jobs.Impl], logger *zap.Logger) (activities.Runner, func(), error) {
+	switch role := o.Role; role {
 	case RoleCPU:
-		return activities.CPURunner{Impls: cpu}, func() {}, nil
+		budget := int64(o.MemoryBudget)
+		if budget <= 0 {
+			budget = activities.DefaultMemoryBudget()
+		}
+		ledger := &hostmem.Ledger{Path: o.MemoryLedger, Budget: budget, Available: sysinfo.MemoryAvailable, Margin: 256 << 20}
+		if _, err := ledger.Entries(); err != nil {
+			return nil, nil, err // an unusable ledger path is a configuration mistake
+		}
+		return activities.CPURunner{Impls: cpu, MemLimit: int64(o.MemoryLimit), Ledger: ledger}, func() {}, nil
 	case RoleGPU:
 		if c.GPU == nil {
 			return nil, nil, errors.New("this worker binary has no CUDA support: run bin/worker-gpu (built by make build-gpu) on a GPU node")
 		}
 		return c.GPU(logger)
 	}
-	return nil, nil, fmt.Errorf("unknown role %q: use scheduler, cpu or gpu", role)
+	return nil, nil, fmt.Errorf("unknown role %q: use scheduler, cpu, gpu or bridge", o.Role)
 }

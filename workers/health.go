@@ -9,15 +9,28 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 )
 
-// health serves /healthz (the process is alive) and /readyz (it is connected to Temporal,
-// polling, and not draining) for container orchestrators.
+// health serves /healthz (the process is alive), /readyz (it is connected to Temporal, polling,
+// and not draining) for container orchestrators, and /metrics (Prometheus).
 type health struct {
 	client  atomic.Pointer[client.Client] // set once connected
 	polling atomic.Bool
+	wedged  func() int64 // executing roles: kernels that would not stop
+	// consuming, when set, must also hold for readiness (the bridge: consuming its queue).
+	consuming func() bool
+	metrics   *prometheus.Registry
+}
+
+func newHealth() *health {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &health{metrics: reg}
 }
 
 func (h *health) handler() http.Handler {
@@ -35,6 +48,14 @@ func (h *health) handler() http.Handler {
 			http.Error(w, "not polling (starting or draining)", http.StatusServiceUnavailable)
 			return
 		}
+		if h.wedged != nil && h.wedged() > 0 {
+			http.Error(w, fmt.Sprintf("%d stalled kernel(s) did not stop: restart the worker", h.wedged()), http.StatusServiceUnavailable)
+			return
+		}
+		if h.consuming != nil && !h.consuming() {
+			http.Error(w, "not consuming the job queue (RabbitMQ unreachable?)", http.StatusServiceUnavailable)
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if _, err := (*c).CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
@@ -43,6 +64,7 @@ func (h *health) handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}))
 	return mux
 }
 

@@ -15,6 +15,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/gpujobs/gpujobs/activities"
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/jobclient"
@@ -54,9 +57,17 @@ type Options struct {
 	EstimatesFile string
 	// HealthAddr serves /healthz and /readyz when set, e.g. ":8081".
 	HealthAddr string
+	// Bridge configures the bridge role.
+	Bridge BridgeOptions
 	// HeartbeatThrottle caps how long a heartbeat (and so the notice of a cancel) is held back by
 	// the SDK. Default 1s.
 	HeartbeatThrottle time.Duration
+	// MemoryLimit is the most memory one job of a CPU worker may use; 0 means the host's budget.
+	MemoryLimit config.Bytes
+	// MemoryBudget is what the jobs of all gpujobs workers on the host may use together, shared
+	// through the ledger at MemoryLedger; 0 means 80% of the machine's (or container's) memory.
+	MemoryBudget config.Bytes
+	MemoryLedger string
 }
 
 // run polls the role's task queue until ctx is done, then drains: it stops polling and gives
@@ -71,14 +82,20 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 	if o.HeartbeatThrottle <= 0 {
 		o.HeartbeatThrottle = time.Second
 	}
+	if o.Role == RoleBridge {
+		return runBridge(ctx, c, o, h, logger)
+	}
 	wo := worker.Options{Identity: o.WorkerID, WorkerStopTimeout: o.StopTimeout, MaxHeartbeatThrottleInterval: o.HeartbeatThrottle}
 	var w worker.Worker
 	switch o.Role {
 	case RoleScheduler:
 		pub := rabbit.NewPublisher(o.RabbitMQ, "gpujobs-scheduler "+o.WorkerID, logger.Named("rabbitmq"))
+		waiting := promauto.With(h.metrics).NewGauge(prometheus.GaugeOpts{Name: "gpujobs_results_waiting_to_publish",
+			Help: "Jobs whose result this scheduler worker could not hand to RabbitMQ yet (retried until the broker takes it)."})
 		defer pub.Close()
 		w = worker.New(c, jobs.JobQueue, wo)
 		w.RegisterWorkflowWithOptions(workflows.JobWorkflow, workflow.RegisterOptions{Name: workflows.JobWorkflowName})
+		w.RegisterWorkflowWithOptions(workflows.SweepWorkflow, workflow.RegisterOptions{Name: workflows.SweepWorkflowName})
 		model := estimate.NewModel()
 		if o.EstimatesFile != "" {
 			if err := model.Load(o.EstimatesFile); err != nil {
@@ -86,10 +103,12 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 			}
 		}
 		learner := &activities.Learner{Kinds: o.Kinds, Model: model, Path: o.EstimatesFile, Logger: logger}
+		defer learner.Close()
 		sched := &activities.Scheduler{Kinds: o.Kinds, Inspector: jobclient.TemporalInspector{Client: c, Namespace: o.Namespace},
 			Model: model, Strategy: o.Strategy, Logger: logger, Options: o.Scheduler}
 		w.RegisterActivityWithOptions(sched.Schedule, activity.RegisterOptions{Name: workflows.ScheduleActivity})
-		w.RegisterActivityWithOptions((&activities.Publisher{Broker: pub, Published: learner.Learn}).PublishResult, activity.RegisterOptions{Name: workflows.PublishActivity})
+		publisher := &activities.Publisher{Broker: pub, Published: learner.Learn, Waiting: func(n int) { waiting.Set(float64(n)) }}
+		w.RegisterActivityWithOptions(publisher.PublishResult, activity.RegisterOptions{Name: workflows.PublishActivity})
 	case RoleCPU, RoleGPU:
 		if o.Runner == nil {
 			return fmt.Errorf("role %s needs a kernel runner", o.Role)
@@ -101,19 +120,23 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 		wo.MaxConcurrentActivityExecutionSize = o.Concurrency
 		w = worker.New(c, queue, wo)
 		ex := &activities.Executor{Kinds: o.Kinds, Runner: o.Runner, WorkerID: o.WorkerID, Logger: logger}
+		h.wedged = ex.Wedged
+		promauto.With(h.metrics).NewGaugeFunc(prometheus.GaugeOpts{Name: "gpujobs_worker_wedged_kernels",
+			Help: "Kernels that did not stop when told to (stalled) and still run; the worker is not ready while there is one."},
+			func() float64 { return float64(ex.Wedged()) })
 		w.RegisterActivityWithOptions(ex.Execute, activity.RegisterOptions{Name: workflows.ExecuteActivity})
 	default:
-		return fmt.Errorf("unknown role %q: use scheduler, cpu or gpu", o.Role)
+		return fmt.Errorf("unknown role %q: use scheduler, cpu, gpu or bridge", o.Role)
 	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start %s worker: %w", o.Role, err)
 	}
 	h.polling.Store(true)
 	logger.Info("worker polling", zap.String("role", o.Role), zap.String("worker_id", o.WorkerID), zap.Int("concurrency", o.Concurrency))
-	<-ctx.Done()
-	h.polling.Store(false)
-	logger.Info("worker stopping: no new jobs, running ones get a grace period", zap.Duration("stop_timeout", o.StopTimeout))
-	w.Stop()
-	logger.Info("worker stopped")
-	return nil
+	return waitStop(ctx, o.Runner, func() {
+		h.polling.Store(false)
+		logger.Info("worker stopping: no new jobs, running ones get a grace period", zap.Duration("stop_timeout", o.StopTimeout))
+		w.Stop()
+		logger.Info("worker stopped")
+	}, logger)
 }

@@ -132,7 +132,17 @@ func request(device, params string) jobs.Request {
 
 func (h *harness) run(t *testing.T, req jobs.Request) (jobs.Result, error) {
 	t.Helper()
-	h.env.ExecuteWorkflow(workflows.JobWorkflow, req)
+	input, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.runInput(t, input)
+}
+
+// runInput starts the workflow with a raw input, as a client sends it.
+func (h *harness) runInput(t *testing.T, input json.RawMessage) (jobs.Result, error) {
+	t.Helper()
+	h.env.ExecuteWorkflow(workflows.JobWorkflow, input)
 	if !h.env.IsWorkflowCompleted() {
 		t.Fatal("workflow did not complete")
 	}
@@ -422,5 +432,150 @@ func TestRequireGPUWaitsOnlyOnTheGPUQueue(t *testing.T) {
 	}
 	if o := h.options[0]; o.TaskQueue != jobs.GPUQueue || o.ScheduleToStartTimeout != 10*time.Minute {
 		t.Errorf("gpu! scheduled on %s with schedule-to-start %s, want gpu_queue and 10m", o.TaskQueue, o.ScheduleToStartTimeout)
+	}
+}
+
+// A broker that is away much longer than the quick publish window: the completed job is still
+// published, exactly once, and reported completed (it was failed with wrapError before).
+func TestPublishOutlastsALongBrokerOutage(t *testing.T) {
+	h := newHarness(t, 0)
+	h.broker.failures = 40 // with retries capped at one every 15 s: about ten minutes of outage
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
+	res, err := h.run(t, request("cpu", `{}`))
+	if err != nil {
+		t.Fatalf("a broker outage failed a completed job: %v", err)
+	}
+	if res.Status != jobs.StatusCompleted || h.broker.calls != 41 {
+		t.Errorf("status %s after %d publish attempts, want completed after 41", res.Status, h.broker.calls)
+	}
+	if pub := h.published(t); pub.Status != jobs.StatusCompleted {
+		t.Errorf("published %+v", pub)
+	}
+}
+
+// While the broker is away, the job's state says so.
+func TestStateSaysTheResultWaitsForTheBroker(t *testing.T) {
+	h := newHarness(t, 0)
+	h.broker.failures = 1000
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
+	var state workflows.JobState
+	h.env.RegisterDelayedCallback(func() {
+		v, err := h.env.QueryWorkflow(workflows.StateQuery)
+		if err == nil {
+			err = v.Get(&state)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+		h.broker.mu.Lock()
+		h.broker.failures = 0 // the broker is back
+		h.broker.mu.Unlock()
+	}, time.Hour)
+	if _, err := h.run(t, request("cpu", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if state.Stage != workflows.StageWaitingBroker || !strings.Contains(state.Detail, "connection refused") {
+		t.Errorf("state after an hour of outage %+v, want %s with the broker's error", state, workflows.StageWaitingBroker)
+	}
+	h.published(t)
+}
+
+// A job that no worker has the memory for now waits and is offered again, instead of failing.
+func TestResourceBusyWaitsAndIsOfferedAgain(t *testing.T) {
+	h := newHarness(t, 0)
+	busy := temporal.NewNonRetryableApplicationError("waiting for memory: needs 12.0 GiB", jobs.ErrResourceBusy, nil)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(jobs.Result{}, busy).Times(6)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
+	res, err := h.run(t, request("cpu", `{}`))
+	if err != nil || res.Status != jobs.StatusCompleted {
+		t.Fatalf("result %+v, err %v: want it completed after waiting", res, err)
+	}
+	if len(h.queues) != 7 {
+		t.Errorf("%d offers, want 7", len(h.queues))
+	}
+}
+
+// A start by another client whose input is not a job request still ends with a published
+// failed result that names what could not be read.
+func TestUndecodableInputPublishesAFailedResult(t *testing.T) {
+	for _, tt := range []struct{ input, want string }{
+		{`"garbage"`, "got a JSON string"},
+		{`42`, "got a JSON number"},
+		{`{"job_type": "matrix_multiply", "submit_time": "yesterday"}`, `submit_time: "yesterday" is not an RFC 3339 time`},
+		{`{"job_type": 7}`, "job_type: want string, got a JSON number"},
+	} {
+		h := newHarness(t, 0)
+		_, err := h.runInput(t, json.RawMessage(tt.input))
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || appErr.Type() != jobs.ErrInvalidParams || !strings.Contains(appErr.Message(), tt.want) {
+			t.Errorf("input %s: err %v, want InvalidParams saying %q", tt.input, err, tt.want)
+			continue
+		}
+		pub := h.published(t)
+		if pub.Status != jobs.StatusFailed || pub.JobID != "job-0123456789ab" || pub.JobType == "" || !strings.Contains(pub.Error, tt.want) {
+			t.Errorf("input %s: published %+v", tt.input, pub)
+		}
+	}
+}
+
+// A failed job says which worker it failed on: from the error's details, or from the last
+// heartbeat when the worker went silent.
+func TestFailedJobKeepsTheWorkerThatRanIt(t *testing.T) {
+	who := jobs.Heartbeat{WorkerID: "gpu-7", WorkerType: "gpu", Device: "NVIDIA H200"}
+	panicked := temporal.NewApplicationErrorWithOptions("matrix_multiply kernel crashed", jobs.ErrKernelPanic,
+		temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{who}})
+	h := newHarness(t, 1)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(jobs.Result{}, panicked).Once()
+	if _, err := h.run(t, request("gpu!", `{}`)); err == nil {
+		t.Fatal("a kernel panic completed the job")
+	}
+	if pub := h.published(t); pub.WorkerType != "gpu" || pub.WorkerID != "gpu-7" || pub.Device != "NVIDIA H200" || pub.ErrorType != jobs.ErrKernelPanic {
+		t.Errorf("published %+v, want the GPU worker's failure", pub)
+	}
+}
+
+// A GPU worker without a GPU implementation of the kind hands a GPU-preferring job to a CPU.
+func TestNoGPUImplementationFallsBackToCPU(t *testing.T) {
+	h := newHarness(t, 1)
+	noImpl := temporal.NewNonRetryableApplicationError("job type matrix_multiply has no gpu implementation on this worker", jobs.ErrNoImplementation, nil)
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(jobs.Result{}, noImpl).Once()
+	h.env.OnActivity(workflows.ExecuteActivity, anyCtx, anyArg).Return(ran("cpu"), nil).Once()
+	res, err := h.run(t, request("gpu", `{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(h.queues, ","); got != "gpu_queue,cpu_queue" || res.Fallback != "the GPU worker has no GPU implementation of this job type" {
+		t.Errorf("queues %s, fallback %q", got, res.Fallback)
+	}
+}
+
+// The workflow's error carries the published result, so clients show what the monitor stored.
+func TestFailureCarriesThePublishedResult(t *testing.T) {
+	h := newHarness(t, 0)
+	_, err := h.run(t, request("cpu", `{"size": -1}`))
+	var appErr *temporal.ApplicationError
+	var res jobs.Result
+	if !errors.As(err, &appErr) || appErr.Details(&res) != nil {
+		t.Fatalf("err %v: no result in its details", err)
+	}
+	if pub := h.published(t); res.JobID != pub.JobID || res.Error != pub.Error || !res.EndTime.Equal(pub.EndTime) || res.SubmitTime.IsZero() {
+		t.Errorf("details %+v, published %+v", res, pub)
+	}
+}
+
+// Results carry only the documented error types and kind-shaped job types, which the monitor
+// checks: anything else would be dead-lettered there.
+func TestFailedResultsNameDocumentedTypes(t *testing.T) {
+	if typ, msg := workflows.Classify(temporal.NewApplicationError("disk full", "MyKindError")); typ != jobs.ErrKernel || msg != "MyKindError: disk full" {
+		t.Errorf("Classify of a foreign type: %s %q", typ, msg)
+	}
+	h := newHarness(t, 0)
+	req := request("cpu", `{}`)
+	req.JobType = "Not A Kind!"
+	if _, err := h.run(t, req); err == nil {
+		t.Fatal("an invalid job type was accepted")
+	}
+	if pub := h.published(t); pub.JobType != "unknown" || !strings.Contains(pub.Error, `"Not A Kind!"`) {
+		t.Errorf("published %+v", pub)
 	}
 }

@@ -11,10 +11,15 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // Env returns the environment variable name, or def when it is unset or empty.
@@ -25,21 +30,93 @@ func Env(name, def string) string {
 	return def
 }
 
-// EnvInt is Env for integers; a malformed value falls back to def (flag parsing reports it).
-func EnvInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
+// envErrors collects the environment variables that could not be read, for CheckEnv. Flags
+// take their defaults from the environment when a command builds its flag set, so the errors
+// are found then and reported once the command runs.
+var (
+	envMu     sync.Mutex
+	envErrors = map[string]error{}
+)
+
+func badEnv(name, value, want string) {
+	envMu.Lock()
+	envErrors[name] = fmt.Errorf("environment variable %s=%q: want %s", name, value, want)
+	envMu.Unlock()
+}
+
+// CheckEnv returns an error naming every environment variable that EnvInt, EnvDuration or
+// EnvBytes could not read, or nil: a malformed setting stops the command rather than being
+// silently replaced by its default.
+func CheckEnv() error {
+	envMu.Lock()
+	defer envMu.Unlock()
+	names := make([]string, 0, len(envErrors))
+	for n := range envErrors {
+		names = append(names, n)
 	}
-	return def
+	sort.Strings(names)
+	errs := make([]error, len(names))
+	for i, n := range names {
+		errs[i] = envErrors[n]
+	}
+	return errors.Join(errs...)
+}
+
+// EnvInt is Env for integers.
+func EnvInt(name string, def int) int {
+	return envParse(name, def, strconv.Atoi, "an integer")
 }
 
 // EnvDuration is Env for durations such as "30s".
 func EnvDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
+	return envParse(name, def, time.ParseDuration, "a duration with its unit, such as 10s, 500ms or 2m")
 }
+
+// EnvBytes is Env for sizes such as "8GiB" (see ParseBytes).
+func EnvBytes(name string, def int64) int64 {
+	return envParse(name, def, ParseBytes, "a size such as 8GiB, 512MiB or a number of bytes")
+}
+
+// envParse reads the variable name with parse; unset or empty is def, and a value parse
+// refuses is def too, recorded for CheckEnv with what the variable takes.
+func envParse[T any](name string, def T, parse func(string) (T, error), want string) T {
+	raw := os.Getenv(name)
+	if raw == "" {
+		return def
+	}
+	v, err := parse(strings.TrimSpace(raw))
+	if err != nil {
+		badEnv(name, raw, want)
+		return def
+	}
+	return v
+}
+
+// ParseBytes reads a size such as 8GiB (see jobs.ParseBytes).
+func ParseBytes(s string) (int64, error) { return jobs.ParseBytes(s) }
+
+// Bytes is a flag value holding a size, e.g. --memory-limit 8GiB.
+type Bytes int64
+
+func (b *Bytes) String() string {
+	if *b == 0 {
+		return "0"
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+// Set parses a size.
+func (b *Bytes) Set(s string) error {
+	v, err := ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = Bytes(v)
+	return nil
+}
+
+// Type names the value in --help.
+func (*Bytes) Type() string { return "size" }
 
 // Temporal says which Temporal cluster and namespace to use.
 type Temporal struct {
@@ -75,6 +152,11 @@ func (t *Temporal) AddFlags(fs *pflag.FlagSet) {
 // WorkflowURL links to a workflow in the Web UI.
 func (t Temporal) WorkflowURL(workflowID string) string {
 	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", t.UIURL, url.PathEscape(t.Namespace), url.PathEscape(workflowID))
+}
+
+// ScheduleURL links to a schedule in the Web UI.
+func (t Temporal) ScheduleURL(scheduleID string) string {
+	return fmt.Sprintf("%s/namespaces/%s/schedules/%s", t.UIURL, url.PathEscape(t.Namespace), url.PathEscape(scheduleID))
 }
 
 // RabbitMQ says where the result queue lives.

@@ -81,3 +81,39 @@ func TestRabbitURLUsesTLSWhenConfigured(t *testing.T) {
 		t.Errorf("URL %q, want amqps on 5671", u)
 	}
 }
+
+func TestMalformedEnvironmentIsAnError(t *testing.T) {
+	t.Setenv("HEARTBEAT_TIMEOUT", "10")
+	t.Setenv("WORKER_CONCURRENCY", "two")
+	t.Setenv("WORKER_MEMORY_LIMIT", "lots")
+	t.Setenv("GOOD_DURATION", "2m")
+	if d := EnvDuration("GOOD_DURATION", time.Second); d != 2*time.Minute {
+		t.Errorf("GOOD_DURATION read as %s", d)
+	}
+	EnvDuration("HEARTBEAT_TIMEOUT", 10*time.Second)
+	EnvInt("WORKER_CONCURRENCY", 0)
+	EnvBytes("WORKER_MEMORY_LIMIT", 0)
+	err := CheckEnv()
+	for _, want := range []string{
+		`HEARTBEAT_TIMEOUT="10": want a duration with its unit`,
+		`WORKER_CONCURRENCY="two": want an integer`,
+		`WORKER_MEMORY_LIMIT="lots": want a size`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckEnv() = %v, want it to say %q", err, want)
+		}
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"1024": 1024, "8GiB": 8 << 30, "512 MiB": 512 << 20, "1.5G": 3 << 29, "2tb": 2 << 40} {
+		if got, err := ParseBytes(in); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "GiB", "-1", "8 parsecs"} {
+		if _, err := ParseBytes(bad); err == nil {
+			t.Errorf("ParseBytes(%q) succeeded", bad)
+		}
+	}
+}

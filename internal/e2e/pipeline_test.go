@@ -209,7 +209,7 @@ func TestStarterErrorsAreOneClearLine(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"submit", "sorting"}, `unknown job type "sorting": known types are image_processing, matrix_multiply, neural_network, vector_addition`},
+		{[]string{"submit", "sorting"}, `unknown job type "sorting": known types are command, image_processing, matrix_multiply, neural_network, vector_addition`},
 		{[]string{"submit", "matrix_multiply", "--params", "{nope"}, "--params is not a JSON object"},
 		{[]string{"submit", "matrix_multiply", "--epochs", "3"}, "invalid epochs: unknown field, known fields are size, iterations, precision, seed"},
 		{[]string{"submit", "matrix_multiply", "--device", "tpu"}, `invalid device "tpu": allowed gpu, gpu!, cpu, auto`},

@@ -98,6 +98,10 @@ func Build(s Spec, known *jobs.Kinds) (jobs.Request, error) {
 	return req, req.Validate()
 }
 
+// ErrJobExists is Submit's error for a job ID that was used before: job IDs are never reused, so
+// a client that retries a submission (the RabbitMQ bridge after a redelivery) starts nothing twice.
+var ErrJobExists = errors.New("job IDs are never reused")
+
 // Submit starts the job's workflow. A job ID that exists already is an error: job IDs are never
 // reused, so resubmitting with the same --id is safe.
 func Submit(ctx context.Context, c client.Client, req jobs.Request) error {
@@ -112,7 +116,7 @@ func Submit(ctx context.Context, c client.Client, req jobs.Request) error {
 	}, workflows.JobWorkflowName, req)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
-		return fmt.Errorf("job %s exists already: job IDs are never reused", req.JobID)
+		return fmt.Errorf("job %s exists already: %w", req.JobID, ErrJobExists)
 	}
 	if err != nil {
 		return fmt.Errorf("submit %s: %w", req.JobID, err)
@@ -162,6 +166,15 @@ func Await(ctx context.Context, c client.Client, jobID string) (jobs.Result, err
 	if !errors.As(err, &appErr) && !errors.As(err, &canceled) && !errors.As(err, &terminated) && !errors.As(err, &timeout) {
 		return res, fmt.Errorf("wait for %s: %w", jobID, err)
 	}
+	// The workflow's error carries the result it published: show that one, as the monitor does.
+	if appErr != nil && appErr.HasDetails() && appErr.Details(&res) == nil && res.JobID != "" {
+		return res, nil
+	}
+	if canceled != nil && canceled.HasDetails() && canceled.Details(&res) == nil && res.JobID != "" {
+		return res, nil
+	}
+	res = jobs.Result{}
+	// Terminated from outside (or by an older gpujobs): rebuild what can be known.
 	res.JobID, res.Status = jobID, jobs.StatusFailed
 	res.ErrorType, res.Error = workflows.Classify(err)
 	if res.ErrorType == jobs.ErrCanceled {
@@ -175,6 +188,46 @@ func Await(ctx context.Context, c client.Client, jobID string) (jobs.Result, err
 		res.JobType, res.Params, res.RequestedDevice = req.JobType, req.Params, req.EffectiveDevice()
 	}
 	return res, nil
+}
+
+// ErrNoVerdict means no scheduler worker decided on a job within the wait.
+var ErrNoVerdict = errors.New("no verdict yet")
+
+// Verdict waits until the job's scheduler has accepted it (it got past scheduling) or rejected
+// it, at most wait: a rejection (invalid params, unknown kind) is returned as an error with the
+// scheduler's message, ErrNoVerdict when none came in time. A client that does not know a kind
+// learns this way what the cluster thinks of it.
+func Verdict(ctx context.Context, c client.Client, jobID string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		desc, err := c.DescribeWorkflowExecution(ctx, jobID, "")
+		if err != nil {
+			return fmt.Errorf("describe %s: %w", jobID, err)
+		}
+		if desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			res, err := Await(ctx, c, jobID)
+			if err != nil {
+				return err
+			}
+			if res.Status == jobs.StatusFailed && res.ErrorType == jobs.ErrInvalidParams {
+				return errors.New(res.Error)
+			}
+			return nil
+		}
+		if st := stage(ctx, c, jobID); st != nil && st.Rejected != "" {
+			return errors.New(st.Rejected)
+		} else if st != nil && st.Scheduled {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return ErrNoVerdict
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // AwaitAll waits for all the jobs, 32 at a time, and returns their results in order.

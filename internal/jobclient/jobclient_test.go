@@ -29,7 +29,9 @@ func TestBuild(t *testing.T) {
 		{"out of range", Spec{JobType: "matrix_multiply", Set: map[string]any{"size": -1}}, "", "", "invalid size: -1 is out of range"},
 		{"bad priority", Spec{JobType: "matrix_multiply", Priority: 9}, "", "", "invalid priority: 9 is out of range, allowed 1..5"},
 		{"bad device", Spec{JobType: "matrix_multiply", Device: "tpu"}, "", "", `invalid device "tpu"`},
-		{"bad id", Spec{JobType: "matrix_multiply", JobID: "job-1"}, "", "", `invalid job_id "job-1"`},
+		{"bad id", Spec{JobType: "matrix_multiply", JobID: "job 1"}, "", "", `invalid job_id "job 1": spaces`},
+		{"foreign id", Spec{JobType: "matrix_multiply", JobID: "batch-2026-12-02/run-7"}, "auto", "", ""},
+		{"trailing params", Spec{JobType: "matrix_multiply", Params: `{"size": 10} {"size": 20}`}, "", "", "--params has data after its JSON object"},
 	}
 	for _, tt := range tests {
 		req, err := Build(tt.spec, r)

@@ -29,6 +29,9 @@ const (
 	StateTimedOut   = "timed_out"
 )
 
+// State names a workflow's execution status as a job state.
+func State(s enumspb.WorkflowExecutionStatus) string { return state(s) }
+
 func state(s enumspb.WorkflowExecutionStatus) string {
 	switch s {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
@@ -63,8 +66,12 @@ type Summary struct {
 // Status is a job's summary, what its kernel is doing now, and its result once it ended.
 type Status struct {
 	Summary
+	// Stage is what the job is doing, from its workflow (nil when it could not be asked).
+	Stage *workflows.JobState `json:"stage,omitempty"`
 	// Activity is the Execute activity in flight, if any.
 	Activity *ActivityStatus `json:"activity,omitempty"`
+	// Publish is the publishing of the result while the broker has not taken it, if it is so.
+	Publish *ActivityStatus `json:"publish,omitempty"`
 	// Result is set once the job ended.
 	Result *jobs.Result `json:"result,omitempty"`
 }
@@ -91,7 +98,8 @@ func GetStatus(ctx context.Context, c client.Client, jobID string) (Status, erro
 	info := desc.GetWorkflowExecutionInfo()
 	st := Status{Summary: summaryOf(info)}
 	for _, pa := range desc.GetPendingActivities() {
-		if pa.GetActivityType().GetName() != workflows.ExecuteActivity {
+		name := pa.GetActivityType().GetName()
+		if name != workflows.ExecuteActivity && name != workflows.PublishActivity {
 			continue
 		}
 		a := &ActivityStatus{Attempt: pa.GetAttempt(), Worker: pa.GetLastWorkerIdentity(), State: "scheduled"}
@@ -107,9 +115,15 @@ func GetStatus(ctx context.Context, c client.Client, jobID string) (Status, erro
 				a.Progress = &p
 			}
 		}
-		st.Activity = a
+		if name == workflows.PublishActivity {
+			st.Publish = a
+		} else {
+			st.Activity = a
+		}
 	}
-	if st.State != StateRunning {
+	if st.State == StateRunning {
+		st.Stage = stage(ctx, c, jobID)
+	} else {
 		res, err := Await(ctx, c, jobID)
 		if err != nil {
 			return st, err
@@ -117,6 +131,22 @@ func GetStatus(ctx context.Context, c client.Client, jobID string) (Status, erro
 		st.Result = &res
 	}
 	return st, nil
+}
+
+// stage asks the job's workflow what it is doing; nil when it cannot say within a second (no
+// scheduler worker is running, or the workflow has not run its first task yet).
+func stage(ctx context.Context, c client.Client, jobID string) *workflows.JobState {
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	v, err := c.QueryWorkflow(qctx, jobID, "", workflows.StateQuery)
+	if err != nil {
+		return nil
+	}
+	var st workflows.JobState
+	if v.Get(&st) != nil {
+		return nil
+	}
+	return &st
 }
 
 func summaryOf(info *workflowpb.WorkflowExecutionInfo) Summary {
@@ -227,20 +257,5 @@ func Cancel(ctx context.Context, c client.Client, jobID string) error {
 
 // SearchAttributes are the ones a job is submitted with.
 func SearchAttributes(req jobs.Request) temporal.SearchAttributes {
-	updates := []temporal.SearchAttributeUpdate{
-		workflows.SearchJobType.ValueSet(req.JobType),
-		workflows.SearchDevice.ValueSet(req.EffectiveDevice()),
-		workflows.SearchPriority.ValueSet(int64(req.EffectivePriority())),
-	}
-	if req.Tenant != "" {
-		updates = append(updates, workflows.SearchTenant.ValueSet(req.Tenant))
-	}
-	// Where the job goes is known up front for these policies; the others learn it when scheduled.
-	switch req.EffectiveDevice() {
-	case jobs.DeviceCPU:
-		updates = append(updates, workflows.SearchWorkerType.ValueSet(jobs.WorkerTypeCPU))
-	case jobs.DeviceRequireGPU:
-		updates = append(updates, workflows.SearchWorkerType.ValueSet(jobs.WorkerTypeGPU))
-	}
-	return temporal.NewSearchAttributes(updates...)
+	return workflows.SearchAttributes(req)
 }

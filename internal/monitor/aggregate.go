@@ -3,9 +3,7 @@ package monitor
 import (
 	"bytes"
 	"encoding/json"
-	"math"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -16,9 +14,6 @@ import (
 // params, no GPU worker in time).
 const WorkerNone = "none"
 
-// ThroughputWindow is the window of the "last minute" throughput.
-const ThroughputWindow = time.Minute
-
 // Aggregator holds every distinct result in arrival order and computes the aggregates from
 // them on demand. The numbers are exact and independent of arrival order: percentiles and means
 // come from the sorted values, so a monitor that caught up after a restart reports the same
@@ -27,13 +22,22 @@ type Aggregator struct {
 	now     func() time.Time
 	metrics *Metrics
 
-	mu         sync.RWMutex
-	results    []jobs.Result
-	groups     map[groupKey]*group
-	compare    map[compareKey]*compareGroup
-	canonical  map[string]json.RawMessage // params as sent → canonical form; most jobs repeat params
-	duplicates int64
-	malformed  int64
+	mu        sync.RWMutex
+	results   []jobs.Result
+	groups    map[groupKey]*group
+	compare   map[compareKey]*compareGroup
+	canonical map[string]json.RawMessage // params as sent → canonical form; most jobs repeat params
+	counters  Counters
+	// rejectedAtLoad counts the lines of the store that were skipped at start.
+	rejectedAtLoad int
+}
+
+// Counters count the deliveries that did not become results. The consumer keeps them beside
+// the store (Store.SaveCounters), so they survive a restart.
+type Counters struct {
+	Duplicates int64 `json:"duplicates"` // delivered again, not counted twice
+	Malformed  int64 `json:"malformed"`  // not results, dead-lettered
+	Rejected   int64 `json:"rejected"`   // results that failed Validate, dead-lettered
 }
 
 type groupKey struct{ jobType, workerType string }
@@ -46,6 +50,32 @@ type group struct {
 	times                                           []float64 // processing_time of completed results
 	rates                                           []float64 // headline rate of completed results
 	unit                                            string
+	gpu                                             gpuTelemetry
+}
+
+// gpuTelemetry gathers the NVML figures of a group's completed GPU results that carry them.
+type gpuTelemetry struct {
+	utilMeans []float64 // each result's mean utilisation
+	utilPeak  float64
+	memPeak   int64
+}
+
+func (t *gpuTelemetry) add(r jobs.Result) {
+	if r.GPUUtilizationMean == nil {
+		return
+	}
+	t.utilMeans = append(t.utilMeans, *r.GPUUtilizationMean)
+	if r.GPUUtilizationPeak != nil {
+		t.utilPeak = max(t.utilPeak, *r.GPUUtilizationPeak)
+	}
+	t.memPeak = max(t.memPeak, r.GPUMemoryPeak)
+}
+
+func (t *gpuTelemetry) stats() *GPUTelemetry {
+	if len(t.utilMeans) == 0 {
+		return nil
+	}
+	return &GPUTelemetry{Results: len(t.utilMeans), UtilizationMean: mean(sorted(t.utilMeans)), UtilizationPeak: t.utilPeak, MemoryPeak: t.memPeak}
 }
 
 // compareGroup holds the completed runs of one job type with one set of params.
@@ -68,25 +98,36 @@ func NewAggregator(metrics *Metrics) *Aggregator {
 // SetClock replaces time.Now, for tests of the last-minute throughput.
 func (a *Aggregator) SetClock(now func() time.Time) { a.now = now }
 
-// Add counts results. The caller has already de-duplicated them (the store does).
+// Add counts results. The caller has already de-duplicated them (the store does). A result
+// that fails Validate is not counted but refused, as rejected: whoever feeds the aggregator,
+// its figures stay finite.
 func (a *Aggregator) Add(results ...jobs.Result) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	now := a.now()
 	for _, r := range results {
-		a.add(r)
+		a.add(r, now)
 	}
 }
 
-// AddRecords counts the results of records.
+// AddRecords counts the results of records, as Add does.
 func (a *Aggregator) AddRecords(recs []Record) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	now := a.now()
 	for _, r := range recs {
-		a.add(r.Result)
+		a.add(r.Result, now)
 	}
 }
 
-func (a *Aggregator) add(r jobs.Result) {
+func (a *Aggregator) add(r jobs.Result, now time.Time) {
+	if Validate(r, now) != nil {
+		a.counters.Rejected++
+		if a.metrics != nil {
+			a.metrics.rejected.Inc()
+		}
+		return
+	}
 	a.results = append(a.results, r)
 	wt := workerType(r)
 	k := groupKey{r.JobType, wt}
@@ -107,6 +148,7 @@ func (a *Aggregator) add(r jobs.Result) {
 			g.rates = append(g.rates, v)
 			g.unit = unit
 		}
+		g.gpu.add(r)
 		a.addComparable(r)
 	case jobs.StatusFailed:
 		g.failed++
@@ -152,21 +194,84 @@ func (a *Aggregator) CountDuplicates(n int) {
 		return
 	}
 	a.mu.Lock()
-	a.duplicates += int64(n)
+	a.counters.Duplicates += int64(n)
 	a.mu.Unlock()
 	if a.metrics != nil {
 		a.metrics.duplicates.Add(float64(n))
 	}
 }
 
-// CountMalformed records a message that was dead-lettered.
+// CountMalformed records a message that was not a result and was dead-lettered.
 func (a *Aggregator) CountMalformed() {
 	a.mu.Lock()
-	a.malformed++
+	a.counters.Malformed++
 	a.mu.Unlock()
 	if a.metrics != nil {
 		a.metrics.malformed.Inc()
 	}
+}
+
+// CountRejected records a result that failed Validate and was dead-lettered.
+func (a *Aggregator) CountRejected() {
+	a.mu.Lock()
+	a.counters.Rejected++
+	a.mu.Unlock()
+	if a.metrics != nil {
+		a.metrics.rejected.Inc()
+	}
+}
+
+// Counters returns the counts of deliveries that did not become results.
+func (a *Aggregator) Counters() Counters {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.counters
+}
+
+// RestoreCounters adds the counts that an earlier run kept beside the store.
+func (a *Aggregator) RestoreCounters(c Counters) {
+	a.mu.Lock()
+	a.counters.Duplicates += c.Duplicates
+	a.counters.Malformed += c.Malformed
+	a.counters.Rejected += c.Rejected
+	a.mu.Unlock()
+	if a.metrics != nil {
+		a.metrics.duplicates.Add(float64(c.Duplicates))
+		a.metrics.malformed.Add(float64(c.Malformed))
+		a.metrics.rejected.Add(float64(c.Rejected))
+	}
+}
+
+// SetRejectedAtLoad records how many lines of the store were skipped at start because they are
+// not valid results (LoadStats.NotLoaded).
+func (a *Aggregator) SetRejectedAtLoad(n int) {
+	a.mu.Lock()
+	a.rejectedAtLoad = n
+	a.mu.Unlock()
+	if a.metrics != nil {
+		a.metrics.storeRejected.Set(float64(n))
+	}
+}
+
+// JobTypes lists the job types the aggregator holds results of, sorted.
+func (a *Aggregator) JobTypes() []string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := []string{}
+	for k := range a.groups {
+		if !slices.Contains(out, k.jobType) {
+			out = append(out, k.jobType)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// RejectedAtLoad returns what SetRejectedAtLoad recorded.
+func (a *Aggregator) RejectedAtLoad() int {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.rejectedAtLoad
 }
 
 func workerType(r jobs.Result) string {
@@ -202,424 +307,6 @@ func (a *Aggregator) Len() int {
 	return len(a.results)
 }
 
-// Totals are the headline counts. Field names are part of the API (see README).
-type Totals struct {
-	Results   int `json:"results"`
-	Completed int `json:"completed"`
-	Failed    int `json:"failed"`
-	Canceled  int `json:"canceled"`
-	// GPURuns ran on a GPU; CPURuns on a CPU, fallbacks included; Fallbacks are the CPU runs of
-	// jobs that preferred a GPU.
-	GPURuns    int   `json:"gpu_runs"`
-	CPURuns    int   `json:"cpu_runs"`
-	Fallbacks  int   `json:"fallbacks"`
-	Duplicates int64 `json:"duplicates"`
-	Malformed  int64 `json:"malformed"`
-}
-
-// Throughput is jobs per second. Overall divides the results by the time from the earliest
-// start_time to the latest end_time; LastMinute counts the results whose end_time lies in the
-// minute before now.
-type Throughput struct {
-	Overall    float64    `json:"overall_per_sec"`
-	LastMinute float64    `json:"last_minute_per_sec"`
-	FirstStart *time.Time `json:"first_start,omitempty"`
-	LastEnd    *time.Time `json:"last_end,omitempty"`
-	Series     *Series    `json:"series,omitempty"`
-}
-
-// Series counts results per time bucket of end_time, split by where they ran.
-type Series struct {
-	Start         time.Time `json:"start"`
-	BucketSeconds int       `json:"bucket_seconds"`
-	GPU           []int     `json:"gpu"`
-	CPU           []int     `json:"cpu"`
-	Failed        []int     `json:"failed"`
-}
-
-// TimeStats summarise processing_time (seconds) of completed results. Percentiles interpolate
-// linearly between the closest ranks (numpy's default).
-type TimeStats struct {
-	Avg float64 `json:"avg"`
-	Min float64 `json:"min"`
-	Max float64 `json:"max"`
-	P50 float64 `json:"p50"`
-	P95 float64 `json:"p95"`
-}
-
-// Rate is the mean headline rate (GFLOP/s, GB/s or samples/s) of completed results.
-type Rate struct {
-	Mean float64 `json:"mean"`
-	Unit string  `json:"unit"`
-}
-
-// Group is one job_type × worker_type cell of /api/stats.
-type Group struct {
-	JobType        string     `json:"job_type"`
-	WorkerType     string     `json:"worker_type"`
-	Results        int        `json:"results"`
-	Completed      int        `json:"completed"`
-	Failed         int        `json:"failed"`
-	Canceled       int        `json:"canceled"`
-	Fallbacks      int        `json:"fallbacks"`
-	ProcessingTime *TimeStats `json:"processing_time,omitempty"`
-	Rate           *Rate      `json:"rate,omitempty"`
-}
-
-// Count is a count under a name.
-type Count struct {
-	ErrorType string `json:"error_type"`
-	Count     int    `json:"count"`
-}
-
-// FallbackCount counts fallback runs of one job type for one reason.
-type FallbackCount struct {
-	JobType string `json:"job_type"`
-	Reason  string `json:"reason"`
-	Count   int    `json:"count"`
-}
-
-// Stats is the body of GET /api/stats.
-type Stats struct {
-	GeneratedAt time.Time       `json:"generated_at"`
-	Totals      Totals          `json:"totals"`
-	Throughput  Throughput      `json:"throughput"`
-	Groups      []Group         `json:"groups"`
-	Failures    []Count         `json:"failures"`
-	Fallbacks   []FallbackCount `json:"fallbacks"`
-}
-
-// Summary is the running summary that tail prints and the SSE stream sends.
-type Summary struct {
-	Totals
-	ThroughputOverall    float64 `json:"throughput_overall_per_sec"`
-	ThroughputLastMinute float64 `json:"throughput_last_minute_per_sec"`
-}
-
-// Stats computes the aggregates.
-func (a *Aggregator) Stats() Stats {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	now := a.now()
-	s := Stats{GeneratedAt: now.UTC(), Groups: []Group{}, Failures: []Count{}, Fallbacks: []FallbackCount{}}
-	s.Totals = a.totals()
-	s.Throughput = a.throughput(now, true)
-
-	keys := make([]groupKey, 0, len(a.groups))
-	for k := range a.groups {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].jobType != keys[j].jobType {
-			return keys[i].jobType < keys[j].jobType
-		}
-		return keys[i].workerType < keys[j].workerType
-	})
-	for _, k := range keys {
-		g := a.groups[k]
-		out := Group{JobType: k.jobType, WorkerType: k.workerType, Results: g.results, Completed: g.completed,
-			Failed: g.failed, Canceled: g.canceled, Fallbacks: g.fallbacks}
-		if len(g.times) > 0 {
-			out.ProcessingTime = timeStats(g.times)
-		}
-		if len(g.rates) > 0 {
-			out.Rate = &Rate{Mean: mean(sorted(g.rates)), Unit: g.unit}
-		}
-		s.Groups = append(s.Groups, out)
-	}
-
-	failures := map[string]int{}
-	fallbacks := map[[2]string]int{}
-	for _, r := range a.results {
-		if r.Status != jobs.StatusCompleted {
-			failures[errorType(r)]++
-		}
-		if r.Fallback != "" {
-			fallbacks[[2]string{r.JobType, r.Fallback}]++
-		}
-	}
-	s.Failures = failureCounts(failures)
-	for k, n := range fallbacks {
-		s.Fallbacks = append(s.Fallbacks, FallbackCount{JobType: k[0], Reason: k[1], Count: n})
-	}
-	sort.Slice(s.Fallbacks, func(i, j int) bool {
-		x, y := s.Fallbacks[i], s.Fallbacks[j]
-		if x.JobType != y.JobType {
-			return x.JobType < y.JobType
-		}
-		return x.Reason < y.Reason
-	})
-	return s
-}
-
-// Summary computes the running summary, which is cheaper than Stats.
-func (a *Aggregator) Summary() Summary {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	tp := a.throughput(a.now(), false)
-	return Summary{Totals: a.totals(), ThroughputOverall: tp.Overall, ThroughputLastMinute: tp.LastMinute}
-}
-
-func errorType(r jobs.Result) string {
-	if r.ErrorType != "" {
-		return r.ErrorType
-	}
-	if r.Status == jobs.StatusCanceled {
-		return jobs.ErrCanceled
-	}
-	return "unknown"
-}
-
-func (a *Aggregator) totals() Totals {
-	t := Totals{Results: len(a.results), Duplicates: a.duplicates, Malformed: a.malformed}
-	for k, g := range a.groups {
-		t.Completed += g.completed
-		t.Failed += g.failed
-		t.Canceled += g.canceled
-		t.Fallbacks += g.fallbacks
-		switch k.workerType {
-		case jobs.WorkerTypeGPU:
-			t.GPURuns += g.results - g.fallbacks
-		case jobs.WorkerTypeCPU:
-			t.CPURuns += g.results
-		}
-	}
-	return t
-}
-
-// maxBuckets bounds the throughput series; bucketSizes are the bucket widths it picks from.
-const maxBuckets = 60
-
-var bucketSizes = []int{1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400}
-
-func (a *Aggregator) throughput(now time.Time, series bool) Throughput {
-	var tp Throughput
-	var first, last time.Time
-	recent := 0
-	windowStart := now.Add(-ThroughputWindow)
-	for _, r := range a.results {
-		end := endTime(r)
-		if end.IsZero() {
-			continue
-		}
-		start := r.StartTime
-		if start.IsZero() {
-			start = end
-		}
-		if first.IsZero() || start.Before(first) {
-			first = start
-		}
-		if end.After(last) {
-			last = end
-		}
-		if end.After(windowStart) && !end.After(now) {
-			recent++
-		}
-	}
-	tp.LastMinute = float64(recent) / ThroughputWindow.Seconds()
-	if first.IsZero() {
-		return tp
-	}
-	first, last = first.UTC(), last.UTC()
-	tp.FirstStart, tp.LastEnd = &first, &last
-	if span := last.Sub(first).Seconds(); span > 0 {
-		tp.Overall = float64(len(a.results)) / span
-	}
-	if series {
-		tp.Series = a.series(first, last)
-	}
-	return tp
-}
-
-// endTime is when a result was produced: end_time, else submit_time for results that never ran.
-func endTime(r jobs.Result) time.Time {
-	if !r.EndTime.IsZero() {
-		return r.EndTime
-	}
-	return r.SubmitTime
-}
-
-func (a *Aggregator) series(first, last time.Time) *Series {
-	span := last.Sub(first).Seconds()
-	size := bucketSizes[len(bucketSizes)-1]
-	for _, b := range bucketSizes {
-		if span/float64(b) < maxBuckets {
-			size = b
-			break
-		}
-	}
-	start := first.Truncate(time.Duration(size) * time.Second)
-	n := int(last.Sub(start).Seconds()/float64(size)) + 1
-	n = min(n, maxBuckets+1)
-	s := &Series{Start: start, BucketSeconds: size, GPU: make([]int, n), CPU: make([]int, n), Failed: make([]int, n)}
-	for _, r := range a.results {
-		end := endTime(r)
-		if end.IsZero() {
-			continue
-		}
-		i := min(max(int(end.Sub(start).Seconds()/float64(size)), 0), n-1)
-		switch {
-		case r.Status != jobs.StatusCompleted:
-			s.Failed[i]++
-		case r.WorkerType == jobs.WorkerTypeGPU && r.Fallback == "":
-			s.GPU[i]++
-		default:
-			s.CPU[i]++
-		}
-	}
-	return s
-}
-
-func timeStats(v []float64) *TimeStats {
-	s := sorted(v)
-	return &TimeStats{Avg: mean(s), Min: s[0], Max: s[len(s)-1], P50: percentile(s, 0.50), P95: percentile(s, 0.95)}
-}
-
-func sorted(v []float64) []float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s
-}
-
-// mean of sorted values: summing in sorted order makes it independent of arrival order.
-func mean(s []float64) float64 {
-	if len(s) == 0 {
-		return 0
-	}
-	sum := 0.0
-	for _, x := range s {
-		sum += x
-	}
-	return sum / float64(len(s))
-}
-
-// percentile of sorted values, interpolating linearly between closest ranks.
-func percentile(s []float64, p float64) float64 {
-	if len(s) == 0 {
-		return 0
-	}
-	pos := p * float64(len(s)-1)
-	lo := int(math.Floor(pos))
-	hi := int(math.Ceil(pos))
-	return s[lo] + (s[hi]-s[lo])*(pos-float64(lo))
-}
-
-// Comparison is one job type and params that ran on both a CPU and a GPU.
-type Comparison struct {
-	Params  json.RawMessage `json:"params"`
-	CPURuns int             `json:"cpu_runs"`
-	GPURuns int             `json:"gpu_runs"`
-	CPUMean float64         `json:"cpu_mean_time"`
-	GPUMean float64         `json:"gpu_mean_time"`
-	Speedup float64         `json:"speedup"`
-}
-
-// JobSpeedup is one job type's line of /api/speedup. Speedup is the geometric mean of the
-// speedups of its compared params (the speedup itself when there is one).
-type JobSpeedup struct {
-	JobType  string       `json:"job_type"`
-	Speedup  float64      `json:"speedup"`
-	CPUMean  float64      `json:"cpu_mean_time"`
-	GPUMean  float64      `json:"gpu_mean_time"`
-	Compared []Comparison `json:"compared"`
-	// Uncompared counts the params that ran on one kind of device only.
-	Uncompared int `json:"uncompared"`
-}
-
-// Speedups is the body of GET /api/speedup.
-type Speedups struct {
-	GeneratedAt time.Time    `json:"generated_at"`
-	JobTypes    []JobSpeedup `json:"job_types"`
-}
-
-// Speedup compares CPU and GPU runs of the same job type and params: speedup = mean CPU
-// processing_time / mean GPU processing_time. Job types without a comparable pair are listed
-// with speedup 0 and no comparisons.
-func (a *Aggregator) Speedup() Speedups {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	byType := map[string]*JobSpeedup{}
-	var types []string
-	for k, c := range a.compare {
-		js := byType[k.jobType]
-		if js == nil {
-			js = &JobSpeedup{JobType: k.jobType, Compared: []Comparison{}}
-			byType[k.jobType] = js
-			types = append(types, k.jobType)
-		}
-		if len(c.cpu) == 0 || len(c.gpu) == 0 {
-			js.Uncompared++
-			continue
-		}
-		cm, gm := mean(sorted(c.cpu)), mean(sorted(c.gpu))
-		cmp := Comparison{Params: c.params, CPURuns: len(c.cpu), GPURuns: len(c.gpu), CPUMean: cm, GPUMean: gm}
-		if gm > 0 {
-			cmp.Speedup = cm / gm
-		}
-		js.Compared = append(js.Compared, cmp)
-	}
-	sort.Strings(types)
-	out := Speedups{GeneratedAt: a.now().UTC(), JobTypes: []JobSpeedup{}}
-	for _, t := range types {
-		js := byType[t]
-		sort.Slice(js.Compared, func(i, j int) bool { return string(js.Compared[i].Params) < string(js.Compared[j].Params) })
-		var logSum, cpuSum, gpuSum float64
-		n := 0
-		for _, c := range js.Compared {
-			if c.Speedup > 0 {
-				logSum += math.Log(c.Speedup)
-				cpuSum += c.CPUMean
-				gpuSum += c.GPUMean
-				n++
-			}
-		}
-		if n > 0 {
-			js.Speedup = math.Exp(logSum / float64(n))
-			js.CPUMean, js.GPUMean = cpuSum/float64(n), gpuSum/float64(n)
-		}
-		out.JobTypes = append(out.JobTypes, *js)
-	}
-	return out
-}
-
-// Filter selects results for /api/results; empty fields match everything.
-type Filter struct {
-	JobType    string
-	WorkerType string
-	Status     string
-	Limit      int  // 0: all
-	Oldest     bool // oldest first; newest first otherwise
-}
-
-func (f Filter) match(r jobs.Result) bool {
-	return (f.JobType == "" || r.JobType == f.JobType) &&
-		(f.WorkerType == "" || workerType(r) == f.WorkerType) &&
-		(f.Status == "" || r.Status == f.Status)
-}
-
-// Results returns the matching results and how many matched before the limit.
-func (a *Aggregator) Results(f Filter) ([]jobs.Result, int) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	out := []jobs.Result{}
-	matched := 0
-	n := len(a.results)
-	for i := range n {
-		j := n - 1 - i
-		if f.Oldest {
-			j = i
-		}
-		if !f.match(a.results[j]) {
-			continue
-		}
-		matched++
-		if f.Limit == 0 || len(out) < f.Limit {
-			out = append(out, a.results[j])
-		}
-	}
-	return out, matched
-}
-
 // Since returns the results after the first seq ones, in arrival order, and the new sequence
 // number (the count of results so far): the SSE stream's cursor.
 func (a *Aggregator) Since(seq int) ([]jobs.Result, int) {
@@ -627,19 +314,4 @@ func (a *Aggregator) Since(seq int) ([]jobs.Result, int) {
 	defer a.mu.RUnlock()
 	seq = min(max(seq, 0), len(a.results))
 	return slices.Clone(a.results[seq:]), len(a.results)
-}
-
-// failureCounts lists failures by error type, the most frequent first (ties by name).
-func failureCounts(byType map[string]int) []Count {
-	out := make([]Count, 0, len(byType))
-	for t, n := range byType {
-		out = append(out, Count{ErrorType: t, Count: n})
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Count != out[j].Count {
-			return out[i].Count > out[j].Count
-		}
-		return out[i].ErrorType < out[j].ErrorType
-	})
-	return out
 }

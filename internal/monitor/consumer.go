@@ -63,10 +63,12 @@ func (o *ConsumerOptions) defaults() {
 }
 
 // Consumer moves results from the result queue into the store and the aggregates. A result is
-// acknowledged only once it is fsynced (or known to be stored already); a message that is not a
-// result is rejected without requeueing, so RabbitMQ dead-letters it to the queue's .dlq. When the
-// connection drops, the unacknowledged results go back to the queue, and the consumer reconnects
-// with exponential backoff; the store's job-ID index makes their redelivery harmless.
+// acknowledged only once it is fsynced (or known to be stored already). A message that is not a
+// result, or a result that fails Validate, is dead-lettered: the consumer publishes it to the
+// queue's dead-letter exchange with the reason in the x-gpujobs-reject-reason header, and acks
+// it once the broker has confirmed the copy. When the connection drops, the unacknowledged
+// messages go back to the queue, and the consumer reconnects with exponential backoff; the
+// store's job-ID index makes their redelivery harmless.
 type Consumer struct {
 	opts    ConsumerOptions
 	store   *Store
@@ -141,6 +143,9 @@ func (c *Consumer) session(ctx context.Context) (consumed bool, err error) {
 	if err := ch.Qos(c.opts.Prefetch, 0, false); err != nil {
 		return false, fmt.Errorf("set prefetch: %w", err)
 	}
+	if err := ch.Confirm(false); err != nil { // for the dead letters this channel publishes
+		return false, fmt.Errorf("enable publisher confirms: %w", err)
+	}
 	queue := c.opts.RabbitMQ.Queue
 	deliveries, err := ch.Consume(queue, "", false, false, false, false, nil)
 	if err != nil {
@@ -175,7 +180,7 @@ func (c *Consumer) session(ctx context.Context) (consumed bool, err error) {
 
 	b := batch{recs: make([]Record, 0, c.opts.BatchSize)}
 	send := func() error {
-		if len(b.recs) == 0 {
+		if b.len() == 0 {
 			return nil
 		}
 		select {
@@ -218,17 +223,16 @@ func (c *Consumer) session(ctx context.Context) (consumed bool, err error) {
 				}
 				return true, errors.New("delivery channel closed: connection to RabbitMQ lost")
 			}
-			rec, err := ParseRecord(d.Body)
-			if err != nil {
-				c.deadLetter(d, err)
-				continue
-			}
-			if len(b.recs) == 0 {
+			if b.len() == 0 {
 				timer.Reset(c.opts.FlushInterval)
 			}
-			b.recs = append(b.recs, rec)
+			if rec, err := ParseRecordAt(d.Body, c.agg.now()); err != nil {
+				b.dead = append(b.dead, deadLetter{d, err})
+			} else {
+				b.recs = append(b.recs, rec)
+			}
 			b.lastTag = d.DeliveryTag
-			if len(b.recs) >= c.opts.BatchSize {
+			if b.len() >= c.opts.BatchSize {
 				timer.Stop()
 				if err := send(); err != nil {
 					stopCommitter()
@@ -248,9 +252,19 @@ func firstError(errs chan error) error {
 	}
 }
 
+// batch is what one fsync and one multiple-ack settle: results to store and messages to
+// dead-letter, up to the delivery tag lastTag.
 type batch struct {
 	recs    []Record
+	dead    []deadLetter
 	lastTag uint64
+}
+
+func (b batch) len() int { return len(b.recs) + len(b.dead) }
+
+type deadLetter struct {
+	d      amqp.Delivery
+	reason error
 }
 
 // commit handles batches in order until commits is closed. After an error (reported once on
@@ -268,12 +282,19 @@ func (c *Consumer) commit(ch *amqp.Channel, commits <-chan batch, errs chan<- er
 	}
 }
 
-// flush appends the batch to the store (one write, one fsync), counts what was new, and then
-// acknowledges every delivery up to the batch's last one.
+// flush dead-letters the batch's bad messages (waiting for the broker's confirms), appends its
+// results to the store (one write, one fsync), counts what was new, keeps the counters beside
+// the store when they changed, and then acknowledges every delivery up to the batch's last one.
 func (c *Consumer) flush(ch *amqp.Channel, b batch) error {
-	added, err := c.store.Append(b.recs)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errStore, err)
+	if err := c.deadLetterAll(ch, b.dead); err != nil {
+		return err // nothing acked: the broker redelivers the batch
+	}
+	var added []Record
+	if len(b.recs) > 0 {
+		var err error
+		if added, err = c.store.Append(b.recs); err != nil {
+			return fmt.Errorf("%w: %w", errStore, err)
+		}
 	}
 	dups := len(b.recs) - len(added)
 	c.agg.AddRecords(added)
@@ -281,32 +302,94 @@ func (c *Consumer) flush(ch *amqp.Channel, b batch) error {
 	if dups > 0 {
 		c.logger.Debug("duplicate results not counted again", zap.Int("count", dups))
 	}
+	for _, dl := range b.dead {
+		if errors.Is(dl.reason, ErrRejected) {
+			c.agg.CountRejected()
+		} else {
+			c.agg.CountMalformed()
+		}
+	}
+	if dups > 0 || len(b.dead) > 0 {
+		if err := c.store.SaveCounters(c.agg.Counters()); err != nil {
+			c.logger.Warn("counters not saved; a restart would undercount duplicates and dead letters", zap.Error(err))
+		}
+	}
 	if c.agg.metrics != nil {
-		c.agg.metrics.batches.Observe(float64(len(b.recs)))
+		c.agg.metrics.batches.Observe(float64(b.len()))
 	}
 	if c.onBatch != nil {
 		c.onBatch()
 	}
 	if err := ch.Ack(b.lastTag, true); err != nil {
 		// Stored already: the redelivery will be recognised as a duplicate.
-		return fmt.Errorf("acknowledge %d results: %w", len(b.recs), err)
+		return fmt.Errorf("acknowledge %d messages: %w", b.len(), err)
 	}
-	c.ingested.Add(int64(len(b.recs)))
+	c.ingested.Add(int64(b.len()))
 	return nil
 }
 
-func (c *Consumer) deadLetter(d amqp.Delivery, reason error) {
-	c.agg.CountMalformed()
-	body := d.Body
-	if len(body) > 200 {
-		body = body[:200]
+// RejectReasonHeader carries, on a dead-lettered message, why the monitor refused it;
+// RejectKindHeader says "malformed" (not a result) or "rejected" (an invalid result), and
+// RejectQueueHeader the queue it came from.
+const (
+	RejectReasonHeader = "x-gpujobs-reject-reason"
+	RejectKindHeader   = "x-gpujobs-reject-kind"
+	RejectQueueHeader  = "x-gpujobs-reject-queue"
+)
+
+// maxReasonBytes bounds the reason header.
+const maxReasonBytes = 1000
+
+// deadLetterAll publishes copies of the messages, with the reason, to the dead-letter exchange
+// and waits until the broker has confirmed every one.
+func (c *Consumer) deadLetterAll(ch *amqp.Channel, dead []deadLetter) error {
+	if len(dead) == 0 {
+		return nil
 	}
-	c.logger.Warn("dead-lettering a message that is not a result",
-		zap.String("dead_letter_queue", rabbit.DeadLetterQueue(c.opts.RabbitMQ.Queue)),
-		zap.String("message_id", d.MessageId), zap.Error(reason), zap.ByteString("body", body))
-	if err := d.Reject(false); err != nil {
-		c.logger.Warn("reject failed; the message returns to the queue when the connection closes", zap.Error(err))
-		return
+	queue := c.opts.RabbitMQ.Queue
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	confirms := make([]*amqp.DeferredConfirmation, 0, len(dead))
+	for _, dl := range dead {
+		d := dl.d
+		kind := "malformed"
+		if errors.Is(dl.reason, ErrRejected) {
+			kind = "rejected"
+		}
+		reason := dl.reason.Error()
+		if len(reason) > maxReasonBytes {
+			reason = reason[:maxReasonBytes]
+		}
+		headers := amqp.Table{}
+		for k, v := range d.Headers {
+			headers[k] = v
+		}
+		headers[RejectReasonHeader], headers[RejectKindHeader], headers[RejectQueueHeader] = reason, kind, queue
+		body := d.Body
+		if len(body) > 200 {
+			body = body[:200]
+		}
+		c.logger.Warn("dead-lettering a message", zap.String("kind", kind),
+			zap.String("dead_letter_queue", rabbit.DeadLetterQueue(queue)),
+			zap.String("message_id", d.MessageId), zap.String("reason", reason), zap.ByteString("body", body))
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, rabbit.DeadLetterExchange(queue), queue, false, false, amqp.Publishing{
+			Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding, DeliveryMode: amqp.Persistent,
+			MessageId: d.MessageId, CorrelationId: d.CorrelationId, Timestamp: d.Timestamp, Type: d.Type, AppId: d.AppId,
+			Body: d.Body,
+		})
+		if err != nil {
+			return fmt.Errorf("dead-letter message %s: %w", d.MessageId, err)
+		}
+		confirms = append(confirms, dc)
 	}
-	c.ingested.Add(1)
+	for _, dc := range confirms {
+		ok, err := dc.WaitContext(ctx)
+		if err != nil {
+			return fmt.Errorf("wait for the dead-letter queue's confirm: %w", err)
+		}
+		if !ok {
+			return errors.New("the broker refused a dead letter (nack)")
+		}
+	}
+	return nil
 }

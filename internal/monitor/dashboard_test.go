@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/gpujobs/gpujobs/internal/testutil"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // chromiumPath finds Debian's chromium. Without it the dashboard tests skip, unless GPUJOBS_E2E=1
@@ -66,6 +67,9 @@ func dashboardServer(t *testing.T) (*httptest.Server, *Aggregator) {
 	agg.Add(results[:2900]...)
 	agg.CountDuplicates(12)
 	agg.CountMalformed()
+	agg.CountRejected()
+	agg.CountRejected()
+	agg.SetRejectedAtLoad(3)
 	srv := NewServer(agg, agg.metrics, func() bool { return true }, "results/results.jsonl", zap.NewNop())
 	srv.MaxStreamAge = 300 * time.Millisecond
 	h := srv.Handler()
@@ -104,6 +108,7 @@ func TestDashboardInHeadlessChromiumShowsTheAPINumbers(t *testing.T) {
 		"kpi-results": float64(tt.Results), "kpi-completed": float64(tt.Completed), "kpi-failed": float64(tt.Failed),
 		"kpi-canceled": float64(tt.Canceled), "kpi-gpu-runs": float64(tt.GPURuns), "kpi-cpu-runs": float64(tt.CPURuns),
 		"kpi-fallbacks": float64(tt.Fallbacks), "kpi-duplicates": float64(tt.Duplicates), "kpi-malformed": float64(tt.Malformed),
+		"kpi-rejected": float64(tt.Rejected), "kpi-rejected-at-load": float64(tt.RejectedAtLoad),
 		"kpi-throughput-minute": stats.Throughput.LastMinute, "kpi-throughput-overall": stats.Throughput.Overall,
 	} {
 		n := byID(doc, id)
@@ -167,6 +172,13 @@ func TestDashboardInHeadlessChromiumShowsTheAPINumbers(t *testing.T) {
 		}
 		if cell("results") != strconv.Itoa(g.Results) {
 			t.Errorf("%s results %s, API %d", key, cell("results"), g.Results)
+		}
+		if gt := g.GPUTelemetry; gt != nil {
+			if num(t, cell("gpu_util")) != gt.UtilizationMean || num(t, cell("gpu_mem")) != float64(gt.MemoryPeak) {
+				t.Errorf("%s GPU util/mem %s/%s, API %v/%v", key, cell("gpu_util"), cell("gpu_mem"), gt.UtilizationMean, gt.MemoryPeak)
+			}
+		} else if cell("gpu_util") != "" {
+			t.Errorf("%s GPU util %s without telemetry in the API", key, cell("gpu_util"))
 		}
 		if g.ProcessingTime != nil {
 			if num(t, cell("p95")) != g.ProcessingTime.P95 || num(t, cell("avg")) != g.ProcessingTime.Avg {
@@ -286,4 +298,34 @@ func text(n *html.Node) string {
 	}
 	walk(n)
 	return strings.TrimSpace(b.String())
+}
+
+// A kind the monitor was not built with shows its own headline metric, the one its results name,
+// in the dashboard's tables.
+func TestDashboardShowsAnUnknownKindsHeadlineMetric(t *testing.T) {
+	bin := chromiumPath(t)
+	agg := NewAggregator(nil)
+	end := time.Now().Add(-time.Second).UTC()
+	agg.Add(jobs.Result{JobID: "job-00000000pi01", JobType: "monte_carlo_pi", Status: jobs.StatusCompleted, WorkerType: jobs.WorkerTypeCPU,
+		WorkerID: "cpu-1", ProcessingTime: 0.5, StartTime: end.Add(-time.Second), EndTime: end,
+		Metrics:    map[string]float64{"samples_per_sec": 4.2e7, "gflops": 9.9, "pi": 3.1415},
+		RateMetric: "samples_per_sec", RateUnit: "samples/s"})
+	srv := NewServer(agg, nil, func() bool { return true }, "x", zap.NewNop())
+	srv.MaxStreamAge = 300 * time.Millisecond
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	doc, err := html.Parse(bytes.NewReader(headless(t, bin, ts.URL+"/", "--dump-dom")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := find(doc, func(n *html.Node) bool { return n.Data == "tr" && attr(n, "data-job-id") == "job-00000000pi01" })
+	if row == nil {
+		t.Fatal("the result is not in the latest results")
+	}
+	if got := text(row); !strings.Contains(got, "samples/s") || strings.Contains(got, "GFLOP/s") {
+		t.Errorf("latest row %q: want the kind's samples/s, not GFLOP/s", got)
+	}
+	if g := agg.Stats().Groups; len(g) != 1 || g[0].Rate == nil || g[0].Rate.Unit != "samples/s" {
+		t.Errorf("groups %+v: want the kind's rate unit", g)
+	}
 }

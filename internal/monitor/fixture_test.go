@@ -50,6 +50,10 @@ func fixtureResults(n int, seed uint64, start time.Time) []jobs.Result {
 			r.WorkerType, r.WorkerID, r.Device, r.RequestedDevice = "gpu", "gpu-node-1", "NVIDIA H100 80GB HBM3", "gpu"
 			r.ProcessingTime = j.gpu * (0.9 + 0.2*rng.Float64())
 			r.GEMM, r.ComputeCapability, r.DeviceMemory = "cublas", "9.0", 85520809984
+			if i%5 != 0 { // NVML telemetry, made up from i so the random sequence stays as it was
+				mean, peak := float64(30+i%60), float64(min(100, 50+i%60))
+				r.GPUUtilizationMean, r.GPUUtilizationPeak, r.GPUMemoryPeak = &mean, &peak, int64(2+i%8)<<30
+			}
 		case p < 0.85:
 			r.WorkerType, r.WorkerID, r.Device, r.RequestedDevice = "cpu", "cpu-node-1", "AMD EPYC 9B14, 2 threads", "cpu"
 			r.ProcessingTime = j.cpu * (0.9 + 0.2*rng.Float64())

@@ -17,8 +17,13 @@ type Metrics struct {
 	fallbacks  *prometheus.CounterVec
 	duplicates prometheus.Counter
 	malformed  prometheus.Counter
+	rejected   prometheus.Counter
 	batches    prometheus.Histogram
 	connected  prometheus.Gauge
+	gpuUtil    *prometheus.HistogramVec
+	gpuMem     *prometheus.HistogramVec
+
+	storeRejected prometheus.Gauge
 }
 
 // NewMetrics registers the monitor's series, and Go runtime and process collectors.
@@ -47,6 +52,14 @@ func NewMetrics() *Metrics {
 			Name: "gpujobs_monitor_malformed_total",
 			Help: "Messages that were not results, dead-lettered to the queue's .dlq.",
 		}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gpujobs_monitor_rejected_total",
+			Help: "Results that failed validation (bad status, type, time or rate), dead-lettered to the queue's .dlq with the reason.",
+		}),
+		storeRejected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gpujobs_monitor_store_rejected_lines",
+			Help: "Lines of the results file skipped at start because they are not valid results.",
+		}),
 		batches: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "gpujobs_monitor_batch_size",
 			Help:    "Messages per fsynced batch of the store.",
@@ -56,8 +69,19 @@ func NewMetrics() *Metrics {
 			Name: "gpujobs_monitor_rabbitmq_connected",
 			Help: "1 while the monitor consumes the result queue.",
 		}),
+		gpuUtil: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gpujobs_gpu_utilization_percent",
+			Help:    "Mean GPU utilisation (NVML: percent of time a kernel ran) of completed GPU jobs, device-wide.",
+			Buckets: prometheus.LinearBuckets(10, 10, 10), // 10 % .. 100 %
+		}, []string{"job_type"}),
+		gpuMem: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gpujobs_gpu_memory_peak_bytes",
+			Help:    "Peak GPU memory in use (NVML, device-wide) while completed GPU jobs ran.",
+			Buckets: prometheus.ExponentialBuckets(256<<20, 2, 10), // 256 MiB .. 128 GiB
+		}, []string{"job_type"}),
 	}
-	m.Registry.MustRegister(m.results, m.processing, m.fallbacks, m.duplicates, m.malformed, m.batches, m.connected,
+	m.Registry.MustRegister(m.results, m.processing, m.fallbacks, m.duplicates, m.malformed, m.rejected, m.storeRejected, m.batches, m.connected,
+		m.gpuUtil, m.gpuMem,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -67,5 +91,9 @@ func (m *Metrics) observe(r jobs.Result, workerType string) {
 	m.processing.WithLabelValues(r.JobType, workerType, r.Status).Observe(r.ProcessingTime)
 	if r.Fallback != "" {
 		m.fallbacks.WithLabelValues(r.JobType).Inc()
+	}
+	if r.Status == jobs.StatusCompleted && r.GPUUtilizationMean != nil {
+		m.gpuUtil.WithLabelValues(r.JobType).Observe(*r.GPUUtilizationMean)
+		m.gpuMem.WithLabelValues(r.JobType).Observe(float64(r.GPUMemoryPeak))
 	}
 }

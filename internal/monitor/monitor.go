@@ -5,9 +5,11 @@
 // reports.
 //
 // It must never lose or double-count a result: a result is acknowledged only after it is on disk,
-// and the store's job-ID index makes redeliveries no-ops. It is the only consumer of the result
-// queue; everything else (tail, the dashboard) reads from it over HTTP. It does not publish
-// results, and it never requeues a message it cannot read.
+// and the store's job-ID index makes redeliveries no-ops. No message may poison it: a result is
+// validated (Validate) before it is stored and again when it is aggregated, so every aggregate
+// stays finite, and what fails is dead-lettered with the reason. It is the only consumer of the
+// result queue; everything else (tail, the dashboard) reads from it over HTTP. It does not
+// publish results (only dead letters), and it never requeues a message it cannot read.
 package monitor
 
 import (
@@ -49,11 +51,20 @@ func Serve(ctx context.Context, o Options, logger *zap.Logger) error {
 		return err
 	}
 	defer store.Close()
+	agg.RestoreCounters(st.Counters)
+	agg.SetRejectedAtLoad(st.NotLoaded())
 	logger.Info("store loaded", zap.String("path", o.StorePath), zap.Int("results", st.Results),
-		zap.Int("duplicate_lines", st.Duplicates), zap.Int("corrupt_lines", st.Corrupt),
-		zap.Int64("torn_bytes_cut", st.Truncated), zap.Duration("took", time.Since(start)))
-	if st.Corrupt > 0 {
-		logger.Warn("store has lines that are not results; they are skipped", zap.Int("lines", st.Corrupt))
+		zap.Int("duplicate_lines", st.Duplicates), zap.Int("corrupt_lines", st.Corrupt), zap.Int("rejected_lines", st.Rejected),
+		zap.Int64("torn_bytes_cut", st.Truncated), zap.Any("counters", st.Counters), zap.Duration("took", time.Since(start)))
+	if st.CountersErr != nil {
+		logger.Warn("counters not restored; duplicates, malformed and rejected count from zero", zap.Error(st.CountersErr))
+	}
+	if n := st.NotLoaded(); n > 0 {
+		for _, s := range st.Skipped {
+			logger.Warn("store line skipped: not a valid result", zap.Int("line", s.Line), zap.String("reason", s.Reason))
+		}
+		logger.Warn("store has lines that are not valid results; they are skipped and left in the file",
+			zap.Int("lines", n), zap.Int("listed", len(st.Skipped)))
 	}
 
 	ln, err := net.Listen("tcp", o.Addr)

@@ -10,12 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -217,32 +215,48 @@ func TestMalformedMessageIsDeadLetteredAndConsumingGoesOn(t *testing.T) {
 		t.Errorf("malformed %d results %d", tt.Malformed, tt.Results)
 	}
 
-	// The dead-lettered messages are the originals, rejected once each (never requeued in a loop).
-	conn, err := amqp.Dial(rc.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, _ := conn.Channel()
-	for i := range bad {
-		d, ok, err := ch.Get(dlq, true)
-		if err != nil || !ok {
-			t.Fatalf("get from %s: %v %v", dlq, ok, err)
+	// The dead letters are the originals, once each (never requeued in a loop), with the reason.
+	reasons := []string{"not a result: invalid character 'o' in literal null", "not a result: job_id is missing"}
+	for i, d := range drain(t, rc.URL, dlq) {
+		if i >= len(bad) {
+			t.Errorf("more dead letters than bad messages: %q", d.Body)
+			continue
 		}
 		if string(d.Body) != string(bad[i]) {
 			t.Errorf("dead letter %d: %q, want %q", i, d.Body, bad[i])
 		}
-		deaths, _ := d.Headers["x-death"].([]any)
-		if len(deaths) != 1 {
-			t.Fatalf("x-death %v", d.Headers["x-death"])
-		}
-		death := deaths[0].(amqp.Table)
-		if death["reason"] != "rejected" || death["queue"] != rc.Queue || death["count"] != int64(1) {
-			t.Errorf("x-death %v", death)
+		if r, _ := d.Headers[RejectReasonHeader].(string); !strings.HasPrefix(r, reasons[i]) ||
+			d.Headers[RejectKindHeader] != "malformed" || d.Headers[RejectQueueHeader] != rc.Queue {
+			t.Errorf("dead letter %d headers %v, want reason %q", i, d.Headers, reasons[i])
 		}
 	}
 	if n := queueDepth(t, rc.URL, rc.Queue); n != 0 {
 		t.Errorf("%d messages left in %s", n, rc.Queue)
+	}
+}
+
+// drain gets every message of a queue.
+func drain(t *testing.T, url, queue string) []amqp.Delivery {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []amqp.Delivery
+	for {
+		d, ok, err := ch.Get(queue, true)
+		if err != nil {
+			t.Fatalf("get from %s: %v", queue, err)
+		}
+		if !ok {
+			return out
+		}
+		out = append(out, d)
 	}
 }
 
@@ -502,79 +516,10 @@ func TestMonitorKilledMidwayCountsEveryResultOnce(t *testing.T) {
 	}
 }
 
-// privateBroker is a RabbitMQ node of the test's own, on free ports, so that stopping it
-// disturbs nobody else.
-type privateBroker struct {
-	node string
-	url  string
-	env  []string
-}
-
-func startPrivateBroker(t *testing.T) *privateBroker {
-	t.Helper()
-	brokerURL(t) // the same opt-in as the other broker tests
-	if _, err := exec.LookPath("rabbitmq-server"); err != nil {
-		t.Fatal("rabbitmq-server is not installed: make deps installs it")
-	}
-	if os.Getuid() != 0 {
-		t.Skip("starting a private RabbitMQ node needs root (the server scripts switch to the rabbitmq user)")
-	}
-	dir, err := os.MkdirTemp("", "gpujobs-rabbit-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o777) //nolint:errcheck // the node runs as the rabbitmq user
-	_, amqpPort, _ := net.SplitHostPort(testutil.FreeAddr(t))
-	_, distPort, _ := net.SplitHostPort(testutil.FreeAddr(t))
-	b := &privateBroker{
-		node: "gpujobs-test-" + testutil.RandomHex(3),
-		url:  "amqp://guest:guest@127.0.0.1:" + amqpPort + "/",
-	}
-	b.env = append(os.Environ(),
-		"RABBITMQ_NODENAME="+b.node, "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1", "RABBITMQ_NODE_PORT="+amqpPort,
-		"RABBITMQ_DIST_PORT="+distPort, "RABBITMQ_MNESIA_BASE="+dir+"/mnesia", "RABBITMQ_LOG_BASE="+dir+"/log",
-		"RABBITMQ_PID_FILE="+dir+"/pid", "RABBITMQ_ENABLED_PLUGINS_FILE="+dir+"/enabled_plugins")
-	t.Cleanup(func() {
-		if err := b.ctl("stop"); err != nil {
-			// The node must not outlive the test: end it by its own pid.
-			if pid, err := os.ReadFile(dir + "/pid"); err == nil {
-				if n, err := strconv.Atoi(strings.TrimSpace(string(pid))); err == nil {
-					if p, err := os.FindProcess(n); err == nil {
-						p.Kill() //nolint:errcheck
-					}
-				}
-			}
-		}
-		os.RemoveAll(dir)
-	})
-	cmd := exec.Command("rabbitmq-server", "-detached")
-	cmd.Env = b.env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("start a private RabbitMQ node: %v\n%s", err, out)
-	}
-	testutil.WaitFor(t, "the private RabbitMQ node to accept connections", 2*time.Minute, func() bool {
-		conn, err := amqp.Dial(b.url)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
-	return b
-}
-
-func (b *privateBroker) ctl(args ...string) error {
-	cmd := exec.Command("rabbitmqctl", append([]string{"-n", b.node}, args...)...)
-	cmd.Env = b.env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("rabbitmqctl %v: %v\n%s", args, err, out)
-	}
-	return nil
-}
-
 func TestConsumerReconnectsWhenRabbitMQRestarts(t *testing.T) {
-	b := startPrivateBroker(t)
-	rc := testQueue(t, b.url)
+	brokerURL(t) // the same opt-in as the other broker tests
+	b := testutil.StartBroker(t)
+	rc := testQueue(t, b.URL)
 	path := filepath.Join(t.TempDir(), "results.jsonl")
 	// The first batch holds until the broker is down: it is stored but cannot be acked, the
 	// worst moment for a restart.
@@ -609,12 +554,12 @@ func TestConsumerReconnectsWhenRabbitMQRestarts(t *testing.T) {
 	}
 	countWhenStopped := m.agg.Len()
 
-	if err := b.ctl("stop_app"); err != nil {
+	if err := b.Ctl("stop_app"); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
 	testutil.WaitFor(t, "the consumer to see the broker go", 30*time.Second, func() bool { return !m.consumer.Connected() })
-	if err := b.ctl("start_app"); err != nil {
+	if err := b.Ctl("start_app"); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "the consumer to reconnect", 60*time.Second, m.consumer.Connected)

@@ -72,13 +72,17 @@ func writeMarkdown(w io.Writer, source string, s Stats, sp Speedups, charts []Ch
 	fmt.Fprintf(&b, "# gpujobs results report\n\nGenerated %s from `%s`.\n\n", s.GeneratedAt.Format(time.RFC3339), source)
 	b.WriteString("## Totals\n\n| results | completed | failed | canceled | GPU runs | CPU runs | fallbacks (CPU) |\n|---:|---:|---:|---:|---:|---:|---:|\n")
 	fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %d | %d |\n\n", t.Results, t.Completed, t.Failed, t.Canceled, t.GPURuns, t.CPURuns, t.Fallbacks)
+	if t.Duplicates > 0 || t.Malformed > 0 || t.Rejected > 0 || t.RejectedAtLoad > 0 {
+		fmt.Fprintf(&b, "Not counted: %d duplicate deliveries, %d malformed messages and %d invalid results (dead-lettered), "+
+			"%d lines of the results file that are not valid results (skipped).\n\n", t.Duplicates, t.Malformed, t.Rejected, t.RejectedAtLoad)
+	}
 	if tp := s.Throughput; tp.FirstStart != nil {
 		fmt.Fprintf(&b, "Throughput: %.3f jobs/s overall (%s to %s), %.3f jobs/s in the minute before the report.\n\n",
 			tp.Overall, tp.FirstStart.Format(time.RFC3339), tp.LastEnd.Format(time.RFC3339), tp.LastMinute)
 	}
 
 	b.WriteString("## Processing time by job type and worker\n\nSeconds of kernel time of completed jobs; p50/p95 interpolate between ranks.\n\n")
-	b.WriteString("| job type | worker | results | completed | failed | fallbacks | avg s | min s | p50 s | p95 s | max s | mean rate |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| job type | worker | results | completed | failed | fallbacks | avg s | min s | p50 s | p95 s | max s | mean rate | GPU util mean / peak | GPU memory peak |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, g := range s.Groups {
 		times := "- | - | - | - | -"
 		if pt := g.ProcessingTime; pt != nil {
@@ -88,8 +92,12 @@ func writeMarkdown(w io.Writer, source string, s Stats, sp Speedups, charts []Ch
 		if g.Rate != nil {
 			rate = fmt.Sprintf("%.2f %s", g.Rate.Mean, g.Rate.Unit)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %s | %s |\n", g.JobType, g.WorkerType,
-			g.Results, g.Completed, g.Failed+g.Canceled, g.Fallbacks, times, rate)
+		util, mem := "-", "-"
+		if t := g.GPUTelemetry; t != nil {
+			util, mem = fmt.Sprintf("%.0f %% / %.0f %%", t.UtilizationMean, t.UtilizationPeak), jobs.FormatBytes(t.MemoryPeak)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %s | %s | %s | %s |\n", g.JobType, g.WorkerType,
+			g.Results, g.Completed, g.Failed+g.Canceled, g.Fallbacks, times, rate, util, mem)
 	}
 
 	b.WriteString("\n## GPU speedup\n\nSpeedup = mean CPU time / mean GPU time of completed runs with the same job type and the same params " +
@@ -136,10 +144,25 @@ func writeMarkdown(w io.Writer, source string, s Stats, sp Speedups, charts []Ch
 
 func secs(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
 
+// opt and optInt write an optional figure, empty when absent.
+func opt(v *float64) string {
+	if v == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*v, 'g', -1, 64)
+}
+
+func optInt(v int64) string {
+	if v == 0 {
+		return ""
+	}
+	return strconv.FormatInt(v, 10)
+}
+
 // CSVHeader lists the columns of results.csv.
 var CSVHeader = []string{"job_id", "job_type", "status", "worker_type", "worker_id", "device", "fallback",
 	"processing_time", "setup_time", "transfer_time", "queue_time", "rate", "rate_unit", "error_type", "error",
-	"submit_time", "start_time", "end_time", "params"}
+	"submit_time", "start_time", "end_time", "params", "gpu_utilization_mean", "gpu_utilization_peak", "gpu_memory_peak"}
 
 func writeCSV(w io.Writer, results []jobs.Result) error {
 	cw := csv.NewWriter(w)
@@ -161,7 +184,8 @@ func writeCSV(w io.Writer, results []jobs.Result) error {
 		}
 		row := []string{r.JobID, r.JobType, r.Status, r.WorkerType, r.WorkerID, r.Device, r.Fallback,
 			f(r.ProcessingTime), f(r.SetupTime), f(r.TransferTime), f(r.QueueTime), rateS, unit, r.ErrorType, r.Error,
-			ts(r.SubmitTime), ts(r.StartTime), ts(r.EndTime), string(CanonicalParams(r.Params))}
+			ts(r.SubmitTime), ts(r.StartTime), ts(r.EndTime), string(CanonicalParams(r.Params)),
+			opt(r.GPUUtilizationMean), opt(r.GPUUtilizationPeak), optInt(r.GPUMemoryPeak)}
 		if err := cw.Write(row); err != nil {
 			return err
 		}

@@ -1,9 +1,11 @@
 package monitor
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"slices"
@@ -24,14 +26,6 @@ var webFS embed.FS
 // DefaultLimit is how many results /api/results and /api/failed return without ?limit=.
 const DefaultLimit = 100
 
-// Health is the body of GET /healthz.
-type Health struct {
-	Status   string `json:"status"`   // ok
-	RabbitMQ string `json:"rabbitmq"` // connected or disconnected
-	Results  int    `json:"results"`
-	Store    string `json:"store"`
-}
-
 // Server is the monitor's HTTP side: the JSON API, the SSE stream, /metrics and the dashboard.
 type Server struct {
 	agg       *Aggregator
@@ -42,6 +36,8 @@ type Server struct {
 
 	mu   sync.Mutex
 	subs map[chan struct{}]struct{}
+
+	sweeps sweepIndex // /api/sweeps (sweeps.go)
 
 	// SummaryEvery is the least time between two summary events of one stream.
 	SummaryEvery time.Duration
@@ -93,10 +89,16 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/results", s.results)
 	mux.HandleFunc("GET /api/speedup", s.speedup)
 	mux.HandleFunc("GET /api/failed", s.failed)
+	mux.HandleFunc("GET /api/sweeps", s.sweepsAPI)
 	mux.HandleFunc("GET /api/events", s.events)
 	mux.HandleFunc("GET /healthz", s.health)
 	if s.metrics != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+		prom := promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{})
+		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+			if checkParams(w, r) {
+				prom.ServeHTTP(w, r)
+			}
+		})
 	}
 	static, _ := fs.Sub(webFS, "web")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
@@ -111,22 +113,14 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	if !checkParams(w, r) {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.agg.Stats())
+	s.reply(w, http.StatusOK, s.agg.Stats())
 }
 
 func (s *Server) speedup(w http.ResponseWriter, r *http.Request) {
 	if !checkParams(w, r) {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.agg.Speedup())
-}
-
-// ResultsPage is the body of GET /api/results.
-type ResultsPage struct {
-	// Matched counts all results that match the filter; Count those returned (after limit).
-	Matched int           `json:"matched"`
-	Count   int           `json:"count"`
-	Results []jobs.Result `json:"results"`
+	s.reply(w, http.StatusOK, s.agg.Speedup())
 }
 
 func (s *Server) results(w http.ResponseWriter, r *http.Request) {
@@ -139,14 +133,22 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, matched := s.agg.Results(f)
-	writeJSON(w, http.StatusOK, ResultsPage{Matched: matched, Count: len(res), Results: res})
+	s.reply(w, http.StatusOK, s.page(f, ResultsPage{Matched: matched, Count: len(res), Results: res}))
 }
 
-// Failed is the body of GET /api/failed: counts by error type and the failed and canceled
-// results, newest first.
-type Failed struct {
-	Failures []Count `json:"failures"`
-	ResultsPage
+// page adds the job types the monitor holds results of, and a note when the filter names a
+// job type among none of them: kinds are open, so a well-formed name is no error, but an empty
+// answer must not look like an empty cluster.
+func (s *Server) page(f Filter, p ResultsPage) ResultsPage {
+	p.JobTypes = s.agg.JobTypes()
+	if f.JobType != "" && !slices.Contains(p.JobTypes, f.JobType) {
+		known := "none yet"
+		if len(p.JobTypes) > 0 {
+			known = strings.Join(p.JobTypes, ", ")
+		}
+		p.Note = fmt.Sprintf("no results of job_type %q; the monitor has results of: %s", f.JobType, known)
+	}
+	return p
 }
 
 func (s *Server) failed(w http.ResponseWriter, r *http.Request) {
@@ -173,15 +175,19 @@ func (s *Server) failed(w http.ResponseWriter, r *http.Request) {
 	}
 	out.Count = len(out.Results)
 	out.Failures = failureCounts(counts)
-	writeJSON(w, http.StatusOK, out)
+	out.ResultsPage = s.page(f, out.ResultsPage)
+	s.reply(w, http.StatusOK, out)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	h := Health{Status: "ok", RabbitMQ: "disconnected", Results: s.agg.Len(), Store: s.store}
+	if !checkParams(w, r) {
+		return
+	}
+	h := Health{Status: "ok", RabbitMQ: "disconnected", Results: s.agg.Len(), Store: s.store, RejectedAtLoad: s.agg.RejectedAtLoad()}
 	if s.connected() {
 		h.RabbitMQ = "connected"
 	}
-	writeJSON(w, http.StatusOK, h)
+	s.reply(w, http.StatusOK, h)
 }
 
 // events streams results as server-sent events: "result" events (id: the result's sequence
@@ -241,8 +247,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		if wantResults {
 			results, next := s.agg.Since(cursor)
 			for i, res := range results {
-				b, _ := json.Marshal(res)
-				fmt.Fprintf(w, "id: %d\nevent: result\ndata: %s\n\n", cursor+i+1, b)
+				s.event(w, strconv.Itoa(cursor+i+1), "result", res)
 			}
 			if len(results) > 0 {
 				summaryPending = true
@@ -250,8 +255,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			cursor = next
 		}
 		if summaryPending && time.Since(lastSummary) >= s.SummaryEvery {
-			b, _ := json.Marshal(s.agg.Summary())
-			fmt.Fprintf(w, "event: summary\ndata: %s\n\n", b)
+			s.event(w, "", "summary", s.agg.Summary())
 			lastSummary, summaryPending = time.Now(), false
 		}
 		flusher.Flush()
@@ -274,9 +278,30 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// event writes one server-sent event; a value that cannot be encoded becomes a "monitor_error"
+// event (with the same id, so the stream's cursor moves on) instead of an empty one. (Not
+// "error": an EventSource reports its connection errors under that name.)
+func (s *Server) event(w io.Writer, id, name string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.logger.Error("cannot encode an event", zap.String("event", name), zap.String("id", id), zap.Error(err))
+		b, _ = json.Marshal(map[string]string{"error": fmt.Sprintf("cannot encode %s event %s: %v", name, id, err)})
+		name = "monitor_error"
+	}
+	if id != "" {
+		fmt.Fprintf(w, "id: %s\n", id)
+	}
+	fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b)
+}
+
 func parseFilter(r *http.Request) (Filter, error) {
 	q := r.URL.Query()
 	f := Filter{JobType: q.Get("job_type"), WorkerType: q.Get("worker_type"), Status: q.Get("status"), Limit: DefaultLimit}
+	if f.JobType != "" {
+		if err := jobs.ValidateKindName(f.JobType); err != nil {
+			return f, fmt.Errorf("job_type=%q: %w", f.JobType, err)
+		}
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -291,15 +316,11 @@ func parseFilter(r *http.Request) (Filter, error) {
 	default:
 		return f, fmt.Errorf("order=%q: want asc or desc", q.Get("order"))
 	}
-	switch f.Status {
-	case "", jobs.StatusCompleted, jobs.StatusFailed, jobs.StatusCanceled:
-	default:
-		return f, fmt.Errorf("status=%q: want completed, failed or canceled", f.Status)
+	if f.Status != "" && !slices.Contains(jobs.Statuses, f.Status) {
+		return f, fmt.Errorf("status=%q: want %s", f.Status, orList(jobs.Statuses))
 	}
-	switch f.WorkerType {
-	case "", jobs.WorkerTypeGPU, jobs.WorkerTypeCPU, WorkerNone:
-	default:
-		return f, fmt.Errorf("worker_type=%q: want gpu, cpu or none", f.WorkerType)
+	if f.WorkerType != "" && f.WorkerType != WorkerNone && !slices.Contains(jobs.WorkerTypes, f.WorkerType) {
+		return f, fmt.Errorf("worker_type=%q: want %s", f.WorkerType, orList(append(slices.Clone(jobs.WorkerTypes), WorkerNone)))
 	}
 	return f, nil
 }
@@ -329,15 +350,35 @@ func firstNonEmpty(v ...string) string {
 	return ""
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
+// reply writes v as JSON, or a 500 with the reason when v cannot be encoded.
+func (s *Server) reply(w http.ResponseWriter, code int, v any) {
+	if err := writeJSON(w, code, v); err != nil {
+		s.logger.Error("cannot encode a response", zap.Error(err))
+	}
+}
+
+// writeJSON encodes v before it sends anything, so a value that cannot be encoded is answered
+// with a 500 and a JSON error, never with a 200 and a truncated body. The error it returns is
+// that encoding error; a client that went away is not one.
+func writeJSON(w http.ResponseWriter, code int, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
-	enc.Encode(v) //nolint:errcheck // the client went away
+	err := enc.Encode(v)
+	if err != nil {
+		buf.Reset()
+		code = http.StatusInternalServerError
+		json.NewEncoder(&buf).Encode(map[string]string{"error": "cannot encode the response: " + err.Error()}) //nolint:errcheck // a string map
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(code)
+	w.Write(buf.Bytes()) //nolint:errcheck // the client went away
+	return err
 }
 
 func writeError(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, map[string]string{"error": err.Error()})
+	writeJSON(w, code, map[string]string{"error": err.Error()}) //nolint:errcheck // a string map
 }

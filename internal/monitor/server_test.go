@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -328,4 +329,107 @@ func TestDashboardIsServedFromTheBinary(t *testing.T) {
 		}
 	}
 	get(t, ts.URL+"/nope", http.StatusNotFound)
+}
+
+// Hostile results handed to the aggregator directly (as by a program that bypasses the
+// consumer's checks) leave every endpoint answering with what the valid results say.
+func TestHostileResultsLeaveTheAPIWorking(t *testing.T) {
+	ts, agg, _ := handServer(t)
+	n := 0
+	for _, c := range hostileCases("ab", at(65)) {
+		var r jobs.Result
+		if json.Unmarshal(c.body, &r) == nil {
+			agg.Add(r)
+			n++
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d hostile results decode", n)
+	}
+	var s map[string]any
+	getInto(t, ts.URL+"/api/stats", &s)
+	totals := s["totals"].(map[string]any)
+	if totals["results"] != 8.0 || totals["completed"] != 6.0 || totals["failed"] != 2.0 || totals["canceled"] != 0.0 {
+		t.Errorf("totals %v: want the hand set's 8 results (6 completed, 2 failed) only", totals)
+	}
+	if tp := s["throughput"].(map[string]any); tp["overall_per_sec"] != 0.4 || tp["last_end"] != "2026-11-26T10:00:20Z" {
+		t.Errorf("throughput %v: want the hand set's", tp)
+	}
+	for _, g := range s["groups"].([]any) {
+		if pt, ok := g.(map[string]any)["processing_time"].(map[string]any); ok && pt["max"].(float64) > 4 {
+			t.Errorf("group %v: a hostile time got in", g)
+		}
+	}
+	var sp map[string]any
+	getInto(t, ts.URL+"/api/speedup", &sp)
+	if mm := sp["job_types"].([]any)[0].(map[string]any); !near(mm["speedup"].(float64), 15) {
+		t.Errorf("speedup %v, want the hand set's 15", mm)
+	}
+	var page map[string]any
+	getInto(t, ts.URL+"/api/results?limit=0", &page)
+	getInto(t, ts.URL+"/api/failed", &page)
+	metrics := string(get(t, ts.URL+"/metrics", http.StatusOK))
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "gpujobs_") && (strings.Contains(line, `status="bogus"`) || strings.Contains(line, `worker_type="tpu"`) ||
+			strings.HasSuffix(line, "Inf") || strings.HasSuffix(line, "NaN")) {
+			t.Errorf("/metrics: %s", line)
+		}
+	}
+	s2 := openSSE(t, ts.URL+"/api/events?results=0")
+	if name, _, data := s2.next(t); name != "summary" || !strings.Contains(data, `"results":8,`) {
+		t.Errorf("summary event %s %s", name, data)
+	}
+}
+
+// A value that cannot be encoded is a 500 with a JSON error, never a 200 with an empty body.
+func TestAResponseThatCannotBeEncodedIsA500(t *testing.T) {
+	rec := httptest.NewRecorder()
+	writeJSON(rec, http.StatusOK, map[string]float64{"x": math.Inf(1)}) //nolint:errcheck // the response is the test
+	var body map[string]string
+	if rec.Code != http.StatusInternalServerError || json.Unmarshal(rec.Body.Bytes(), &body) != nil || !strings.Contains(body["error"], "unsupported value") {
+		t.Errorf("%d %q, want 500 with a JSON error", rec.Code, rec.Body.String())
+	}
+	var ev strings.Builder
+	srv := NewServer(NewAggregator(nil), nil, nil, "x", zap.NewNop())
+	srv.event(&ev, "7", "result", map[string]float64{"x": math.NaN()})
+	if !strings.HasPrefix(ev.String(), "id: 7\nevent: monitor_error\ndata: {\"error\":") {
+		t.Errorf("event %q, want a monitor_error event with the id", ev.String())
+	}
+}
+
+func TestHealthzAndMetricsRejectUnknownParameters(t *testing.T) {
+	ts, _, _ := handServer(t)
+	for _, u := range []string{"/healthz?verbose=1", "/metrics?format=json", "/api/speedup?x=1"} {
+		if b := get(t, ts.URL+u, http.StatusBadRequest); !strings.Contains(string(b), "takes no parameters") {
+			t.Errorf("%s: %s", u, b)
+		}
+	}
+	get(t, ts.URL+"/healthz", http.StatusOK)
+	get(t, ts.URL+"/metrics", http.StatusOK)
+}
+
+// Kinds are open, so a well-formed job type without results is an empty answer that says so;
+// a name no kind can have is a 400.
+func TestAPIJobTypeFilter(t *testing.T) {
+	ts, _, _ := handServer(t)
+	for _, q := range []string{"/api/results?job_type=Bogus%20Kind", "/api/failed?job_type=a-b", "/api/results?job_type=" + strings.Repeat("x", 65)} {
+		b := get(t, ts.URL+q, http.StatusBadRequest)
+		if !strings.Contains(string(b), "job_type") || !strings.Contains(string(b), "lowercase letters, digits and _") {
+			t.Errorf("%s: %s", q, b)
+		}
+	}
+	for _, q := range []string{"/api/results?job_type=bogus", "/api/failed?job_type=bogus"} {
+		var p map[string]any
+		getInto(t, ts.URL+q, &p)
+		types, _ := p["job_types"].([]any)
+		if p["matched"] != 0.0 || len(p["results"].([]any)) != 0 || len(types) != 2 || types[0] != "matrix_multiply" ||
+			p["note"] != `no results of job_type "bogus"; the monitor has results of: matrix_multiply, vector_addition` {
+			t.Errorf("%s: %v", q, p)
+		}
+	}
+	var p map[string]any
+	getInto(t, ts.URL+"/api/results?job_type=vector_addition", &p)
+	if p["matched"] != 3.0 || p["note"] != nil || len(p["job_types"].([]any)) != 2 {
+		t.Errorf("a job type with results: %v", p)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/gpujobs/gpujobs/jobs"
 )
@@ -25,29 +26,38 @@ type Record struct {
 	Line   []byte // compact JSON, no newline
 }
 
-// ErrInvalidResult marks a message that is not a result; the consumer dead-letters it.
-var ErrInvalidResult = errors.New("not a valid result")
+// ParseRecord decodes one message body and validates it against the monitor's clock; see
+// ParseRecordAt.
+func ParseRecord(body []byte) (Record, error) { return ParseRecordAt(body, time.Now()) }
 
-// ParseRecord decodes one message body. A result needs a job_id, a job_type and a status.
-func ParseRecord(body []byte) (Record, error) {
+// ParseRecordAt decodes one message body. A message that is not a result (not JSON, no job_id,
+// job_type or status, over MaxResultBytes) is ErrMalformed; a result that fails Validate at now
+// is ErrRejected. Fields this version does not know are kept in the record's line.
+func ParseRecordAt(body []byte, now time.Time) (Record, error) {
+	if len(body) > MaxResultBytes {
+		return Record{}, fmt.Errorf("%w: %d bytes, more than the %d a result may have", ErrMalformed, len(body), MaxResultBytes)
+	}
 	var r jobs.Result
 	if err := json.Unmarshal(body, &r); err != nil {
-		return Record{}, fmt.Errorf("%w: %v", ErrInvalidResult, err)
+		return Record{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	switch {
 	case r.JobID == "":
-		return Record{}, fmt.Errorf("%w: job_id is missing", ErrInvalidResult)
+		return Record{}, fmt.Errorf("%w: job_id is missing", ErrMalformed)
 	case r.JobType == "":
-		return Record{}, fmt.Errorf("%w: job_type is missing", ErrInvalidResult)
+		return Record{}, fmt.Errorf("%w: job_type is missing", ErrMalformed)
 	case r.Status == "":
-		return Record{}, fmt.Errorf("%w: status is missing", ErrInvalidResult)
+		return Record{}, fmt.Errorf("%w: status is missing", ErrMalformed)
+	}
+	if err := Validate(r, now); err != nil {
+		return Record{}, fmt.Errorf("%w: %w", ErrRejected, err)
 	}
 	if !bytes.ContainsAny(body, "\r\n") {
 		return Record{Result: r, Line: body}, nil // valid JSON on one line already
 	}
 	var line bytes.Buffer
 	if err := json.Compact(&line, body); err != nil { // cannot fail after Unmarshal succeeded
-		return Record{}, fmt.Errorf("%w: %v", ErrInvalidResult, err)
+		return Record{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return Record{Result: r, Line: line.Bytes()}, nil
 }
@@ -70,8 +80,26 @@ type LoadStats struct {
 	Results    int   // distinct results loaded
 	Duplicates int   // lines whose job_id came earlier in the file (ignored)
 	Corrupt    int   // complete lines that are not results (skipped, left in the file)
+	Rejected   int   // results that fail Validate, e.g. stored by an older monitor (skipped, left in the file)
 	Truncated  int64 // bytes of a torn last line cut off (a write that was never acknowledged)
+	// Skipped are the first maxSkippedReported corrupt or rejected lines, with the reason.
+	Skipped []SkippedLine
+	// Counters are the counts kept beside the store; CountersErr says why
+	// they could not be read, when so (counting then starts from zero: never fatal).
+	Counters    Counters
+	CountersErr error
 }
+
+// SkippedLine is a line of the store that was not loaded.
+type SkippedLine struct {
+	Line   int // 1-based
+	Reason string
+}
+
+// NotLoaded counts the lines of the store that were skipped because they are not valid results.
+func (st LoadStats) NotLoaded() int { return st.Corrupt + st.Rejected }
+
+const maxSkippedReported = 20
 
 // OpenStore opens (creating if needed) the store at path, calls load for each distinct result in
 // file order, and leaves the file ready for appends. A last line without its newline is a write
@@ -98,6 +126,7 @@ func OpenStore(path string, load func(Record)) (*Store, LoadStats, error) {
 		}
 	}
 	s := &Store{path: path, f: f, index: map[string]struct{}{}}
+	st.Counters, st.CountersErr = readCounters(CountersPath(path))
 	good, err := s.load(load, &st)
 	if err != nil {
 		f.Close()
@@ -126,11 +155,14 @@ func OpenStore(path string, load func(Record)) (*Store, LoadStats, error) {
 	return s, st, nil
 }
 
-// load reads every complete line and returns the offset just past the last one.
+// load reads every complete line and returns the offset just past the last one. Lines that are
+// not valid results are skipped and reported in st, never fatal: the store must load whatever
+// an older monitor (or a hand edit) left in it.
 func (s *Store) load(fn func(Record), st *LoadStats) (int64, error) {
 	r := bufio.NewReaderSize(s.f, 1<<20)
+	now := time.Now()
 	var off int64
-	for {
+	for n := 1; ; n++ {
 		line, err := r.ReadBytes('\n')
 		if errors.Is(err, io.EOF) {
 			return off, nil // a partial line (len(line) > 0) is the torn write
@@ -143,9 +175,16 @@ func (s *Store) load(fn func(Record), st *LoadStats) (int64, error) {
 		if len(body) == 0 {
 			continue
 		}
-		rec, err := ParseRecord(body)
+		rec, err := ParseRecordAt(body, now)
 		if err != nil {
-			st.Corrupt++
+			if errors.Is(err, ErrRejected) {
+				st.Rejected++
+			} else {
+				st.Corrupt++
+			}
+			if len(st.Skipped) < maxSkippedReported {
+				st.Skipped = append(st.Skipped, SkippedLine{Line: n, Reason: err.Error()})
+			}
 			continue
 		}
 		if _, dup := s.index[rec.Result.JobID]; dup {
@@ -232,8 +271,62 @@ func ReadStore(path string, fn func(Record)) (LoadStats, error) {
 	}
 	defer f.Close()
 	s := &Store{path: path, f: f, index: map[string]struct{}{}}
+	st.Counters, st.CountersErr = readCounters(CountersPath(path))
 	_, err = s.load(fn, &st)
 	return st, err
+}
+
+// CountersPath is the file beside the store that keeps the counters (Counters) across restarts.
+func CountersPath(store string) string { return store + ".counters" }
+
+func readCounters(path string) (Counters, error) {
+	var c Counters
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("read counters: %w", err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Counters{}, fmt.Errorf("counters file %s: %w", path, err)
+	}
+	if c.Duplicates < 0 || c.Malformed < 0 || c.Rejected < 0 {
+		return Counters{}, fmt.Errorf("counters file %s holds negative counts: %s", path, bytes.TrimSpace(b))
+	}
+	return c, nil
+}
+
+// SaveCounters replaces the counters file beside the store (write, fsync, rename), so a
+// restarted monitor goes on counting from there. Only the holder of the store's lock writes it.
+func (s *Store) SaveCounters(c Counters) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return errors.New("store is closed")
+	}
+	path := CountersPath(s.path)
+	b, _ := json.Marshal(c) // int64 fields: cannot fail
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("save counters: %w", err)
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save counters to %s: %w", path, err)
+	}
+	return nil
 }
 
 // syncDir makes a newly created file's directory entry durable.

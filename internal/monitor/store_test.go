@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -51,7 +52,7 @@ func TestStoreAppendsOnceAndReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if st != (LoadStats{Results: 10}) || len(loaded) != 10 || loaded[9] != recs[9].Result.JobID {
+	if st.Results != 10 || st.NotLoaded() != 0 || st.Duplicates != 0 || st.Truncated != 0 || len(loaded) != 10 || loaded[9] != recs[9].Result.JobID {
 		t.Errorf("reload: %+v, %v", st, loaded)
 	}
 	if added, _ := s.Append(recs[9:]); len(added) != 0 {
@@ -93,7 +94,8 @@ func TestStoreCutsATornLastLine(t *testing.T) {
 func TestStoreSkipsCorruptAndDuplicateLines(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "results.jsonl")
 	recs := records(t, 2)
-	content := string(recs[0].Line) + "\nnot json\n\n" + `{"job_type":"x","status":"completed"}` + "\n" + string(recs[0].Line) + "\n" + string(recs[1].Line) + "\n"
+	content := string(recs[0].Line) + "\nnot json\n\n" + `{"job_type":"x","status":"completed"}` + "\n" + string(recs[0].Line) + "\n" +
+		`{"job_id":"job-2","job_type":"x","status":"bogus"}` + "\n" + string(recs[1].Line) + "\n"
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +104,13 @@ func TestStoreSkipsCorruptAndDuplicateLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if st != (LoadStats{Results: 2, Duplicates: 1, Corrupt: 2}) {
+	if st.Results != 2 || st.Duplicates != 1 || st.Corrupt != 2 || st.Rejected != 1 || st.NotLoaded() != 3 {
 		t.Errorf("load %+v", st)
+	}
+	want := []SkippedLine{{2, "not a result: invalid character 'o' in literal null (expecting 'u')"}, {4, "not a result: job_id is missing"},
+		{6, `invalid result: status "bogus": want completed, failed or canceled`}}
+	if !reflect.DeepEqual(st.Skipped, want) {
+		t.Errorf("skipped %+v, want %+v", st.Skipped, want)
 	}
 }
 
@@ -132,12 +139,12 @@ func TestParseRecordRejectsWhatIsNotAResult(t *testing.T) {
 		`{"job_id":"job-1","job_type":"x","status":"completed","processing_time":"fast"}`: "cannot unmarshal",
 	} {
 		_, err := ParseRecord([]byte(body))
-		if !errors.Is(err, ErrInvalidResult) || !strings.Contains(err.Error(), want) {
+		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseRecord(%s) = %v, want %q", body, err, want)
 		}
 	}
-	rec, err := ParseRecord([]byte("{\n  \"job_id\": \"job-1\", \"job_type\": \"x\", \"status\": \"completed\", \"new_field\": [1, 2]\n}"))
-	if err != nil || string(rec.Line) != `{"job_id":"job-1","job_type":"x","status":"completed","new_field":[1,2]}` {
+	rec, err := ParseRecord([]byte("{\n  \"job_id\": \"job-1\", \"job_type\": \"x\", \"status\": \"completed\", \"worker_type\": \"cpu\", \"new_field\": [1, 2]\n}"))
+	if err != nil || string(rec.Line) != `{"job_id":"job-1","job_type":"x","status":"completed","worker_type":"cpu","new_field":[1,2]}` {
 		t.Errorf("a pretty-printed result with an unknown field: %s %v", rec.Line, err)
 	}
 }

@@ -94,7 +94,14 @@ type Publisher struct {
 	conn    *amqp.Connection
 	ch      *amqp.Channel
 	returns chan amqp.Return
+	// dialErr and dialedAt remember the last failed connection attempt: while the broker is
+	// away, the results waiting for it fail at once instead of each dialing again.
+	dialErr  error
+	dialedAt time.Time
 }
+
+// redialEvery is the least time between two connection attempts while the broker is away.
+const redialEvery = time.Second
 
 // NewPublisher returns a publisher; it connects on first use.
 func NewPublisher(cfg config.RabbitMQ, name string, logger *zap.Logger) *Publisher {
@@ -148,10 +155,16 @@ func (p *Publisher) connect() error {
 		return nil
 	}
 	p.reset()
+	if p.dialErr != nil && time.Since(p.dialedAt) < redialEvery {
+		return p.dialErr
+	}
+	p.dialedAt = time.Now()
 	conn, err := Dial(p.cfg, p.name)
 	if err != nil {
+		p.dialErr = err
 		return err
 	}
+	p.dialErr = nil
 	ch, err := conn.Channel()
 	if err == nil {
 		err = Declare(ch, p.cfg)

@@ -22,12 +22,13 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 
 	"gorgonia.org/cu"
 
 	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/kernels/cuda/cublas"
+	"github.com/gpujobs/gpujobs/kernels/cuda/nvml"
+	"github.com/gpujobs/gpujobs/kernels/cuda/pool"
 	_ "github.com/gpujobs/gpujobs/kernels/cuda/probe" // must initialise before gorgonia.org/cu
 )
 
@@ -39,7 +40,7 @@ const (
 )
 
 // reserveBytes is kept free on every device for the context, module code and cuBLAS workspaces.
-const reserveBytes = 512 << 20
+const reserveBytes = pool.ContextReserve
 
 // Options configure a Runner; zero values mean the documented defaults.
 type Options struct {
@@ -52,6 +53,15 @@ type Options struct {
 	Devices []int
 	// Impls are the GPU implementations, by kind; nil means Builtin().
 	Impls *jobs.Impls[Impl]
+	// JobsPerGPU is the most jobs that share one GPU at once, while their memory estimates fit
+	// (GPU_JOBS_PER_GPU); 0 means pool.DefaultJobsPerDevice, 1 one job per GPU.
+	JobsPerGPU int
+	// KernelDir, when set, is a directory of NAME.fatbin/NAME.ptx files loaded instead of the
+	// embedded kernels (GPUJOBS_KERNEL_DIR).
+	KernelDir string
+	// NVML is the management library to sample utilisation and memory with: "" searches
+	// libnvidia-ml.so.1, "off" samples nothing (GPUJOBS_NVML).
+	NVML string
 }
 
 // DeviceInfo describes one GPU.
@@ -61,6 +71,7 @@ type DeviceInfo struct {
 	ComputeCapability string // e.g. "9.0"
 	Memory            int64  // total bytes
 	SMs               int
+	PCIBusID          string // e.g. "0000:3b:00.0"
 }
 
 // Runner runs jobs on this machine's GPUs, each job on the least busy device.
@@ -71,13 +82,14 @@ type Runner struct {
 	blas    *cublas.Library // nil when not loaded
 	blasVer int             // cuBLAS's version number, e.g. 130001
 	blasErr error           // why cuBLAS is not used, when it is not
+	nvml    *nvml.Library   // nil when not loaded
+	nvmlErr error
 
-	mu   sync.Mutex
-	busy []int // running jobs per device
+	pool *pool.Pool
 }
 
 // NewRunner opens every device (or o.Devices): retains its primary context, loads the kernel
-// modules into it, and loads cuBLAS unless o.GEMM is ptx.
+// modules into it, and loads cuBLAS unless o.GEMM is ptx, and NVML unless o.NVML is off.
 func NewRunner(o Options) (*Runner, error) {
 	switch o.GEMM {
 	case "":
@@ -108,14 +120,22 @@ func NewRunner(o Options) (*Runner, error) {
 			r.Close()
 			return nil, fmt.Errorf("GPU %d does not exist: this machine has %d (0..%d)", i, n, n-1)
 		}
-		d, err := openDevice(i)
+		d, err := openDevice(i, o.KernelDir)
 		if err != nil {
 			r.Close()
 			return nil, err
 		}
 		r.devices = append(r.devices, d)
 	}
-	r.busy = make([]int, len(r.devices))
+	var devs []pool.Device
+	for _, d := range r.devices {
+		devs = append(devs, pool.Device{Name: d.label(), Capacity: d.usable()})
+	}
+	r.pool = pool.New(devs, pool.Options{JobsPerDevice: o.JobsPerGPU}, pool.Hooks{
+		Free:     func(i int) (int64, error) { return r.devices[i].memFree() },
+		Classify: severity,
+	})
+	r.openNVML(o.NVML)
 	if o.GEMM != GEMMPTX {
 		r.blas, r.blasVer, r.blasErr = r.loadBLAS(o.CuBLAS)
 		if r.blasErr != nil && o.GEMM == GEMMCuBLAS {
@@ -151,6 +171,42 @@ func (r *Runner) loadBLAS(override string) (*cublas.Library, int, error) {
 	return lib, v, nil
 }
 
+// openNVML loads NVML and finds each device in it; without it (or any device) jobs run without
+// telemetry, and Telemetry says why.
+func (r *Runner) openNVML(path string) {
+	if path == "off" {
+		r.nvmlErr = errors.New("GPUJOBS_NVML=off")
+		return
+	}
+	lib, err := nvml.Load(path)
+	if err != nil {
+		r.nvmlErr = err
+		return
+	}
+	for _, d := range r.devices {
+		dev, err := lib.DeviceByPCI(d.info.PCIBusID)
+		if err != nil {
+			r.nvmlErr = fmt.Errorf("%s: %w", d.label(), err)
+			continue
+		}
+		d.sampler = dev
+	}
+	r.nvml = lib
+}
+
+// Telemetry says whether jobs' results carry NVML's utilisation and memory figures, and why not.
+func (r *Runner) Telemetry() (on bool, detail string) {
+	if r.nvml == nil {
+		return false, r.nvmlErr.Error()
+	}
+	v, _ := r.nvml.DriverVersion()
+	detail = fmt.Sprintf("%s, driver %s", r.nvml.Path, v)
+	if r.nvmlErr != nil {
+		detail += "; " + r.nvmlErr.Error()
+	}
+	return true, detail
+}
+
 // Close releases every device. Jobs must have finished.
 func (r *Runner) Close() error {
 	var errs []error
@@ -158,6 +214,9 @@ func (r *Runner) Close() error {
 		errs = append(errs, d.close())
 	}
 	r.devices = nil
+	if r.nvml != nil {
+		errs = append(errs, r.nvml.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -170,8 +229,27 @@ func (r *Runner) Devices() []DeviceInfo {
 	return infos
 }
 
-// Slots is the number of jobs the runner is meant to run at once: one per GPU.
-func (r *Runner) Slots() int { return len(r.devices) }
+// Slots is the number of jobs the runner is meant to run at once: the per-GPU job limit times
+// the GPUs. Jobs beyond what fits in memory wait in Run for room.
+func (r *Runner) Slots() int { return r.pool.Slots() }
+
+// Kernels says where the first device's kernels were loaded from: fatbin, ptx (the embedded
+// ones) or the GPUJOBS_KERNEL_DIR directory and the kinds of file found there.
+func (r *Runner) Kernels() string { return r.devices[0].loaded }
+
+// JobsPerGPU is the per-GPU job limit in force.
+func (r *Runner) JobsPerGPU() int { return r.pool.JobsPerDevice() }
+
+// Dead is closed when a GPU is unusable until the process restarts (CUDA documents that for
+// errors like CUDA_ERROR_ILLEGAL_ADDRESS): the worker should stop taking jobs, let the running
+// ones end, and exit non-zero. Jobs offered meanwhile fail at once, retryably.
+func (r *Runner) Dead() <-chan struct{} { return r.pool.Dead() }
+
+// DeadErr says which GPU died and why, once Dead is closed.
+func (r *Runner) DeadErr() error { return r.pool.Err() }
+
+// Health describes every device's state, running jobs and reserved memory.
+func (r *Runner) Health() []pool.Status { return r.pool.Status() }
 
 // Name describes the runner's devices in one string, e.g. "NVIDIA H100 80GB HBM3" or
 // "2 × NVIDIA H100 80GB HBM3".
@@ -205,21 +283,7 @@ func (r *Runner) GEMM() (impl, detail string) {
 
 // Fits returns a *MemoryError when a job's memory estimate exceeds what the largest device can
 // hold, so it can never run here.
-func (r *Runner) Fits(w jobs.Work) error {
-	var best *device
-	for _, d := range r.devices {
-		if best == nil || d.usable() > best.usable() {
-			best = d
-		}
-	}
-	if best == nil {
-		return errors.New("no GPU")
-	}
-	if w.MemBytes > best.usable() {
-		return &MemoryError{Need: w.MemBytes, Have: best.usable(), Device: best.label()}
-	}
-	return nil
-}
+func (r *Runner) Fits(w jobs.Work) error { return r.pool.Fits(w.MemBytes) }
 
 // RunOptions adjust one run, for gpucheck.
 type RunOptions struct {
@@ -227,6 +291,8 @@ type RunOptions struct {
 	GEMM string
 	// Result, when not nil, receives the job's output buffer: C, the conv output, or c = a + b.
 	Result *[]float32
+	// NoSplitK runs the PTX SGEMM without split-K, to measure what the split gains.
+	NoSplitK bool
 }
 
 // Run runs one job on the least busy GPU.
@@ -234,7 +300,9 @@ func (r *Runner) Run(ctx context.Context, p jobs.Params, report jobs.Reporter) (
 	return r.RunWith(ctx, p, report, RunOptions{})
 }
 
-// RunWith runs one job with per-run options.
+// RunWith runs one job with per-run options: on the device the pool admits it to (waiting for
+// memory while jobs run), after resetting that device's context if a job before it lost it,
+// sampling the device with NVML while it runs.
 func (r *Runner) RunWith(ctx context.Context, p jobs.Params, report jobs.Reporter, o RunOptions) (jobs.Output, error) {
 	if err := p.Validate(); err != nil {
 		return jobs.Output{}, err
@@ -247,10 +315,14 @@ func (r *Runner) RunWith(ctx context.Context, p jobs.Params, report jobs.Reporte
 	if err != nil {
 		return jobs.Output{}, err
 	}
-	i := r.acquire()
-	defer r.release(i)
-	d := r.devices[i]
-	out, err := d.run(ctx, impl, p, report, blas, o.Result)
+	lease, err := r.pool.Acquire(ctx, p.Work().MemBytes)
+	if err != nil {
+		return jobs.Output{}, fmt.Errorf("%s: %w", p.Kind(), err)
+	}
+	d := r.devices[lease.Device()]
+	out, err := r.runLeased(d, lease, func() (jobs.Output, error) {
+		return d.run(ctx, impl, p, report, blas, o, lease)
+	})
 	if err != nil {
 		return jobs.Output{}, fmt.Errorf("%s on %s: %w", p.Kind(), d.label(), err)
 	}
@@ -258,6 +330,31 @@ func (r *Runner) RunWith(ctx context.Context, p jobs.Params, report jobs.Reporte
 		ComputeCapability: d.info.ComputeCapability, Memory: d.info.Memory}
 	out.Modules = d.loaded
 	return out, nil
+}
+
+// runLeased runs fn under the lease: the reset the pool asked for first, NVML sampling around
+// it, and the outcome reported to the pool at the end.
+func (r *Runner) runLeased(d *device, lease *pool.Lease, fn func() (jobs.Output, error)) (out jobs.Output, err error) {
+	defer func() { lease.Release(err) }()
+	if lease.NeedsReset() {
+		err = d.reset()
+		lease.ResetDone(err)
+		if err != nil {
+			return jobs.Output{}, err
+		}
+	}
+	var rec *nvml.Recorder
+	if d.sampler != nil {
+		rec = nvml.Record(d.sampler, 0)
+	}
+	out, err = fn()
+	if rec != nil {
+		if s, ok := rec.Stop(); ok && err == nil {
+			out.Telemetry = &jobs.Telemetry{Samples: s.Samples, UtilizationMean: s.UtilizationMean,
+				UtilizationPeak: s.UtilizationPeak, MemoryPeak: s.MemoryPeak}
+		}
+	}
+	return out, err
 }
 
 // gemmFor returns the cuBLAS library a job uses, or nil for the PTX kernels.
@@ -279,25 +376,6 @@ func (r *Runner) gemmFor(override string) (*cublas.Library, error) {
 		return r.blas, nil
 	}
 	return nil, fmt.Errorf("gemm %q: use auto, cublas or ptx", want)
-}
-
-func (r *Runner) acquire() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	best := 0
-	for i, b := range r.busy {
-		if b < r.busy[best] {
-			best = i
-		}
-	}
-	r.busy[best]++
-	return best
-}
-
-func (r *Runner) release(i int) {
-	r.mu.Lock()
-	r.busy[i]--
-	r.mu.Unlock()
 }
 
 // stopped is kernels' cancellation error: the context's error, saying at which step it stopped.

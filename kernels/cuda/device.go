@@ -6,6 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -13,23 +16,29 @@ import (
 
 	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/kernels/cuda/cublas"
+	"github.com/gpujobs/gpujobs/kernels/cuda/nvml"
+	"github.com/gpujobs/gpujobs/kernels/cuda/pool"
 	"github.com/gpujobs/gpujobs/kernels/cuda/ptx"
 )
 
 // device is one GPU: its primary context (shared with cuBLAS, which uses the runtime API), the
-// kernel modules loaded into it, and a free list of slots, one per job running on it.
+// kernel modules loaded into it, and a free list of slots, one per job running on it. Which job
+// runs on it when, and what an error means for it, is the pool's business (package pool); the
+// device does the CUDA calls.
 type device struct {
 	info DeviceInfo
 	dev  cu.Device
 	ctx  cu.CUContext
+	// retains counts cuDevicePrimaryCtxRetain calls, released as many times in close: a reset
+	// does not release the context, and the retain after it is one more.
+	retains int
 
-	// mu is held shared by running jobs and exclusively to reset the context after a fault.
-	mu       sync.RWMutex
-	brokenMu sync.Mutex
-	broken   error // a sticky error left the context unusable: reset before the next job
-	fns      map[string]cu.Function
-	mods     []cu.Module
-	loaded   string // fatbin or ptx: how the modules were loaded
+	fns       map[string]cu.Function
+	mods      []cu.Module
+	loaded    string // how the modules were loaded: fatbin, ptx, or from GPUJOBS_KERNEL_DIR
+	kernelDir string
+
+	sampler nvml.Source // NVML for this device; nil without NVML
 
 	slotMu sync.Mutex
 	free   []*slot
@@ -44,19 +53,16 @@ type slot struct {
 	blasLib     *cublas.Library
 }
 
-// headroomBytes is left free beyond a job's estimate when checking free memory at its start.
-const headroomBytes = 64 << 20
-
 // pipelineDepth is how many benchmark steps iterate lets the host queue ahead of the GPU: enough
 // that the GPU never waits for the host, few enough that a cancellation stops it soon.
 const pipelineDepth = 4
 
-func openDevice(i int) (*device, error) {
+func openDevice(i int, kernelDir string) (*device, error) {
 	dev, err := cu.GetDevice(i)
 	if err != nil {
 		return nil, check(fmt.Sprintf("cuDeviceGet %d", i), err)
 	}
-	d := &device{dev: dev, info: DeviceInfo{Index: i}}
+	d := &device{dev: dev, info: DeviceInfo{Index: i}, kernelDir: kernelDir}
 	if d.info.Name, err = dev.Name(); err != nil {
 		return nil, check("cuDeviceGetName", err)
 	}
@@ -74,15 +80,20 @@ func openDevice(i int) (*device, error) {
 	if d.info.SMs, err = dev.Attribute(cu.MultiprocessorCount); err != nil {
 		return nil, check("cuDeviceGetAttribute", err)
 	}
+	if d.info.PCIBusID, err = pciBusID(dev); err != nil {
+		return nil, err
+	}
 	if d.ctx, err = dev.RetainPrimaryCtx(); err != nil {
 		return nil, check("cuDevicePrimaryCtxRetain", err)
 	}
+	d.retains++
 	leave, err := d.enter()
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = d.load()
+		leave()
 	}
-	defer leave()
-	if err := d.load(); err != nil {
+	if err != nil {
+		_ = dev.ReleasePrimaryCtx() // the runner never saw this device: nothing else releases it
 		return nil, err
 	}
 	return d, nil
@@ -99,17 +110,19 @@ func (d *device) enter() (leave func(), err error) {
 	return unlock, nil
 }
 
-// load loads every kernel module: the fatbin (sm_90 SASS, or its compute_80 PTX JIT-compiled for
-// other GPUs), falling back to the plain PTX if the driver refuses the fatbin.
+// load loads every kernel module: from GPUJOBS_KERNEL_DIR when set, else the embedded fatbin
+// (sm_90 SASS, or its compute_80 PTX JIT-compiled for other GPUs), falling back to the plain PTX
+// if the driver refuses the fatbin.
 func (d *device) load() error {
 	d.fns = map[string]cu.Function{}
 	d.mods = nil
-	d.loaded = "fatbin"
+	kinds := map[string]bool{}
 	for _, m := range ptx.Modules {
-		mod, err := loadModule(m.Name, &d.loaded)
+		mod, kind, err := loadModule(m.Name, d.kernelDir)
 		if err != nil {
 			return err
 		}
+		kinds[kind] = true
 		d.mods = append(d.mods, mod)
 		for _, k := range m.Kernels {
 			fn, err := mod.Function(k)
@@ -119,28 +132,37 @@ func (d *device) load() error {
 			d.fns[k] = fn
 		}
 	}
+	d.loaded = "fatbin"
+	if kinds["ptx"] {
+		d.loaded = "ptx"
+	}
+	if d.kernelDir != "" {
+		d.loaded = d.kernelDir + " (" + strings.Join(slices.Sorted(maps.Keys(kinds)), "+") + ")"
+	}
 	return nil
 }
 
-func loadModule(name string, loaded *string) (cu.Module, error) {
-	fatbin, err := ptx.Fatbin(name)
+// loadModule loads one module and says from what: fatbin or ptx.
+func loadModule(name, dir string) (cu.Module, string, error) {
+	var files []ptx.File
+	var err error
+	if dir != "" {
+		files, err = ptx.FromDir(dir, name)
+	} else {
+		files, err = ptx.Embedded(name)
+	}
 	if err != nil {
-		return cu.Module{}, err
+		return cu.Module{}, "", err
 	}
-	mod, ferr := cu.LoadData(string(fatbin))
-	if ferr == nil {
-		return mod, nil
+	var errs []string
+	for _, f := range files {
+		mod, err := cu.LoadData(string(f.Data))
+		if err == nil {
+			return mod, f.Kind, nil
+		}
+		errs = append(errs, fmt.Sprintf("%s: %v", f.Path, check("cuModuleLoadData", err)))
 	}
-	text, err := ptx.PTX(name)
-	if err != nil {
-		return cu.Module{}, err
-	}
-	mod, err = cu.LoadData(text)
-	if err != nil {
-		return cu.Module{}, fmt.Errorf("load kernels %s: fatbin: %v; PTX: %w", name, check("cuModuleLoadData", ferr), check("cuModuleLoadData", err))
-	}
-	*loaded = "ptx"
-	return mod, nil
+	return cu.Module{}, "", fmt.Errorf("load kernels %s: %s", name, strings.Join(errs, "; "))
 }
 
 // usable is the memory a job may count on: the total less the reserve.
@@ -148,103 +170,73 @@ func (d *device) usable() int64 { return d.info.Memory - reserveBytes }
 
 func (d *device) label() string { return fmt.Sprintf("GPU %d (%s)", d.info.Index, d.info.Name) }
 
-// run runs one job on this device, on the calling goroutine's thread.
-func (d *device) run(ctx context.Context, impl Impl, p jobs.Params, report jobs.Reporter, blas *cublas.Library, result *[]float32) (jobs.Output, error) {
-	if err := d.recover(); err != nil {
-		return jobs.Output{}, err
-	}
-	d.mu.RLock()
-	defer d.mu.RUnlock()
+// run runs one job on this device, on the calling goroutine's thread. The pool has admitted it
+// (and reset the context first when a job before it lost it).
+func (d *device) run(ctx context.Context, impl Impl, p jobs.Params, report jobs.Reporter, blas *cublas.Library, o RunOptions, lease *pool.Lease) (jobs.Output, error) {
 	leave, err := d.enter()
 	if err != nil {
 		return jobs.Output{}, err
 	}
 	defer leave()
-
-	// Compare the estimate with what is free now, before allocating anything: a job that does not
-	// fit now is retried later (Fits has already rejected those that never fit).
-	free, _, err := cu.MemInfo()
-	if err != nil {
-		return jobs.Output{}, d.fail(check("cuMemGetInfo", err))
-	}
-	if need := p.Work().MemBytes; need+headroomBytes > free {
-		return jobs.Output{}, &MemoryError{Need: need, Have: free, Device: d.label(), Free: true}
-	}
-
 	s, err := d.takeSlot(blas)
 	if err != nil {
-		return jobs.Output{}, d.fail(err)
+		return jobs.Output{}, err
 	}
-	j := &Job{d: d, s: s, result: result}
+	j := &Job{d: d, s: s, result: o.Result, lease: lease, noSplitK: o.NoSplitK}
 	if blas != nil {
 		j.blas = s.blas
 	}
 	out, err := impl(ctx, j, p, report)
 	if ferr := j.free(); err == nil {
 		err = ferr
+	} else if ferr != nil {
+		err = errors.Join(err, ferr) // a sticky error behind a cuBLAS status surfaces at the sync
 	}
-	if err != nil {
-		if isSticky(err) {
-			return jobs.Output{}, d.fail(err) // the slot's stream and handle died with the context
-		}
-		d.putSlot(s)
-		return jobs.Output{}, err
+	if err != nil && severity(err) != pool.JobFailed {
+		return jobs.Output{}, err // the slot's stream and handle died with the context
 	}
 	d.putSlot(s)
-	return out, nil
+	return out, err
 }
 
-// fail records a sticky error so the next job resets the context first, and returns err.
-func (d *device) fail(err error) error {
-	if isSticky(err) {
-		d.brokenMu.Lock()
-		if d.broken == nil {
-			d.broken = err
-		}
-		d.brokenMu.Unlock()
-	}
-	return err
-}
-
-func (d *device) brokenBy() error {
-	d.brokenMu.Lock()
-	defer d.brokenMu.Unlock()
-	return d.broken
-}
-
-// recover resets the device's primary context after a sticky error: every allocation, module,
-// stream and cuBLAS handle of the old context is gone, so the modules are loaded again and slots
-// are made afresh. Jobs still running on the device finish (and fail) first.
-func (d *device) recover() error {
-	if d.brokenBy() == nil {
-		return nil
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	cause := d.brokenBy()
-	if cause == nil {
-		return nil // another job reset it while this one waited
-	}
+// memFree is the device's free memory as the driver reports it, for the pool.
+func (d *device) memFree() (int64, error) {
 	leave, err := d.enter()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer leave()
+	free, _, err := cu.MemInfo()
+	return free, check("cuMemGetInfo", err)
+}
+
+// reset destroys the primary context after a job lost it, and makes a working one: every
+// allocation, module, stream and cuBLAS handle of the old context is gone, so the context is
+// retained again (a reset leaves it inactive, and the old handle would fail with
+// CUDA_ERROR_CONTEXT_IS_DESTROYED), the modules are loaded again and slots are made afresh. The
+// pool calls it only while no job runs on the device.
+func (d *device) reset() error {
+	unlock := lockThread()
+	defer unlock()
 	d.slotMu.Lock()
 	d.free = nil // their streams and handles belonged to the old context; nothing to release
 	d.slotMu.Unlock()
+	d.mods = nil
 	if err := d.dev.ResetPrimaryCtx(); err != nil {
-		return fmt.Errorf("reset %s after %v: %w", d.label(), cause, check("cuDevicePrimaryCtxReset", err))
+		return fmt.Errorf("reset %s: %w", d.label(), check("cuDevicePrimaryCtxReset", err))
 	}
+	ctx, err := d.dev.RetainPrimaryCtx()
+	if err != nil {
+		return fmt.Errorf("retain %s after a reset: %w", d.label(), check("cuDevicePrimaryCtxRetain", err))
+	}
+	d.ctx = ctx
+	d.retains++
 	if err := cu.SetCurrentContext(d.ctx); err != nil {
 		return check("cuCtxSetCurrent", err)
 	}
 	if err := d.load(); err != nil {
 		return fmt.Errorf("reload kernels on %s after a reset: %w", d.label(), err)
 	}
-	d.brokenMu.Lock()
-	d.broken = nil
-	d.brokenMu.Unlock()
 	return nil
 }
 
@@ -325,21 +317,36 @@ func (s *slot) destroy() {
 
 func (d *device) close() error {
 	leave, err := d.enter()
-	if err != nil {
-		return err
+	if err == nil {
+		d.slotMu.Lock()
+		for _, s := range d.free {
+			s.destroy()
+		}
+		d.free = nil
+		d.slotMu.Unlock()
+		for _, m := range d.mods {
+			_ = m.Unload()
+		}
+		d.mods = nil
+		leave()
 	}
-	defer leave()
-	d.slotMu.Lock()
-	for _, s := range d.free {
-		s.destroy()
+	var errs []error
+	for ; d.retains > 0; d.retains-- {
+		errs = append(errs, check("cuDevicePrimaryCtxRelease", d.dev.ReleasePrimaryCtx()))
 	}
-	d.free = nil
-	d.slotMu.Unlock()
-	for _, m := range d.mods {
-		_ = m.Unload()
+	return errors.Join(errs...)
+}
+
+// pciBusID is the device's PCI address as NVML takes it, e.g. "0000:3b:00.0".
+func pciBusID(dev cu.Device) (string, error) {
+	var v [3]int
+	for i, a := range []cu.DeviceAttribute{cu.PciDomainID, cu.PciBusID, cu.PciDeviceID} {
+		var err error
+		if v[i], err = dev.Attribute(a); err != nil {
+			return "", check("cuDeviceGetAttribute", err)
+		}
 	}
-	d.mods = nil
-	return errors.Join(check("cuDevicePrimaryCtxRelease", d.dev.ReleasePrimaryCtx()))
+	return fmt.Sprintf("%04x:%02x:%02x.0", v[0], v[1], v[2]), nil
 }
 
 // streamHandle is the CUstream inside a cu.Stream, for cuBLAS: gorgonia.org/cu keeps it in an

@@ -25,8 +25,8 @@ import (
 	"fmt"
 	"reflect"
 
-	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/kernels/cuda/cublas"
+	"github.com/gpujobs/gpujobs/kernels/cuda/pool"
 )
 
 // Error is a failed CUDA driver call: what was being done, and the driver's CUresult by name
@@ -47,25 +47,8 @@ func (e *Error) Error() string {
 // Name is the CUresult's name, e.g. CUDA_ERROR_OUT_OF_MEMORY.
 func (e *Error) Name() string { return C.GoString(C.err_name(C.int(e.Code))) }
 
-// Sticky reports whether the error leaves the context unusable: after a kernel faults, every later
-// call in the context fails too, and only resetting the device's primary context recovers it.
-func (e *Error) Sticky() bool {
-	switch e.Code {
-	case 214, // CUDA_ERROR_ECC_UNCORRECTABLE
-		700, // CUDA_ERROR_ILLEGAL_ADDRESS
-		702, // CUDA_ERROR_LAUNCH_TIMEOUT
-		710, // CUDA_ERROR_ASSERT
-		714, // CUDA_ERROR_HARDWARE_STACK_ERROR
-		715, // CUDA_ERROR_ILLEGAL_INSTRUCTION
-		716, // CUDA_ERROR_MISALIGNED_ADDRESS
-		717, // CUDA_ERROR_INVALID_ADDRESS_SPACE
-		718, // CUDA_ERROR_INVALID_PC
-		719, // CUDA_ERROR_LAUNCH_FAILED
-		999: // CUDA_ERROR_UNKNOWN
-		return true
-	}
-	return false
-}
+// Severity is what the error means for the device: see pool.Classify.
+func (e *Error) Severity() pool.Severity { return pool.Classify(e.Code) }
 
 // check turns an error from gorgonia.org/cu (a CUresult in an unexported type) into an *Error
 // naming op. Other errors are wrapped as they are.
@@ -81,27 +64,23 @@ func check(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// isSticky reports whether err leaves the device's context broken. cuBLAS reports a kernel fault
-// as an execution failure, which is treated the same way.
-func isSticky(err error) bool {
-	var ce *Error
-	if errors.As(err, &ce) {
-		return ce.Sticky()
-	}
-	var be *cublas.Error
-	return errors.As(err, &be) && (be.Status == 13 || be.Status == 14) // EXECUTION_FAILED, INTERNAL_ERROR
+// severity is what err means for the device it happened on: the gravest CUDA error in it (see
+// pool.Classify). cuBLAS reports a kernel fault as an execution failure whose CUDA error surfaces
+// only at the next synchronisation; on its own it is taken as a lost context.
+func severity(err error) pool.Severity {
+	return pool.Worst(err, func(e error) (pool.Severity, bool) {
+		switch e := e.(type) {
+		case *Error:
+			return e.Severity(), true
+		case *cublas.Error:
+			if e.Status == 13 || e.Status == 14 { // EXECUTION_FAILED, INTERNAL_ERROR
+				return pool.ContextLost, true
+			}
+			return pool.JobFailed, true
+		}
+		return 0, false
+	})
 }
 
-// MemoryError says that a job does not fit a device's memory: never (Fits), or not now (Run).
-type MemoryError struct {
-	Need, Have int64
-	Device     string
-	Free       bool // Have is free memory now rather than the device's usable total
-}
-
-func (e *MemoryError) Error() string {
-	if e.Free {
-		return fmt.Sprintf("job needs %s of GPU memory, %s has %s free now", jobs.FormatBytes(e.Need), e.Device, jobs.FormatBytes(e.Have))
-	}
-	return fmt.Sprintf("job needs %s of GPU memory, more than the %s that %s can hold", jobs.FormatBytes(e.Need), jobs.FormatBytes(e.Have), e.Device)
-}
+// MemoryError says that a job does not fit a device's memory: never (Fits), or not now.
+type MemoryError = pool.MemoryError

@@ -5,7 +5,9 @@
 // scatters the result tile back into NCHW.
 //
 // The gather uses a per-k table built by the host, {c·H·W + dy·W + dx, dy, dx}, so that the inner
-// loop does one table read and two bounds checks instead of divisions.
+// loop does one table read and two bounds checks instead of divisions. The divisions that remain
+// (a pixel's image and position: once per thread, and once per group of four outputs) are done
+// in Index, int when the sizes allow it: a 64-bit division costs a GPU several times a 32-bit one.
 #include "gemm.cuh"
 
 struct ConvTap {
@@ -13,8 +15,18 @@ struct ConvTap {
 	int dy, dx;
 };
 
+// div_mod returns a / b and a % b computed in Index (int when the host has checked that the
+// input and output have fewer than 2³¹ elements, see ptx.PlanConv), as long long. Offsets stay
+// 64-bit: only the division is narrowed, so addresses keep their 64-bit arithmetic.
+template <class Index>
+__device__ __forceinline__ long long div_mod(long long a, long long b, long long& rem) {
+	const Index q = (Index)a / (Index)b;
+	rem = (long long)((Index)a - q * (Index)b);
+	return (long long)q;
+}
+
 // Gathers a slice of col: thread tid owns pixel p0 + tid%BN and rows tid/BN + j·THREADS/BN.
-template <int BN, int THREADS>
+template <int BN, int THREADS, class Index>
 struct LoadIm2col {
 	static_assert(THREADS % BN == 0, "threads cover whole rows of the slice");
 	static constexpr int PER = BN * GEMM_BK / THREADS, STEP = THREADS / BN;
@@ -27,9 +39,10 @@ struct LoadIm2col {
 	    : taps(taps_), K(K_), H(H_), W(W_) {
 		const long long p = p0 + tid % BN, hw = (long long)H * W;
 		valid = p < P;
-		const long long img = valid ? p / hw : 0, yx = valid ? p % hw : 0;
-		y = (int)(yx / W);
-		x = (int)(yx % W);
+		long long yx = 0;
+		const long long img = valid ? div_mod<Index>(p, hw, yx) : 0;
+		y = (int)yx / W;
+		x = (int)yx - y * W;
 		base = in + img * C * hw + yx;
 		k = tid / BN;
 	}
@@ -55,7 +68,8 @@ struct LoadIm2col {
 // Writes a tile (filters × pixels p0+n) into out[img, f, y, x]. A group of four pixels is stored
 // as one float4 when the four are in one image and 16-byte aligned, which holds whenever H·W is a
 // multiple of 4 (tiles and groups start at multiples of 4). Pixel indices are 64-bit (a large
-// batch has more than 2³¹ of them); inside a tile they fit an int.
+// batch has more than 2³¹ of them), divided in Index; inside a tile they fit an int.
+template <class Index>
 struct EpiNCHW {
 	struct Column {
 		long long base; // offset of (img, f = 0, yx)
@@ -70,8 +84,9 @@ struct EpiNCHW {
 	__device__ __forceinline__ float4 finish(int, int, float4 v) const { return v; }
 	__device__ __forceinline__ void colsum(int, float) const {}
 	__device__ __forceinline__ Column column(int n) const {
-		const long long p = p0 + n, img = p / hw;
-		return {img * M * hw + (p - img * hw), (hw & 3) == 0 && n + 3 < N};
+		long long yx;
+		const long long img = div_mod<Index>(p0 + n, hw, yx);
+		return {img * M * hw + yx, (hw & 3) == 0 && n + 3 < N};
 	}
 	__device__ __forceinline__ void store(const Column& col, int f, int n, float4 v) const {
 		if (col.vec) {
@@ -82,15 +97,17 @@ struct EpiNCHW {
 #pragma unroll
 		for (int c = 0; c < 4; ++c) {
 			if (n + c >= N) break;
-			const long long q = p0 + n + c, img = q / hw;
-			out[(img * M + f) * hw + (q - img * hw)] = vs[c];
+			long long yx;
+			const long long img = div_mod<Index>(p0 + n + c, hw, yx);
+			out[(img * M + f) * hw + yx] = vs[c];
 		}
 	}
 };
 
 // Grid: (pixel tiles, filter tiles). Arguments: in [N,C,H,W], w [F, C·K·K], out [N,F,H,W],
-// taps [C·K·K], C, H, W, F, C·K·K, P = N·H·W.
-#define DEFINE_CONV(name, BM, BN, TM, TN, blocks)                                                          \
+// taps [C·K·K], C, H, W, F, C·K·K, P = N·H·W. The plain names divide in int, the _i64 ones in
+// long long (ptx.PlanConv picks).
+#define DEFINE_CONV(name, BM, BN, TM, TN, blocks, Index)                                                          \
 	extern "C" __global__ void __launch_bounds__((BM / TM) * (BN / TN), blocks)                            \
 	    name(const float* __restrict__ in, const float* __restrict__ w, float* __restrict__ out,           \
 	         const ConvTap* __restrict__ taps, int C, int H, int W, int F, int CKK, long long P) {         \
@@ -98,11 +115,13 @@ struct EpiNCHW {
 		const int f0 = blockIdx.y * BM;                                                                    \
 		const long long p0 = (long long)blockIdx.x * BN;                                                   \
 		LoadARow<BM, threads> la(w, CKK, F, CKK, f0, threadIdx.x);                                         \
-		LoadIm2col<BN, threads> lb(in, taps, C, H, W, P, CKK, p0, threadIdx.x);                            \
-		const EpiNCHW ep(out, (long long)H * W, P, p0, F, BN);                                             \
+		LoadIm2col<BN, threads, Index> lb(in, taps, C, H, W, P, CKK, p0, threadIdx.x);                     \
+		const EpiNCHW<Index> ep(out, (long long)H * W, P, p0, F, BN);                                      \
 		gemm_tile<BM, BN, TM, TN>(la, lb, ep, CKK, f0, 0);                                                 \
 	}
 
 // 64 filters per block for the common first layers (3→64), 128 when there are many filters.
-DEFINE_CONV(conv2d_igemm_64, 64, 128, 8, 8, 3)
-DEFINE_CONV(conv2d_igemm_128, 128, 128, 8, 8, 2)
+DEFINE_CONV(conv2d_igemm_64, 64, 128, 8, 8, 3, int)
+DEFINE_CONV(conv2d_igemm_128, 128, 128, 8, 8, 2, int)
+DEFINE_CONV(conv2d_igemm_64_i64, 64, 128, 8, 8, 3, long long)
+DEFINE_CONV(conv2d_igemm_128_i64, 128, 128, 8, 8, 2, long long)

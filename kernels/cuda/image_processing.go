@@ -35,19 +35,14 @@ func (j *Job) imageProcessing(ctx context.Context, p *builtin.ImageProcessing, r
 	if err := upload(j, dtaps, taps); err != nil {
 		return jobs.Output{}, err
 	}
-	// 64 filters per block when that covers them all (the usual 3→64 first layer), else 128.
-	name, tileF, threads := ptx.Conv64, 64, 128
-	if s.F > 64 {
-		name, tileF, threads = ptx.Conv128, 128, 256
-	}
 	pixels := int64(s.N) * int64(s.H) * int64(s.W)
-	grid := dim3{x: int((pixels + 127) / 128), y: ceilDiv(s.F, tileF)}
+	plan := ptx.PlanConv(s.F, pixels, s.InputLen(), s.OutputLen())
 	conv := func(int) error {
-		return j.launch(name, grid, dim3{x: threads}, ptrArg(din), ptrArg(dw), ptrArg(dout), ptrArg(dtaps),
+		return j.launch(plan.Kernel, dim3{x: plan.GridX, y: plan.GridY}, dim3{x: plan.Threads}, ptrArg(din), ptrArg(dw), ptrArg(dout), ptrArg(dtaps),
 			intArg(s.C), intArg(s.H), intArg(s.W), intArg(s.F), intArg(ckk), i64Arg(pixels))
 	}
 	return j.timed(ctx, t0, builtin.ImageProcessingKind, p.Iterations, conv, report, dout, s.OutputLen(), result,
-		"gflops", p.Work().FLOPs, jobs.Output{Kernel: "implicit-gemm " + name})
+		"gflops", p.Work().FLOPs, jobs.Output{Kernel: "implicit-gemm " + plan.Kernel})
 }
 
 // convTaps is the gather table of image_processing.cu, one 16-byte ConvTap per row k = (c, ky, kx)

@@ -16,6 +16,7 @@ import (
 	"github.com/gpujobs/gpujobs/jobs/builtin"
 	"github.com/gpujobs/gpujobs/kernels"
 	"github.com/gpujobs/gpujobs/kernels/cuda/cublas"
+	"github.com/gpujobs/gpujobs/kernels/cuda/pool"
 	"github.com/gpujobs/gpujobs/kernels/cuda/ptx"
 )
 
@@ -62,6 +63,10 @@ type Job struct {
 	d        *device
 	s        *slot
 	blas     *cublas.Handle // nil: SGEMM with the PTX kernels
+	lease    *pool.Lease    // told of every allocation; nil outside the pool
+	noSplitK bool           // RunOptions.NoSplitK
+	ws       cu.DevicePtr   // split-K workspace, grown on demand
+	wsBytes  int64
 	allocs   []cu.DevicePtr
 	transfer time.Duration
 	// result, when set (gpucheck), receives the job's output buffer.
@@ -83,6 +88,9 @@ func (j *Job) alloc(bytes int64) (cu.DevicePtr, error) {
 		return 0, check("cuMemAlloc "+jobs.FormatBytes(bytes), err)
 	}
 	j.allocs = append(j.allocs, p)
+	if j.lease != nil {
+		j.lease.Allocated(max(bytes, 4))
+	}
 	return p, nil
 }
 
@@ -278,22 +286,62 @@ func (j *Job) sgemm(transA, transB bool, m, n, k int, a cu.DevicePtr, lda int, b
 	}
 	switch {
 	case !transA && !transB:
-		return j.ptxGemm(ptx.SgemmNN128, ptx.SgemmNN64, m, n, k, a, lda, b, ldb, c, ldc, 0, 0)
+		return j.ptxGemm(ptx.SgemmNN128, ptx.SgemmNN64, splitPlain, m, n, k, a, lda, b, ldb, c, ldc, 0, 0)
 	case transA && !transB:
-		return j.ptxGemm(ptx.SgemmTN128, ptx.SgemmTN64, m, n, k, a, lda, b, ldb, c, ldc, 0, 0)
+		return j.ptxGemm(ptx.SgemmTN128, ptx.SgemmTN64, noSplit, m, n, k, a, lda, b, ldb, c, ldc, 0, 0)
 	}
 	return errors.New("the PTX SGEMM has no plain A·Bᵀ kernel")
 }
 
-// ptxGemm launches one of the PTX GEMM kernels (all share one argument list), picking the
-// 128×128 tiles when they give every SM a block and the 64×64 ones otherwise.
-func (j *Job) ptxGemm(large, small string, m, n, k int, a cu.DevicePtr, lda int, b cu.DevicePtr, ldb int, c cu.DevicePtr, ldc int, aux, aux2 cu.DevicePtr) error {
-	name, tile, threads := large, 128, 256
-	if ceilDiv(m, 128)*ceilDiv(n, 128) < j.d.info.SMs {
-		name, tile, threads = small, 64, 128
+// How a PTX GEMM may be split along K: the split kernels read A and B like the NN kernels, and
+// splitk_reduce applies a plain or a bias+ReLU epilogue (aux is the bias).
+type splitEpilogue int
+
+const (
+	noSplit splitEpilogue = iota
+	splitPlain
+	splitBiasRelu
+)
+
+// ptxGemm launches one of the PTX GEMM kernels (all share one argument list) on the tiles
+// ptx.PlanGemm picks, or, for a product too small to fill the GPU, the split-K kernel and its
+// reduction.
+func (j *Job) ptxGemm(large, small string, split splitEpilogue, m, n, k int, a cu.DevicePtr, lda int, b cu.DevicePtr, ldb int, c cu.DevicePtr, ldc int, aux, aux2 cu.DevicePtr) error {
+	plan := ptx.PlanGemm(m, n, k, j.d.info.SMs, split != noSplit && !j.noSplitK, large, small)
+	grid := dim3{x: ceilDiv(n, plan.Tile), y: ceilDiv(m, plan.Tile)}
+	if plan.Splits < 2 {
+		return j.launch(plan.Kernel, grid, dim3{x: plan.Threads},
+			intArg(m), intArg(n), intArg(k), ptrArg(a), intArg(lda), ptrArg(b), intArg(ldb), ptrArg(c), intArg(ldc), ptrArg(aux), ptrArg(aux2))
 	}
-	return j.launch(name, dim3{x: ceilDiv(n, tile), y: ceilDiv(m, tile)}, dim3{x: threads},
-		intArg(m), intArg(n), intArg(k), ptrArg(a), intArg(lda), ptrArg(b), intArg(ldb), ptrArg(c), intArg(ldc), ptrArg(aux), ptrArg(aux2))
+	ws, err := j.workspace(plan.Workspace(m, n))
+	if err != nil {
+		return err
+	}
+	grid.z = plan.Splits
+	if err := j.launch(plan.SplitKernel, grid, dim3{x: plan.Threads},
+		intArg(m), intArg(n), intArg(k), intArg(plan.KChunk), ptrArg(a), intArg(lda), ptrArg(b), intArg(ldb), ptrArg(ws)); err != nil {
+		return err
+	}
+	var bias cu.DevicePtr
+	relu := 0
+	if split == splitBiasRelu {
+		bias, relu = aux, 1
+	}
+	return j.launch(ptx.SplitKReduce, dim3{x: ceilDiv(n, 256), y: m}, dim3{x: 256},
+		ptrArg(ws), intArg(plan.Splits), intArg(m), intArg(n), ptrArg(c), intArg(ldc), ptrArg(bias), intArg(relu))
+}
+
+// workspace returns at least bytes of device memory for split-K partial products, allocated
+// once per job (and again if a later product needs more).
+func (j *Job) workspace(bytes int64) (cu.DevicePtr, error) {
+	if bytes > j.wsBytes {
+		p, err := j.alloc(bytes)
+		if err != nil {
+			return 0, err
+		}
+		j.ws, j.wsBytes = p, bytes
+	}
+	return j.ws, nil
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

@@ -42,3 +42,42 @@ DEFINE_GEMM(sgemm_nn_bias_relu_64, SMALL, LoadARow, LoadBRow, EpiBiasRelu)
 // C = (A·Bᵀ) ⊙ [aux > 0], aux2 += colsum(C)
 DEFINE_GEMM(sgemm_nt_relugrad_128, LARGE, LoadARow, LoadBTrans, EpiReluGradColSum)
 DEFINE_GEMM(sgemm_nt_relugrad_64, SMALL, LoadARow, LoadBTrans, EpiReluGradColSum)
+
+// Split-K, for products with too few tiles to fill the GPU and a K long enough to cut (1000² on
+// an H100/H200, the MLP's X·W1 and H·W2; the host decides, see ptx.PlanGemm): block (x, y, z)
+// computes its tile's partial product over the K slice [z·kchunk, min(K, (z+1)·kchunk)) into
+// W[z], an [M,N] matrix with leading dimension N. kchunk is a multiple of GEMM_BK, and every slice
+// is non-empty. splitk_reduce then sums the slices in a fixed order, so results do not depend on
+// how the blocks were scheduled, and applies the epilogue.
+#define DEFINE_GEMM_SPLITK_(name, BM, BN, TM, TN, blocks)                                                      \
+	extern "C" __global__ void __launch_bounds__((BM / TM) * (BN / TN), blocks)                                 \
+	    name(int M, int N, int K, int kchunk, const float *__restrict__ A, int lda, const float *__restrict__ B, \
+	         int ldb, float *__restrict__ W) {                                                                  \
+		constexpr int threads = (BM / TM) * (BN / TN);                                                          \
+		const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;                                                   \
+		const int k0 = blockIdx.z * kchunk, kn = K - k0 < kchunk ? K - k0 : kchunk;                             \
+		LoadARow<BM, threads> la(A + k0, lda, M, kn, m0, threadIdx.x);                                          \
+		LoadBRow<BN, threads> lb(B + (long long)k0 * ldb, ldb, N, kn, n0, threadIdx.x);                         \
+		const EpiPlain ep(W + (long long)blockIdx.z * M * N, N, M, N, nullptr, nullptr);                        \
+		gemm_tile<BM, BN, TM, TN>(la, lb, ep, kn, m0, n0);                                                      \
+	}
+#define DEFINE_GEMM_SPLITK(...) DEFINE_GEMM_SPLITK_(__VA_ARGS__)
+
+DEFINE_GEMM_SPLITK(sgemm_nn_splitk_128, LARGE)
+DEFINE_GEMM_SPLITK(sgemm_nn_splitk_64, SMALL)
+
+// C[m, n] = Σ_z W[z][m, n], plus bias[n] when bias is not null, through a ReLU when relu: the
+// epilogues EpiPlain and EpiBiasRelu for split products. Grid (N/256, M), 256 threads. The host
+// keeps splits·M·N below 2³¹ (the workspace is capped far below that).
+extern "C" __global__ void splitk_reduce(const float *__restrict__ W, int splits, int M, int N, float *__restrict__ C, int ldc,
+                                         const float *__restrict__ bias, int relu) {
+	const int n = blockIdx.x * blockDim.x + threadIdx.x, m = blockIdx.y;
+	if (n >= N || m >= M) return;
+	const int mn = M * N;
+	const float* w = W + m * N + n;
+	float s = 0.f;
+	for (int z = 0; z < splits; ++z) s += w[z * mn];
+	if (bias != nullptr) s += bias[n];
+	if (relu) s = fmaxf(s, 0.f);
+	C[(long long)m * ldc + n] = s;
+}

@@ -158,7 +158,7 @@ func (j *Job) mlpForward(n *mlp, lo, hi int) error {
 			ptrArg(n.h), ptrArg(n.at(n.w, 1)), intArg(b), intArg(n.hid)); err != nil {
 			return err
 		}
-	} else if err := j.ptxGemm(ptx.SgemmNNBiasRelu128, ptx.SgemmNNBiasRelu64, b, n.hid, n.in,
+	} else if err := j.ptxGemm(ptx.SgemmNNBiasRelu128, ptx.SgemmNNBiasRelu64, splitBiasRelu, b, n.hid, n.in,
 		x, n.in, n.at(n.w, 0), n.hid, n.h, n.hid, n.at(n.w, 1), 0); err != nil {
 		return err
 	}
@@ -195,7 +195,7 @@ func (j *Job) mlpStep(n *mlp, lo, hi, epoch int, first bool) error {
 			ptrArg(n.dh), ptrArg(n.h), intArg(b), intArg(n.hid), ptrArg(n.at(n.g, 1))); err != nil {
 			return err
 		}
-	} else if err := j.ptxGemm(ptx.SgemmNTReluGrad128, ptx.SgemmNTReluGrad64, b, n.hid, n.out,
+	} else if err := j.ptxGemm(ptx.SgemmNTReluGrad128, ptx.SgemmNTReluGrad64, noSplit, b, n.hid, n.out,
 		n.z, n.out, n.at(n.w, 2), n.out, n.dh, n.hid, n.h, n.at(n.g, 1)); err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ func main() { cli.Main("monitor report", newRoot()) }
 
 func newRoot() *cobra.Command {
 	var store, out string
+	var sweeps int
 	cmd := &cobra.Command{
 		Use:           "monitor-report",
 		Short:         "Write report.md, results.csv and PNG charts from the results file",
@@ -30,7 +31,20 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("read results: %w", err)
 			}
+			agg.RestoreCounters(st.Counters)
+			agg.SetRejectedAtLoad(st.NotLoaded())
+			for _, sk := range st.Skipped {
+				fmt.Fprintf(cmd.ErrOrStderr(), "skipped line %d of %s: %s\n", sk.Line, store, sk.Reason)
+			}
+			if n := st.NotLoaded(); n > len(st.Skipped) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "skipped %d lines of %s in all (not valid results)\n", n, store)
+			}
 			paths, err := monitor.WriteReport(out, store, agg, charts.All()...)
+			if err != nil {
+				return err
+			}
+			more, err := monitor.WriteSweepReport(out, agg, sweeps, charts.SweepCurve)
+			paths = append(paths, more...)
 			if err != nil {
 				return err
 			}
@@ -43,5 +57,6 @@ func newRoot() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&store, "store", config.Env("RESULTS_FILE", monitor.DefaultStorePath), "the results file written by serve (env RESULTS_FILE)")
 	cmd.Flags().StringVar(&out, "out", "results", "directory for report.md, results.csv and the charts")
+	cmd.Flags().IntVar(&sweeps, "sweeps", 20, "the report shows this many sweeps, the most recent first, each with its chart (0: all)")
 	return cmd
 }

@@ -100,6 +100,8 @@ type Observation struct {
 	Work       jobs.Work `json:"work"`
 	Processing float64   `json:"processing"` // seconds
 	Transfer   float64   `json:"transfer"`   // seconds
+	// DeviceMemory is the memory of the device that ran it (GPU results), bytes.
+	DeviceMemory int64 `json:"device_memory,omitempty"`
 }
 
 // Model learns from observations. It is safe for concurrent use.
@@ -240,7 +242,25 @@ func (m *Model) MeanProcessing(device string) (d time.Duration, ok bool) {
 	return seconds(sum / float64(n)), true
 }
 
-// Save writes the observations to path atomically (write, fsync, rename).
+// DeviceMemory is the largest memory of the devices of this kind that recent jobs ran on, bytes;
+// 0 before a result said.
+func (m *Model) DeviceMemory(device string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var most int64
+	for k, s := range m.obs {
+		if k.device != device {
+			continue
+		}
+		for _, o := range s {
+			most = max(most, o.DeviceMemory)
+		}
+	}
+	return most
+}
+
+// Save writes the observations to path atomically (write a temporary file of its own, fsync,
+// rename), so that concurrent saves never interleave in one file.
 func (m *Model) Save(path string) error {
 	m.mu.Lock()
 	var all []Observation
@@ -255,11 +275,11 @@ func (m *Model) Save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
+	tmp := f.Name()
 	if _, err := f.Write(b); err == nil {
 		err = f.Sync()
 	}
@@ -267,6 +287,7 @@ func (m *Model) Save(path string) error {
 		err = cerr
 	}
 	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("save estimates: %w", err)
 	}
 	return os.Rename(tmp, path)

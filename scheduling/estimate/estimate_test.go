@@ -114,3 +114,25 @@ func TestWindowAndPersistence(t *testing.T) {
 		t.Errorf("mean processing %s %v, want 8.5s", mean, ok)
 	}
 }
+
+// The GPUs' memory comes from results and survives a restart with the observations.
+func TestDeviceMemory(t *testing.T) {
+	m := NewModel()
+	if got := m.DeviceMemory(GPU); got != 0 {
+		t.Fatalf("empty model: %d", got)
+	}
+	m.Observe(Observation{JobType: "x", Device: GPU, Processing: 1, DeviceMemory: 40 << 30})
+	m.Observe(Observation{JobType: "y", Device: GPU, Processing: 1, DeviceMemory: 80 << 30})
+	m.Observe(Observation{JobType: "y", Device: CPU, Processing: 1, DeviceMemory: 500 << 30})
+	path := filepath.Join(t.TempDir(), "estimates.json")
+	if err := m.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	l := NewModel()
+	if err := l.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.DeviceMemory(GPU); got != 80<<30 {
+		t.Errorf("GPU memory %d after a reload, want the largest GPU's 80 GiB", got)
+	}
+}

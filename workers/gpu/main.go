@@ -1,13 +1,17 @@
 //go:build cuda
 
 // Command worker-gpu is the gpujobs worker for GPU nodes: the gpu role runs jobs' kernels on this
-// machine's GPUs (package kernels/cuda), one job per GPU at a time by default. It is the worker
+// machine's GPUs (package kernels/cuda), small jobs sharing a GPU while their memory estimates fit
+// (--jobs-per-gpu). When a GPU becomes unusable for the process (a CUDA error that CUDA says only
+// a restart recovers from), it stops polling, lets the running jobs end and exits non-zero, so
+// that its supervisor restarts it. It is the worker
 // command with a CUDA runner; the plain worker binary stays free of CUDA because the CUDA
 // bindings stop any process that starts without a GPU. Here that is intended: on a machine
 // without one, worker-gpu stops at once with a single line (see kernels/cuda/probe).
 package main
 
 import (
+	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/activities"
@@ -15,18 +19,26 @@ import (
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/kernels/cuda"
+	"github.com/gpujobs/gpujobs/kernels/cuda/ptx"
 	"github.com/gpujobs/gpujobs/workers"
 )
 
 func main() {
 	var o cuda.Options
-	cmd := workers.Command(workers.Config{
+	var cmd *cobra.Command
+	cmd = workers.Command(workers.Config{
 		Name:        "worker-gpu",
 		DefaultRole: workers.RoleGPU,
-		GPU:         func(logger *zap.Logger) (activities.Runner, func(), error) { return openGPU(o, logger) },
+		GPU: func(logger *zap.Logger) (activities.Runner, func(), error) {
+			o.JobsPerGPU, _ = cmd.Flags().GetInt("jobs-per-gpu") // shared with the scheduler role
+			return openGPU(o, logger)
+		},
 	})
-	cmd.Flags().StringVar(&o.GEMM, "gemm", config.Env("GPUJOBS_GEMM", cuda.GEMMAuto), "gpu: SGEMM implementation, auto (cuBLAS when it loads, else PTX), cublas or ptx (env GPUJOBS_GEMM)")
-	cmd.Flags().StringVar(&o.CuBLAS, "cublas", config.Env("GPUJOBS_CUBLAS", ""), "gpu: cuBLAS library to load instead of searching libcublas.so.13/.12/.11 (env GPUJOBS_CUBLAS)")
+	fs := cmd.Flags()
+	fs.StringVar(&o.GEMM, "gemm", config.Env("GPUJOBS_GEMM", cuda.GEMMAuto), "gpu: SGEMM implementation, auto (cuBLAS when it loads, else PTX), cublas or ptx (env GPUJOBS_GEMM)")
+	fs.StringVar(&o.CuBLAS, "cublas", config.Env("GPUJOBS_CUBLAS", ""), "gpu: cuBLAS library to load instead of searching libcublas.so.13/.12/.11 (env GPUJOBS_CUBLAS)")
+	fs.StringVar(&o.KernelDir, "kernel-dir", config.Env(ptx.KernelDirEnv, ""), "gpu: load the kernels' NAME.fatbin/NAME.ptx files from this directory instead of the embedded ones (env "+ptx.KernelDirEnv+")")
+	fs.StringVar(&o.NVML, "nvml", config.Env("GPUJOBS_NVML", ""), "gpu: NVML library for the results' utilisation and memory telemetry, a file or soname, or off (env GPUJOBS_NVML; default libnvidia-ml.so.1)")
 	cli.Main("worker-gpu", cmd)
 }
 
@@ -43,6 +55,9 @@ func openGPU(o cuda.Options, logger *zap.Logger) (activities.Runner, func(), err
 			zap.String("compute_capability", d.ComputeCapability), zap.Int64("memory", d.Memory), zap.Int("sms", d.SMs))
 	}
 	logger.Info("SGEMM", zap.String("gemm", impl), zap.String("detail", detail))
+	on, why := r.Telemetry()
+	logger.Info("telemetry", zap.Bool("nvml", on), zap.String("detail", why))
+	logger.Info("kernels", zap.String("from", r.Kernels()), zap.Int("jobs_per_gpu", r.JobsPerGPU()))
 	return gpuRunner{r}, func() { _ = r.Close() }, nil
 }
 
@@ -58,4 +73,10 @@ func (g gpuRunner) Device() jobs.DeviceInfo {
 		ComputeCapability: d.ComputeCapability,
 		Memory:            d.Memory,
 	}
+}
+
+// Admit reserves nothing: the GPU runner compares each job with its device's free memory when
+// it starts it (a job that does not fit now waits as ResourceBusy).
+func (gpuRunner) Admit(string, jobs.Work) (func() error, error) {
+	return func() error { return nil }, nil
 }

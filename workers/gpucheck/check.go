@@ -4,9 +4,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +20,7 @@ import (
 	"github.com/gpujobs/gpujobs/jobs/builtin"
 	"github.com/gpujobs/gpujobs/kernels"
 	"github.com/gpujobs/gpujobs/kernels/cuda"
+	"github.com/gpujobs/gpujobs/kernels/cuda/pool"
 )
 
 // Tolerances. GEMM and convolution outputs are compared as max |gpu − cpu| / rms(cpu): both
@@ -91,7 +97,7 @@ func runCheck(ctx context.Context, w io.Writer, r *cuda.Runner, o options) error
 		}
 	}
 	if !o.noFault {
-		add(checkFaults(ctx, r)...)
+		add(checkFaults(ctx, r, o)...)
 	}
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -241,9 +247,14 @@ func checkMLP(ctx context.Context, r *cuda.Runner, p *builtin.NeuralNetwork, imp
 	return res
 }
 
-// checkFaults shows the safety rules on the device: a job that can never fit is refused before
-// allocating, and a CUDA error fails its job by name while the next job runs normally.
-func checkFaults(ctx context.Context, r *cuda.Runner) []row {
+// checkFaults shows the safety rules on the device, the gravest fault last: a job that can never
+// fit is refused before allocating; an out-of-memory error fails its job and the next job runs;
+// an illegal address, after which CUDA says only a new process can use the device, is provoked
+// in a child process (gpucheck --fault-child), which must mark the device dead, refuse the next
+// job retryably and say it would exit, after which this process, as a restarted worker would,
+// runs jobs normally; and a device-side assert, whose context a reset recovers in-process, is
+// followed by a job that must run after the reset.
+func checkFaults(ctx context.Context, r *cuda.Runner, o options) []row {
 	var rows []row
 	mem := r.Devices()[0].Memory
 	fit := row{job: "safety", size: "2x memory", impl: "fits"}
@@ -253,34 +264,160 @@ func checkFaults(ctx context.Context, r *cuda.Runner) []row {
 		fit.note = fmt.Sprintf("Fits returned %v, want a limit", err)
 	}
 	rows = append(rows, fit)
-	for _, f := range []struct{ fault, name string }{
-		{cuda.FaultOutOfMemory, "CUDA_ERROR_OUT_OF_MEMORY"},
-		{cuda.FaultIllegalAddress, "CUDA_ERROR_ILLEGAL_ADDRESS"},
-	} {
-		res := row{job: "safety", size: "-", impl: f.fault}
-		err := r.ProvokeFault(0, f.fault)
-		if err == nil || !strings.Contains(err.Error(), f.name) {
-			res.note = fmt.Sprintf("error %v, want %s", err, f.name)
-			rows = append(rows, res)
+
+	res := row{job: "safety", size: "-", impl: cuda.FaultOutOfMemory}
+	err := r.ProvokeFault(ctx, cuda.FaultOutOfMemory)
+	res.ok, res.note = faultNamed(err, cuda.FaultOutOfMemory)
+	rows = append(rows, afterFault(ctx, r, res))
+
+	rows = append(rows, checkFaultChild(ctx, r, o))
+
+	res = row{job: "recovery", size: "in-process", impl: cuda.FaultAssert}
+	err = r.ProvokeFault(ctx, cuda.FaultAssert)
+	res.ok, res.note = faultNamed(err, cuda.FaultAssert)
+	if st := r.Health()[0]; res.ok && st.State != pool.Broken {
+		res.ok, res.note = false, fmt.Sprintf("%s; device %v after it, want broken", res.note, st.State)
+	}
+	res = afterFault(ctx, r, res)
+	if st := r.Health()[0]; st.State != pool.Healthy {
+		res.ok, res.note = false, fmt.Sprintf("%s; device %v after the reset (%v)", res.note, st.State, st.Cause)
+	} else {
+		res.note += "; context reset, device healthy"
+	}
+	return append(rows, res)
+}
+
+// faultNamed checks that the fault failed with its CUDA error.
+func faultNamed(err error, fault string) (bool, string) {
+	if err == nil || !strings.Contains(err.Error(), cuda.FaultError[fault]) {
+		return false, fmt.Sprintf("error %v, want %s", err, cuda.FaultError[fault])
+	}
+	return true, cuda.FaultError[fault]
+}
+
+// afterFault runs the next jobs, with every SGEMM this runner has: they must run and be right.
+func afterFault(ctx context.Context, r *cuda.Runner, res row) row {
+	p := &builtin.MatrixMultiply{Size: 256, Iterations: 2, Precision: "fp32", Seed: 3}
+	want, _ := cpuGemm(p)
+	var after []string
+	for _, impl := range []string{cuda.GEMMPTX, cuda.GEMMCuBLAS} {
+		if i, _ := r.GEMM(); impl == cuda.GEMMCuBLAS && i != cuda.GEMMCuBLAS {
 			continue
 		}
-		// The next jobs, with every SGEMM this runner has, must run and be right.
-		p := &builtin.MatrixMultiply{Size: 256, Iterations: 2, Precision: "fp32", Seed: 3}
-		want, _ := cpuGemm(p)
-		var after []string
-		res.ok = true
-		for _, impl := range []string{cuda.GEMMPTX, cuda.GEMMCuBLAS} {
-			if i, _ := r.GEMM(); impl == cuda.GEMMCuBLAS && i != cuda.GEMMCuBLAS {
-				continue
-			}
-			g := checkGemm(ctx, r, p, impl, "fp32", want, 0)
-			res.ok = res.ok && g.ok
-			after = append(after, fmt.Sprintf("then %s sgemm ok=%v %s", impl, g.ok, g.note))
-		}
-		res.note = err.Error() + "; " + strings.Join(after, "; ")
-		rows = append(rows, res)
+		g := checkGemm(ctx, r, p, impl, "fp32", want, 0)
+		res.ok = res.ok && g.ok
+		after = append(after, fmt.Sprintf("then %s sgemm ok=%v%s", impl, g.ok, prefixed(g.note)))
 	}
-	return rows
+	res.note += "; " + strings.Join(after, "; ")
+	return res
+}
+
+func prefixed(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " " + s
+}
+
+// childReport is what gpucheck --fault-child prints: what the fault did to a runner.
+type childReport struct {
+	Fault    string `json:"fault"`
+	Error    string `json:"error"`
+	Named    bool   `json:"named"`    // the error names the fault's CUDA error
+	Dead     bool   `json:"dead"`     // the runner's Dead closed
+	DeadErr  string `json:"dead_err"` // and why
+	Next     string `json:"next"`     // the next job's error
+	Draining bool   `json:"draining"` // which is ErrDraining: retryable, the job runs elsewhere
+}
+
+func (c childReport) ok() bool { return c.Named && c.Dead && c.Draining }
+
+// faultChild provokes the fault and reports on stdout; it fails unless the runner behaved as a
+// worker must (dead device, Dead closed, next job refused retryably).
+func faultChild(ctx context.Context, w io.Writer, r *cuda.Runner, fault string) error {
+	c := childReport{Fault: fault}
+	err := r.ProvokeFault(ctx, fault)
+	if err != nil {
+		c.Error = err.Error()
+	}
+	c.Named, _ = faultNamed(err, fault)
+	select {
+	case <-r.Dead():
+		c.Dead = true
+		c.DeadErr = r.DeadErr().Error()
+	default:
+	}
+	_, err = r.Run(ctx, &builtin.MatrixMultiply{Size: 8, Iterations: 1, Precision: "fp32", Seed: 1}, nothing)
+	if err != nil {
+		c.Next = err.Error()
+	}
+	c.Draining = errors.Is(err, pool.ErrDraining)
+	if err := json.NewEncoder(w).Encode(c); err != nil {
+		return err
+	}
+	if !c.ok() {
+		return fmt.Errorf("the runner did not take the %s fault as a dead device", fault)
+	}
+	return nil
+}
+
+// checkFaultChild runs gpucheck --fault-child=illegal-address and, when the child saw what it
+// should, shows that a fresh process (this one) uses the device normally.
+func checkFaultChild(ctx context.Context, r *cuda.Runner, o options) row {
+	res := row{job: "recovery", size: "restart", impl: cuda.FaultIllegalAddress}
+	self, err := os.Executable()
+	if err != nil {
+		res.note = err.Error()
+		return res
+	}
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, self, "--fault-child", cuda.FaultIllegalAddress, "--device", strconv.Itoa(o.device), "--gemm", o.gemm)
+	if o.cublas != "" {
+		cmd.Args = append(cmd.Args, "--cublas", o.cublas)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var c childReport
+	if jerr := json.Unmarshal(out, &c); jerr != nil {
+		res.note = fmt.Sprintf("child process: %v, output %q, stderr %q", err, out, lastLine(stderr.String()))
+		return res
+	}
+	res.ok = c.ok() && err == nil
+	res.note = fmt.Sprintf("child process: %s; device dead=%v; next job refused retryably=%v (%s); child exit %v",
+		firstOf(c.Error, "no error"), c.Dead, c.Draining, firstOf(c.Next, "it ran"), exitStatus(err))
+	if !res.ok {
+		return res
+	}
+	res.note += "; in a fresh process (this one):"
+	return afterFault(ctx, r, res)
+}
+
+func firstOf(s, otherwise string) string {
+	if s == "" {
+		return otherwise
+	}
+	return s
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+func exitStatus(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return strconv.Itoa(ee.ExitCode())
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "0"
 }
 
 func rms(s []float32) float64 {

@@ -11,16 +11,21 @@ import (
 
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/kernels/cuda"
+	"github.com/gpujobs/gpujobs/kernels/cuda/ptx"
 )
 
 type options struct {
-	device  int
-	gemm    string
-	cublas  string
-	bench   bool
-	json    bool
-	repeat  int
-	noFault bool
+	device     int
+	gemm       string
+	cublas     string
+	kernelDir  string
+	nvml       string
+	bench      bool
+	impl       string
+	json       bool
+	repeat     int
+	noFault    bool
+	faultChild string
 }
 
 // errMismatch is returned when a check fails; the table above it says which.
@@ -39,9 +44,16 @@ scripts/torch_bench.py, which runs the same cases in PyTorch).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := cuda.NewRunner(cuda.Options{GEMM: o.gemm, CuBLAS: o.cublas, Devices: []int{o.device}})
+			if o.impl != "" && o.impl != cuda.GEMMPTX && o.impl != cuda.GEMMCuBLAS {
+				return fmt.Errorf("--impl %q: use ptx or cublas", o.impl)
+			}
+			r, err := cuda.NewRunner(cuda.Options{GEMM: o.gemm, CuBLAS: o.cublas, Devices: []int{o.device}, KernelDir: o.kernelDir, NVML: o.nvml})
 			if err != nil {
 				return err
+			}
+			if o.faultChild != "" {
+				// The fault leaves the device unusable for this process: no Close.
+				return faultChild(cmd.Context(), cmd.OutOrStdout(), r, o.faultChild)
 			}
 			defer r.Close()
 			describe(cmd.ErrOrStderr(), r)
@@ -57,8 +69,13 @@ scripts/torch_bench.py, which runs the same cases in PyTorch).`,
 	fs.StringVar(&o.cublas, "cublas", config.Env("GPUJOBS_CUBLAS", ""), "cuBLAS library to load instead of searching libcublas.so.13/.12/.11 (env GPUJOBS_CUBLAS)")
 	fs.BoolVar(&o.bench, "bench", false, "run the benchmark cases instead of the checks")
 	fs.BoolVar(&o.json, "json", false, "with --bench: print JSON lines instead of a table")
+	fs.StringVar(&o.impl, "impl", "", "with --bench: only the cases of this SGEMM implementation, ptx or cublas (default all)")
 	fs.IntVar(&o.repeat, "repeat", 3, "with --bench: runs per case, the best counts")
-	fs.BoolVar(&o.noFault, "no-faults", false, "skip provoking CUDA errors (out of memory, illegal address)")
+	fs.StringVar(&o.kernelDir, "kernel-dir", config.Env(ptx.KernelDirEnv, ""), "load the kernels' .fatbin/.ptx files from this directory instead of the embedded ones (env "+ptx.KernelDirEnv+")")
+	fs.StringVar(&o.nvml, "nvml", config.Env("GPUJOBS_NVML", ""), "NVML library for utilisation and memory telemetry: a file or soname, or off (env GPUJOBS_NVML; default libnvidia-ml.so.1)")
+	fs.BoolVar(&o.noFault, "no-faults", false, "skip provoking CUDA errors (out of memory, illegal address in a child process, device-side assert)")
+	fs.StringVar(&o.faultChild, "fault-child", "", "provoke this fault, report what the runner did as JSON and exit (used by the check itself)")
+	_ = fs.MarkHidden("fault-child")
 	return cmd
 }
 
@@ -68,4 +85,7 @@ func describe(w io.Writer, r *cuda.Runner) {
 	}
 	impl, detail := r.GEMM()
 	fmt.Fprintf(w, "SGEMM: %s (%s)\n", impl, detail)
+	on, detail := r.Telemetry()
+	fmt.Fprintf(w, "NVML telemetry: %v (%s)\n", on, detail)
+	fmt.Fprintf(w, "kernels: %s; jobs per GPU: %d\n", r.Kernels(), r.JobsPerGPU())
 }

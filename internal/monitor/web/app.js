@@ -36,6 +36,8 @@ function renderTotals(t, overall, lastMinute) {
   setNum("kpi-canceled", t.canceled);
   setNum("kpi-duplicates", t.duplicates);
   setNum("kpi-malformed", t.malformed);
+  setNum("kpi-rejected", t.rejected);
+  setNum("kpi-rejected-at-load", t.rejected_at_load);
   setNum("kpi-throughput-minute", lastMinute, lastMinute.toFixed(2));
   setNum("kpi-throughput-overall", overall, overall.toFixed(2));
 }
@@ -166,16 +168,25 @@ function niceMax(v) {
 
 function renderGroups(groups) {
   const rows = groups.map((g) => {
-    const pt = g.processing_time;
+    const pt = g.processing_time, gt = g.gpu_telemetry;
     const cell = (f, v, text) => `<td class="n" data-field="${f}" data-value="${v ?? ""}">${text}</td>`;
     return `<tr data-group="${esc(g.job_type)}/${esc(g.worker_type)}"><td>${esc(g.job_type)}</td><td><span class="pill ${esc(g.worker_type)}">${esc(g.worker_type)}</span></td>` +
       cell("results", g.results, nf.format(g.results)) + cell("failed", g.failed + g.canceled, nf.format(g.failed + g.canceled)) +
       cell("fallbacks", g.fallbacks, nf.format(g.fallbacks)) +
       cell("avg", pt?.avg, fmtTime(pt?.avg)) + cell("min", pt?.min, fmtTime(pt?.min)) + cell("p50", pt?.p50, fmtTime(pt?.p50)) +
       cell("p95", pt?.p95, fmtTime(pt?.p95)) + cell("max", pt?.max, fmtTime(pt?.max)) +
-      cell("rate", g.rate?.mean, g.rate ? `${fmtRate(g.rate.mean)} ${esc(g.rate.unit)}` : "–") + `</tr>`;
+      cell("rate", g.rate?.mean, g.rate ? `${fmtRate(g.rate.mean)} ${esc(g.rate.unit)}` : "–") +
+      cell("gpu_util", gt?.utilization_mean, gt ? `${gt.utilization_mean.toFixed(0)} % <span class="dim">/ ${gt.utilization_peak.toFixed(0)} %</span>` : "–") +
+      cell("gpu_mem", gt?.memory_peak, gt ? fmtBytes(gt.memory_peak) : "–") + `</tr>`;
   });
-  document.querySelector("#groups tbody").innerHTML = rows.join("") || `<tr><td colspan="11" class="empty">No results yet.</td></tr>`;
+  document.querySelector("#groups tbody").innerHTML = rows.join("") || `<tr><td colspan="13" class="empty">No results yet.</td></tr>`;
+}
+
+function fmtBytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
 }
 
 function renderBars(el, items, label, cls) {
@@ -200,10 +211,12 @@ function renderLatest(results) {
   document.querySelector("#latest tbody").innerHTML = rows.join("") || `<tr><td colspan="8" class="empty">No results yet.</td></tr>`;
 }
 
-// rateOf mirrors JobResult.Rate: GB/s, else GFLOP/s, else samples/s.
+// rateOf mirrors jobs.Result.Rate: the metric the result names as its headline (a kind the
+// monitor was not built with says which), else GB/s, else GFLOP/s, else samples/s.
 function rateOf(r) {
   const m = r.metrics || {};
   if (r.status !== "completed") return "–";
+  if (r.rate_metric) return m[r.rate_metric] != null ? `${fmtRate(m[r.rate_metric])} ${esc(r.rate_unit || r.rate_metric)}` : "–";
   if (m.gbps != null) return `${fmtRate(m.gbps)} GB/s`;
   if (m.gflops != null) return `${fmtRate(m.gflops)} GFLOP/s`;
   if (m.samples_per_sec != null) return `${fmtRate(m.samples_per_sec)} samples/s`;

@@ -24,6 +24,11 @@ func init() {
 				"testing: warning: no tests to run\nPASS\n")
 			os.Exit(0)
 		}
+		if help, ok := Help(prog, os.Args[1:]); ok {
+			// Help needs no GPU: print it, and say why the program would not start here.
+			os.Stdout.WriteString(help + "\nOn this machine: " + NoDeviceMessage + " (" + err.Error() + ").\n")
+			os.Exit(0)
+		}
 		os.Stderr.WriteString(prog + ": " + NoDeviceMessage + " (" + err.Error() + ")\n")
 		os.Exit(1)
 	}

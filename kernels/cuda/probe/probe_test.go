@@ -31,3 +31,18 @@ func TestProbe(t *testing.T) {
 	}
 	t.Logf("%d CUDA device(s)", n)
 }
+
+func TestHelpNeedsNoGPU(t *testing.T) {
+	for _, prog := range []string{"worker-gpu", "gpucheck"} {
+		text, ok := probe.Help(prog, []string{"--help"})
+		if !ok || !strings.Contains(text, "Usage:\n  "+prog) || !strings.Contains(text, "--gemm") {
+			t.Errorf("%s --help: %v %q", prog, ok, text)
+		}
+	}
+	if _, ok := probe.Help("worker-gpu", []string{"--role", "gpu"}); ok {
+		t.Error("help printed without being asked for")
+	}
+	if _, ok := probe.Help("worker-gpu", []string{"--", "--help"}); ok {
+		t.Error("an argument after -- asked for help")
+	}
+}

@@ -7,10 +7,14 @@ package ptx
 import (
 	"embed"
 	"fmt"
+	"regexp"
 )
 
 //go:embed *.ptx *.fatbin
-var files embed.FS
+var generated embed.FS
+
+// entryRe finds the kernels a PTX text declares.
+var entryRe = regexp.MustCompile(`(?m)^\.visible \.entry ([A-Za-z_][A-Za-z0-9_]*)\(`)
 
 // A Module is one .cu source compiled: the kernels the Go code launches from it.
 type Module struct {
@@ -31,15 +35,22 @@ const (
 	SgemmNNBiasRelu64  = "sgemm_nn_bias_relu_64"
 	SgemmNTReluGrad128 = "sgemm_nt_relugrad_128"
 	SgemmNTReluGrad64  = "sgemm_nt_relugrad_64"
+	SgemmNNSplitK128   = "sgemm_nn_splitk_128"
+	SgemmNNSplitK64    = "sgemm_nn_splitk_64"
+	SplitKReduce       = "splitk_reduce"
 
-	Conv64  = "conv2d_igemm_64"
-	Conv128 = "conv2d_igemm_128"
+	Conv64     = "conv2d_igemm_64"
+	Conv128    = "conv2d_igemm_128"
+	Conv64I64  = "conv2d_igemm_64_i64"
+	Conv128I64 = "conv2d_igemm_128_i64"
 
 	BiasRelu       = "bias_relu"
 	SoftmaxXent    = "softmax_xent"
 	ReluGradColSum = "relu_grad_colsum"
 	CountCorrect   = "count_correct"
 	Adam           = "adam"
+
+	FaultAssert = "fault_assert"
 )
 
 // Modules lists every module and its kernels.
@@ -48,14 +59,16 @@ var Modules = []Module{
 	{Name: "matrix_multiply", Kernels: []string{
 		SgemmNN128, SgemmNN64, SgemmTN128, SgemmTN64,
 		SgemmNNBiasRelu128, SgemmNNBiasRelu64, SgemmNTReluGrad128, SgemmNTReluGrad64,
+		SgemmNNSplitK128, SgemmNNSplitK64, SplitKReduce,
 	}},
-	{Name: "image_processing", Kernels: []string{Conv64, Conv128}},
+	{Name: "image_processing", Kernels: []string{Conv64, Conv128, Conv64I64, Conv128I64}},
 	{Name: "neural_network", Kernels: []string{BiasRelu, SoftmaxXent, ReluGradColSum, CountCorrect, Adam}},
+	{Name: "faults", Kernels: []string{FaultAssert}},
 }
 
 // PTX returns the module's PTX text (compute_80).
 func PTX(module string) (string, error) {
-	b, err := files.ReadFile(module + ".ptx")
+	b, err := generated.ReadFile(module + ".ptx")
 	if err != nil {
 		return "", fmt.Errorf("no PTX for module %q: %w", module, err)
 	}
@@ -64,7 +77,7 @@ func PTX(module string) (string, error) {
 
 // Fatbin returns the module's fatbin (sm_90 SASS and compute_80 PTX).
 func Fatbin(module string) ([]byte, error) {
-	b, err := files.ReadFile(module + ".fatbin")
+	b, err := generated.ReadFile(module + ".fatbin")
 	if err != nil {
 		return nil, fmt.Errorf("no fatbin for module %q: %w", module, err)
 	}

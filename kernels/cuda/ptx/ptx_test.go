@@ -116,3 +116,48 @@ func keys(m map[string]bool) []string {
 	}
 	return s
 }
+
+func TestFromDir(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := ptx.FromDir(dir, "vector_addition"); err == nil || !strings.Contains(err.Error(), "neither vector_addition.fatbin nor vector_addition.ptx") {
+		t.Errorf("empty dir: %v", err)
+	}
+	text, _ := ptx.PTX("vector_addition")
+	fat, _ := ptx.Fatbin("vector_addition")
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("vector_addition.ptx", []byte(text))
+	files, err := ptx.FromDir(dir, "vector_addition")
+	if err != nil || len(files) != 1 || files[0].Kind != "ptx" || string(files[0].Data) != text {
+		t.Fatalf("ptx only: %v %+v", err, files)
+	}
+	write("vector_addition.fatbin", fat)
+	files, err = ptx.FromDir(dir, "vector_addition")
+	if err != nil || len(files) != 2 || files[0].Kind != "fatbin" || files[1].Kind != "ptx" || files[0].Path != filepath.Join(dir, "vector_addition.fatbin") {
+		t.Fatalf("both: %v %+v", err, files)
+	}
+	// A PTX file that lacks a kernel of its module is refused, naming it.
+	write("vector_addition.ptx", []byte(strings.ReplaceAll(text, ptx.VectorAdd, "vadd_renamed")))
+	if _, err := ptx.FromDir(dir, "vector_addition"); err == nil || !strings.Contains(err.Error(), ptx.VectorAdd) {
+		t.Errorf("PTX without the kernel: %v", err)
+	}
+	write("vector_addition.ptx", nil)
+	if _, err := ptx.FromDir(dir, "vector_addition"); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("empty PTX: %v", err)
+	}
+}
+
+func TestEmbedded(t *testing.T) {
+	for _, m := range ptx.Modules {
+		files, err := ptx.Embedded(m.Name)
+		if err != nil || len(files) != 2 || files[0].Kind != "fatbin" || files[1].Kind != "ptx" {
+			t.Fatalf("%s: %v %+v", m.Name, err, files)
+		}
+		if missing := ptx.MissingEntries(m.Name, string(files[1].Data)); len(missing) > 0 {
+			t.Errorf("%s.ptx lacks %v", m.Name, missing)
+		}
+	}
+}

@@ -59,6 +59,34 @@ static void check_gemm(const char* name, gemm_fn fn, int tile, int threads, bool
 		for (int n = 0; n < N; ++n) expect(std::fabs(sums[n] - colsum[n]) < 1e-3 * (M + 1), "colsum", sums[n], colsum[n]);
 }
 
+typedef void (*splitk_fn)(int, int, int, int, const float*, int, const float*, int, float*);
+
+// Split-K: the partial products of `splits` K slices of kchunk, then splitk_reduce, with a plain
+// (relu 0, no bias) or a bias+ReLU epilogue, into a C with padding columns that must stay as they were.
+static void check_splitk(const char* name, splitk_fn fn, int tile, int threads, int M, int N, int K, int kchunk, bool bias_relu) {
+	int lda = K + 3, ldb = N + 1, ldc = N + 4, splits = (K + kchunk - 1) / kchunk;
+	auto A = rnd(size_t(M) * lda), B = rnd(size_t(K) * ldb), bias = rnd(N);
+	std::vector<float> W(size_t(splits) * M * N, 5.f), C(size_t(M) * ldc, 7.f);
+	launch(dim3{cdiv(N, tile), cdiv(M, tile), unsigned(splits)}, dim3{unsigned(threads)}, fn, M, N, K, kchunk, (const float*)A.data(), lda,
+	       (const float*)B.data(), ldb, W.data());
+	launch(dim3{cdiv(N, 256), unsigned(M)}, dim3{256}, splitk_reduce, (const float*)W.data(), splits, M, N, C.data(), ldc,
+	       bias_relu ? (const float*)bias.data() : (const float*)nullptr, bias_relu ? 1 : 0);
+	double worst = 0;
+	for (int m = 0; m < M; ++m)
+		for (int n = 0; n < ldc; ++n) {
+			double want = 7;
+			if (n < N) {
+				want = 0;
+				for (int k = 0; k < K; ++k) want += double(A[size_t(m) * lda + k]) * B[size_t(k) * ldb + n];
+				if (bias_relu) want = std::max(want + bias[n], 0.0);
+			}
+			worst = std::max(worst, std::fabs(C[size_t(m) * ldc + n] - want));
+		}
+	char what[160];
+	std::snprintf(what, sizeof what, "%s M=%d N=%d K=%d kchunk=%d splits=%d%s", name, M, N, K, kchunk, splits, bias_relu ? " bias+relu" : "");
+	expect(worst < 1e-4 * (K + 1), what, worst, 0);
+}
+
 static void check_conv(const char* name, decltype(&conv2d_igemm_64) fn, int tileF, int threads, int Nn, int C, int H, int W, int F, int K) {
 	auto in = rnd(size_t(Nn) * C * H * W), w = rnd(size_t(F) * C * K * K);
 	std::vector<float> out(size_t(Nn) * F * H * W, 7.f);
@@ -103,9 +131,19 @@ int main() {
 		check_gemm("sgemm_nt_relugrad_128", sgemm_nt_relugrad_128, 128, 256, false, true, 2, M, N, K);
 		check_gemm("sgemm_nt_relugrad_64", sgemm_nt_relugrad_64, 64, 128, false, true, 2, M, N, K);
 	}
+	// Split-K on the shapes ptx.PlanGemm splits (scaled down where the emulator would take too
+	// long), with a last slice shorter than the others, and a K that is not a multiple of 8.
+	for (auto s : {std::array<int, 4>{64, 10, 256, 64}, {70, 129, 333, 72}, {7, 5, 100, 8}, {64, 256, 784, 72}, {1, 1, 17, 16}}) {
+		for (bool br : {false, true}) {
+			check_splitk("sgemm_nn_splitk_64", sgemm_nn_splitk_64, 64, 128, s[0], s[1], s[2], s[3], br);
+			check_splitk("sgemm_nn_splitk_128", sgemm_nn_splitk_128, 128, 256, s[0], s[1], s[2], s[3], br);
+		}
+	}
 	for (auto s : {std::array<int, 6>{2, 3, 9, 9, 4, 3}, {1, 2, 5, 5, 70, 5}, {3, 1, 7, 7, 3, 1}, {1, 1, 2, 2, 2, 15}, {2, 2, 8, 8, 5, 3}}) {
 		check_conv("conv2d_igemm_64", conv2d_igemm_64, 64, 128, s[0], s[1], s[2], s[3], s[4], s[5]);
 		check_conv("conv2d_igemm_128", conv2d_igemm_128, 128, 256, s[0], s[1], s[2], s[3], s[4], s[5]);
+		check_conv("conv2d_igemm_64_i64", conv2d_igemm_64_i64, 64, 128, s[0], s[1], s[2], s[3], s[4], s[5]);
+		check_conv("conv2d_igemm_128_i64", conv2d_igemm_128_i64, 128, 256, s[0], s[1], s[2], s[3], s[4], s[5]);
 	}
 	for (long long n : {1LL, 3LL, 5LL, 1000LL, 1003LL, 4099LL}) {
 		auto a = rnd(n), b = rnd(n);
