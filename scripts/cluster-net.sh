@@ -88,6 +88,7 @@ down() {
 		ip netns del "$ns" 2>/dev/null || true
 		rm -rf "/etc/netns/$ns"
 	done
+	rmdir /etc/netns 2>/dev/null || true # only when nothing else uses it
 	# ip netns del returns before the kernel has torn a namespace down; wait for its links.
 	local deadline=$((SECONDS + 10))
 	while [ -n "$(ours)" ] && [ $SECONDS -lt $deadline ]; do sleep 0.1; done

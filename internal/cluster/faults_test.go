@@ -18,6 +18,7 @@ import (
 
 	"github.com/gpujobs/gpujobs/internal/jobclient"
 	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/workflows"
 )
 
 // faultRow is one line of the fault table: what was submitted around the fault and what came
@@ -270,7 +271,7 @@ func (tc *testCluster) waitCounted(t *testing.T, ids []string, timeout time.Dura
 }
 
 // history facts of one job: the Execute activity's completions (by worker identity) and when it
-// was first scheduled.
+// was first scheduled. Other activities (PublishResult, when the broker was away) do not count.
 type jobHistory struct {
 	completedBy []string
 	scheduled   time.Time
@@ -281,6 +282,7 @@ func (tc *testCluster) history(t *testing.T, id string) jobHistory {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var h jobHistory
+	execute := map[int64]bool{} // scheduled event IDs of Execute
 	it := tc.temporal.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -289,11 +291,17 @@ func (tc *testCluster) history(t *testing.T, id string) jobHistory {
 		}
 		switch ev.GetEventType() {
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() != workflows.ExecuteActivity {
+				continue
+			}
+			execute[ev.GetEventId()] = true
 			if h.scheduled.IsZero() {
 				h.scheduled = ev.GetEventTime().AsTime()
 			}
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-			h.completedBy = append(h.completedBy, ev.GetActivityTaskCompletedEventAttributes().GetIdentity())
+			if a := ev.GetActivityTaskCompletedEventAttributes(); execute[a.GetScheduledEventId()] {
+				h.completedBy = append(h.completedBy, a.GetIdentity())
+			}
 		}
 	}
 	return h

@@ -149,10 +149,13 @@ type Command struct {
 }
 
 // Start runs cmd in the host: `ip netns exec` puts it in the network namespace (and mounts the
-// host's /etc/hosts), unshare gives it its own host name, setpriv its user. Every step execs
+// host's /etc/hosts), unshare gives it its own host name and /dev/shm, setpriv its user. Every step execs
 // the next, so the returned process's pid is the program's own.
 func (h *Host) Start(cmd Command) (*Proc, error) {
-	argv := []string{"ip", "netns", "exec", h.NS, "unshare", "--uts", "--", "/bin/sh", "-c", `hostname "$0" && exec "$@"`}
+	// As a container has: its own host name, and its own /dev/shm (PostgreSQL's shared memory,
+	// the workers' memory ledger), which goes away with the process.
+	argv := []string{"ip", "netns", "exec", h.NS, "unshare", "--uts", "--mount", "--propagation", "private", "--",
+		"/bin/sh", "-c", `mount -t tmpfs -o mode=1777,size=512m shm /dev/shm && hostname "$0" && exec "$@"`}
 	hostname := cmd.Hostname
 	if hostname == "" {
 		hostname = h.Spec.Name
