@@ -42,6 +42,9 @@ type Work struct {
 	GPUs int `json:"gpus,omitempty"`
 	// GPUMemBytes is the memory the job needs on each of those GPUs.
 	GPUMemBytes int64 `json:"gpu_mem_bytes,omitempty"`
+	// Timeout is the kind's own bound on an attempt (a command's timeout), for kinds whose cost
+	// the estimates cannot tell; 0: derived from the estimate.
+	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
 // Progress is what a kernel reports once per iteration or epoch.
@@ -132,6 +135,9 @@ type Spec struct {
 	New func() Params
 	// Headline is the metric that tables and the dashboard show as the job's rate.
 	Headline Metric
+	// Checkpoints says that the kind's implementations save checkpoints through the
+	// RunInfo's Checkpointer, so the worker restores one for every attempt.
+	Checkpoints bool
 }
 
 // Kinds maps kind names to their specs. It is read-only once built.

@@ -180,6 +180,9 @@ func Decide(in Situation, s Strategy, opts Options) Decision {
 		if in.Request.Timeout > 0 {
 			return in.Request.Timeout
 		}
+		if in.Work.Timeout > 0 {
+			return in.Work.Timeout
+		}
 		return estimate.Timeout(est, o.TimeoutFactor, o.TimeoutFloor)
 	}
 	cpu := Decision{

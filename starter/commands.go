@@ -130,7 +130,10 @@ func (f *submitFlags) spec(cmd *cobra.Command, args []string) (jobclient.Spec, e
 }
 
 func (a *app) submitCmd() *cobra.Command {
-	var f *submitFlags
+	var (
+		f  *submitFlags
+		cf *commandFlags
+	)
 	kinds := registry().Names()
 	cmd := &cobra.Command{
 		Use:   "submit <job_type> [flags]",
@@ -139,17 +142,42 @@ func (a *app) submitCmd() *cobra.Command {
   starter submit neural_network --epochs 3 --device cpu
   starter submit --params '{"job_type": "vector_addition", "size": 1000000, "prefer_gpu": true}'
   starter submit image_processing --count 4 --wait --json
-  starter submit monte_carlo_pi --param samples=50000000 --param seed=7 --wait`,
-		Args: cobra.MaximumNArgs(1),
+  starter submit monte_carlo_pi --param samples=50000000 --param seed=7 --wait
+  starter submit command --gpus 1 --output '*.pt' -- python3 train.py --epochs 3
+  starter submit command --memory 4GiB --input job-3f2a9c1b7e04 -- sh -c 'wc -l "$GPUJOBS_INPUT_DIR"/*/*'`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				args = args[:dash]
+			}
+			return cobra.MaximumNArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var argv []string
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				args, argv = args[:dash], args[dash:]
+			}
 			s, err := f.spec(cmd, args)
 			if err != nil {
 				return err
+			}
+			if s.JobType == builtin.CommandKind {
+				if err := cf.set(cmd, argv, s.Set); err != nil {
+					return err
+				}
+				if s.Timeout > 0 { // for a command, --timeout bounds the program's run
+					s.Set["timeout"] = s.Timeout.String()
+					s.Timeout = 0
+				}
+			} else if len(argv) > 0 {
+				return fmt.Errorf("a program after -- is for command jobs: starter submit command -- %s", strings.Join(argv, " "))
+			} else if flag := cf.usedWithoutCommand(cmd); flag != "" {
+				return fmt.Errorf("%s is a flag of command jobs, not of %s", flag, s.JobType)
 			}
 			return a.submit(cmd, s, f.count, f.wait, f.asJSON)
 		},
 	}
 	f = addSubmitFlags(cmd)
+	cf = addCommandFlags(cmd)
 	return cmd
 }
 

@@ -76,6 +76,7 @@ func Command(c Config) *cobra.Command {
 	fs.StringVar(&o.EstimatesFile, "estimates-file", config.Env("ESTIMATES_FILE", ""), "scheduler: keep the learned run-time estimates in this file across restarts (env ESTIMATES_FILE; default: in memory)")
 	fs.StringVar(&o.Bridge.Queue, "job-queue", config.Env("JOB_QUEUE", "job_queue"), "bridge: the RabbitMQ queue the original clients publish jobs to (env JOB_QUEUE; their code says gpu_jobs)")
 	fs.IntVar(&o.Bridge.Prefetch, "bridge-prefetch", config.EnvInt("BRIDGE_PREFETCH", 32), "bridge: messages being started at once (env BRIDGE_PREFETCH)")
+	o.Commands.AddFlags(fs)
 	tc.AddFlags(fs)
 	o.RabbitMQ.AddFlags(fs)
 	lc.AddFlags(fs)
@@ -99,14 +100,15 @@ func start(ctx context.Context, c Config, o Options, tc config.Temporal, logger 
 	}
 	defer stopHealth()
 	if o.Role != RoleScheduler && o.Role != RoleBridge {
-		runner, closeRunner, err := c.runner(o, cpuImpls, logger)
+		a := &assembly{c: c, o: o, logger: logger}
+		runner, closeRunner, err := a.runner(cpuImpls)
 		if err != nil {
 			return err
 		}
 		defer closeRunner()
 		o.Runner = runner
 		if s, ok := runner.(interface{ Slots() int }); ok && o.Concurrency <= 0 {
-			o.Concurrency = s.Slots() // the GPU runner: GPUs × jobs per GPU
+			o.Concurrency = s.Slots() // the GPU runner: GPUs × jobs per GPU; command GPUs: one each
 		}
 		dev := runner.Device()
 		logger.Info("kernel runner ready", zap.String("device", dev.Name), zap.String("memory", formatMem(dev.Memory)))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -29,6 +30,11 @@ type ExecuteInput struct {
 // StateQuery is the query that returns a running job's JobState.
 const StateQuery = "state"
 
+// ProgressSignal carries a worker's jobs.Heartbeat to the job's workflow now and then (when a
+// job starts on a worker, and when its progress moved), so the workflow's current details in the
+// Web UI say where it runs and how far it is.
+const ProgressSignal = "progress"
+
 // Stages of a job, as StateQuery reports them.
 const (
 	StageScheduling    = "scheduling"
@@ -50,6 +56,8 @@ type JobState struct {
 	// did not (invalid params, unknown kind): what a client that does not know the kind waits for.
 	Scheduled bool   `json:"scheduled,omitempty"`
 	Rejected  string `json:"rejected,omitempty"`
+	// Worker is the worker's last word on the job (who runs it, its progress), from its signals.
+	Worker *jobs.Heartbeat `json:"worker,omitempty"`
 }
 
 // Timeouts and retries of the steps around the kernel.
@@ -97,6 +105,7 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 	if err := workflow.SetQueryHandler(ctx, StateQuery, func() (JobState, error) { return j.state, nil }); err != nil {
 		return res, err
 	}
+	j.listen()
 	if decodeErr != nil {
 		j.state.Rejected = decodeErr.Error()
 		return j.finish(res, temporal.NewNonRetryableApplicationError(decodeErr.Error(), jobs.ErrInvalidParams, nil))
@@ -104,6 +113,7 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 
 	var d scheduling.Decision
 	sctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		Summary:                fmt.Sprintf("validate %s and choose a device (policy %s)", req.JobType, req.EffectiveDevice()),
 		ScheduleToCloseTimeout: scheduleWindow,
 		StartToCloseTimeout:    30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -124,7 +134,7 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 	res.EstimatedTime = d.EstimatedTime
 	upsertWorkerType(ctx, d.WorkerType)
 
-	j.enter(StageExecuting, "on "+d.Queue)
+	j.enter(StageExecuting, fmt.Sprintf("sent to %s: %s", d.Queue, d.Reason))
 	out, err := j.execute(req, d)
 	if err != nil && d.WorkerType == jobs.WorkerTypeGPU && req.EffectiveDevice() != jobs.DeviceRequireGPU {
 		if why := gpuFallbackReason(err, d); why != "" {
@@ -164,6 +174,41 @@ type job struct {
 
 func (j *job) enter(stage, detail string) {
 	j.state.Stage, j.state.Detail, j.state.Since = stage, detail, workflow.Now(j.ctx)
+	j.showDetails()
+}
+
+// showDetails sets the workflow's current details, the Web UI's account of where the job
+// stands, from its state.
+func (j *job) showDetails() {
+	line := "**" + strings.ReplaceAll(j.state.Stage, "_", " ") + "**"
+	if j.state.Detail != "" {
+		line += ": " + j.state.Detail
+	}
+	if w := j.state.Worker; w != nil && j.state.Stage == StageExecuting {
+		line += fmt.Sprintf("\n\nrunning on **%s** (%s, %s)", w.WorkerID, w.WorkerType, w.Device)
+		if w.Total > 0 {
+			line += fmt.Sprintf(", step %d of %d", w.Iteration, w.Total)
+		}
+		if w.Loss != nil {
+			line += fmt.Sprintf(", loss %.4g", *w.Loss)
+		}
+	}
+	workflow.SetCurrentDetails(j.ctx, line)
+}
+
+// listen keeps the state up to date with the workers' progress signals.
+func (j *job) listen() {
+	ch := workflow.GetSignalChannel(j.ctx, ProgressSignal)
+	workflow.Go(j.ctx, func(ctx workflow.Context) {
+		for {
+			var hb jobs.Heartbeat
+			if !ch.Receive(ctx, &hb) {
+				return
+			}
+			j.state.Worker = &hb
+			j.showDetails()
+		}
+	})
 }
 
 // DecodeRequest reads the workflow's input. Its errors name what could not be read; the request
@@ -275,7 +320,7 @@ func (j *job) execute(req jobs.Request, d scheduling.Decision) (jobs.Result, err
 				jobs.ErrNoImplementation, jobs.ErrResourceBusy},
 		},
 		Priority: temporal.Priority{PriorityKey: req.EffectivePriority(), FairnessKey: req.Tenant},
-		Summary:  fmt.Sprintf("%s on %s", req.JobType, d.Queue),
+		Summary:  fmt.Sprintf("run %s on a %s worker (%s)", req.JobType, strings.ToUpper(d.WorkerType), d.Queue),
 	})
 	in := ExecuteInput{JobID: req.JobID, JobType: req.JobType, Params: d.Params, EstimatedTime: d.EstimatedTime}
 	wait := busyWaitFirst
@@ -398,6 +443,25 @@ func (j *job) publish(res jobs.Result) {
 		err = workflow.ExecuteActivity(actx, PublishActivity, res).Get(ctx, nil)
 	}
 	j.enter(StageDone, res.Status)
+}
+
+// PublishedResult returns the result that a JobWorkflow's error carries (the one it published),
+// if it does.
+func PublishedResult(err error) (res jobs.Result, ok bool) {
+	defer func() {
+		if recover() != nil { // details of another type, from a workflow that is not a JobWorkflow
+			res, ok = jobs.Result{}, false
+		}
+	}()
+	var appErr *temporal.ApplicationError
+	var canceled *temporal.CanceledError
+	switch {
+	case errors.As(err, &appErr) && appErr.HasDetails():
+		ok = appErr.Details(&res) == nil
+	case errors.As(err, &canceled) && canceled.HasDetails():
+		ok = canceled.Details(&res) == nil
+	}
+	return res, ok && res.JobID != ""
 }
 
 // Message is an error's innermost message, without Temporal's wrapping.

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"fmt"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -42,6 +44,10 @@ func SweepWorkflow(ctx workflow.Context, in jobs.SweepRequest) (jobs.SweepResult
 
 	sel := workflow.NewSelector(ctx)
 	running, next := 0, 0
+	show := func() {
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%d of %d** jobs finished (%d failed or canceled), %d running",
+			progress.Finished, n, progress.Failed, running))
+	}
 	for (next < n && ctx.Err() == nil) || running > 0 {
 		for running < in.EffectiveParallel() && next < n && ctx.Err() == nil {
 			i := next
@@ -56,6 +62,7 @@ func SweepWorkflow(ctx workflow.Context, in jobs.SweepRequest) (jobs.SweepResult
 				ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 				WaitForCancellation:   true,
 				TypedSearchAttributes: SearchAttributes(req),
+				StaticSummary:         Summary(req),
 				Priority:              temporal.Priority{PriorityKey: req.EffectivePriority(), FairnessKey: req.Tenant},
 			})
 			f := workflow.ExecuteChildWorkflow(cctx, JobWorkflowName, req)
@@ -70,8 +77,10 @@ func SweepWorkflow(ctx workflow.Context, in jobs.SweepRequest) (jobs.SweepResult
 					progress.Failed++
 				}
 				out.Results[i] = res
+				show()
 			})
 		}
+		show()
 		if running > 0 {
 			sel.Select(ctx)
 		}
@@ -92,6 +101,10 @@ func SweepWorkflow(ctx workflow.Context, in jobs.SweepRequest) (jobs.SweepResult
 // failedChild is the result of a job that ended with an error: the child's own result (published
 // to RabbitMQ) does not come back with an error, so the sweep records the error and the request.
 func failedChild(req jobs.Request, err error) jobs.Result {
+	// The child's error carries the result it published, when it got as far.
+	if pub, ok := PublishedResult(err); ok {
+		return pub
+	}
 	r := jobs.Result{JobID: req.JobID, JobType: req.JobType, Params: req.Params, Status: jobs.StatusFailed,
 		RequestedDevice: req.EffectiveDevice(), Priority: req.EffectivePriority(), Tenant: req.Tenant, SweepID: req.SweepID}
 	r.ErrorType, r.Error = Classify(err)

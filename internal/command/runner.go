@@ -218,7 +218,10 @@ func (r *Runner) Run(ctx context.Context, p *builtin.Command, report jobs.Report
 	tail := newTail(20)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); scanLines(stdout, func(l string) { logs.Write("stdout", l); progress(l, report) }) }()
+	go func() {
+		defer wg.Done()
+		scanLines(stdout, func(l string) { logs.Write("stdout", l); progress(l, report) })
+	}()
 	go func() { defer wg.Done(); scanLines(stderr, func(l string) { logs.Write("stderr", l); tail.add(l) }) }()
 
 	// A cancel, or the params' timeout, stops the whole group: SIGTERM, then SIGKILL after the
@@ -319,7 +322,7 @@ func (r *Runner) openLog(info jobs.RunInfo) LogWriter {
 
 type nopLog struct{}
 
-func (nopLog) Write(string, string)          {}
+func (nopLog) Write(string, string)        {}
 func (nopLog) Close(context.Context) error { return nil }
 
 // dirs are one attempt's directories.

@@ -349,7 +349,7 @@ while [ "$e" -lt 6 ]; do e=$((e+1)); echo $e >"$f"; echo "epoch $e"; [ "$e" = 3 
 			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(200 * time.Millisecond) // a periodic save happens
-		cancel()                             // the worker goes away (a SIGKILLed worker is the e2e test's)
+		cancel()                           // the worker goes away (a SIGKILLed worker is the e2e test's)
 	}()
 	if _, err := fx.run(ctx, "job-ck", 1, sh(script), nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("first attempt: %v", err)
@@ -422,5 +422,5 @@ func TestAGigabyteOfOutputStreamsThrough(t *testing.T) {
 
 type countLog struct{ n *int }
 
-func (c countLog) Write(string, string)          { *c.n++ }
+func (c countLog) Write(string, string)        { *c.n++ }
 func (c countLog) Close(context.Context) error { return nil }

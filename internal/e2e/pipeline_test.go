@@ -22,7 +22,7 @@ import (
 // submitJSON runs `starter submit ... --wait --json` and returns the one result it prints.
 func (e *environment) submitJSON(t *testing.T, args ...string) jobs.Result {
 	t.Helper()
-	out, stderr, code := e.starter(t, append(append([]string{"submit"}, args...), "--wait", "--json")...)
+	out, stderr, code := e.starter(t, append([]string{"submit", "--wait", "--json"}, args...)...)
 	var r jobs.Result
 	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &r); err != nil {
 		t.Fatalf("starter submit %v: exit %d, stdout %q, stderr %q: %v", args, code, out, stderr, err)

@@ -113,6 +113,7 @@ func Submit(ctx context.Context, c client.Client, req jobs.Request) error {
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		Priority:                                 temporal.Priority{PriorityKey: req.EffectivePriority(), FairnessKey: req.Tenant},
 		TypedSearchAttributes:                    SearchAttributes(req),
+		StaticSummary:                            workflows.Summary(req),
 	}, workflows.JobWorkflowName, req)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
@@ -167,13 +168,9 @@ func Await(ctx context.Context, c client.Client, jobID string) (jobs.Result, err
 		return res, fmt.Errorf("wait for %s: %w", jobID, err)
 	}
 	// The workflow's error carries the result it published: show that one, as the monitor does.
-	if appErr != nil && appErr.HasDetails() && appErr.Details(&res) == nil && res.JobID != "" {
-		return res, nil
+	if pub, ok := workflows.PublishedResult(err); ok {
+		return pub, nil
 	}
-	if canceled != nil && canceled.HasDetails() && canceled.Details(&res) == nil && res.JobID != "" {
-		return res, nil
-	}
-	res = jobs.Result{}
 	// Terminated from outside (or by an older gpujobs): rebuild what can be known.
 	res.JobID, res.Status = jobID, jobs.StatusFailed
 	res.ErrorType, res.Error = workflows.Classify(err)

@@ -104,6 +104,7 @@ func CreateSchedule(ctx context.Context, c client.Client, s ScheduleSpec) error 
 			TaskQueue:             jobs.JobQueue,
 			TypedSearchAttributes: SearchAttributes(req),
 			Priority:              temporal.Priority{PriorityKey: req.EffectivePriority(), FairnessKey: req.Tenant},
+			StaticSummary:         "scheduled by " + s.Name + " (" + s.Cron + "): " + workflows.Summary(req),
 		},
 	})
 	var badArg *serviceerror.InvalidArgument

@@ -149,6 +149,7 @@ func SubmitSweep(ctx context.Context, c client.Client, s jobs.SweepRequest) erro
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes:                    temporal.NewSearchAttributes(attrs...),
+		StaticSummary:                            fmt.Sprintf("sweep of %d %s jobs (%d at once)", len(s.Jobs), s.JobType, s.Parallel),
 	}, workflows.SweepWorkflowName, s)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {

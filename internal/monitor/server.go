@@ -90,6 +90,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/speedup", s.speedup)
 	mux.HandleFunc("GET /api/failed", s.failed)
 	mux.HandleFunc("GET /api/sweeps", s.sweepsAPI)
+	mux.HandleFunc("GET /api/usage", s.usage)
 	mux.HandleFunc("GET /api/events", s.events)
 	mux.HandleFunc("GET /healthz", s.health)
 	if s.metrics != nil {

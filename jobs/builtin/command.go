@@ -152,5 +152,9 @@ func checkPattern(pat string) error {
 
 // Work: a command's cost is unknown to gpujobs; what it declares is what the workers admit it on.
 func (p *Command) Work() jobs.Work {
-	return jobs.Work{MemBytes: int64(p.Resources.Memory), GPUs: p.Resources.GPUs, GPUMemBytes: int64(p.Resources.GPUMemory)}
+	attempt := 7 * 24 * time.Hour // a program runs as long as it runs: heartbeats watch over it
+	if p.Timeout > 0 {
+		attempt = time.Duration(p.Timeout) + 2*time.Minute // its own timeout stops it first, with room to save
+	}
+	return jobs.Work{MemBytes: int64(p.Resources.Memory), GPUs: p.Resources.GPUs, GPUMemBytes: int64(p.Resources.GPUMemory), Timeout: attempt}
 }

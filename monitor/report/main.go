@@ -18,6 +18,7 @@ func main() { cli.Main("monitor report", newRoot()) }
 
 func newRoot() *cobra.Command {
 	var store, out string
+	var prices monitor.Prices
 	var sweeps int
 	cmd := &cobra.Command{
 		Use:           "monitor-report",
@@ -27,6 +28,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			agg := monitor.NewAggregator(nil)
+			agg.SetPrices(prices)
 			st, err := monitor.ReadStore(store, func(r monitor.Record) { agg.Add(r.Result) })
 			if err != nil {
 				return fmt.Errorf("read results: %w", err)
@@ -56,6 +58,7 @@ func newRoot() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&store, "store", config.Env("RESULTS_FILE", monitor.DefaultStorePath), "the results file written by serve (env RESULTS_FILE)")
+	monitor.AddPriceFlag(cmd.Flags(), &prices)
 	cmd.Flags().StringVar(&out, "out", "results", "directory for report.md, results.csv and the charts")
 	cmd.Flags().IntVar(&sweeps, "sweeps", 20, "the report shows this many sweeps, the most recent first, each with its chart (0: all)")
 	return cmd

@@ -1,0 +1,81 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	sdkpb "go.temporal.io/api/sdk/v1"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/gpujobs/gpujobs/internal/jobclient"
+	"github.com/gpujobs/gpujobs/internal/testutil"
+)
+
+// The Web UI tells each job's story: a static summary (kind, params, device), current details
+// kept up to date with the worker and the progress, and summaries on the activities. They are
+// read back here through Temporal's API, as the Web UI reads them.
+func TestTheWebUITellsTheJobsStory(t *testing.T) {
+	e := env
+	e.startWorker(t, "scheduler", "sched-ui")
+	e.startWorker(t, "cpu", "cpu-ui")
+	c := e.dial(t)
+	req := submitAll(t, c, []jobclient.Spec{{JobType: "matrix_multiply", Params: `{"size": 512, "iterations": 100000}`, Device: "cpu"}})[0]
+
+	desc, err := c.DescribeWorkflowExecution(ctxTimeout(t, 10*time.Second), req.JobID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var summary string
+	if err := converter.GetDefaultDataConverter().FromPayload(desc.GetExecutionConfig().GetUserMetadata().GetSummary(), &summary); err != nil ||
+		!strings.Contains(summary, "matrix_multiply") || !strings.Contains(summary, "size=512") || !strings.Contains(summary, "device cpu") {
+		t.Errorf("static summary %q (%v)", summary, err)
+	}
+	details := func() string {
+		v, err := c.QueryWorkflow(ctxTimeout(t, 5*time.Second), req.JobID, "", "__temporal_workflow_metadata")
+		if err != nil {
+			return ""
+		}
+		var md sdkpb.WorkflowMetadata
+		if v.Get(&md) != nil {
+			return ""
+		}
+		return md.GetCurrentDetails()
+	}
+	testutil.WaitFor(t, "the current details to name the worker and the progress", time.Minute, func() bool {
+		d := details()
+		return strings.Contains(d, "running on **cpu-ui**") && strings.Contains(d, "step ")
+	})
+	t.Logf("current details while it runs: %q", details())
+	if err := jobclient.Cancel(ctxTimeout(t, 10*time.Second), c, req.JobID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jobclient.Await(ctxTimeout(t, 2*time.Minute), c, req.JobID); err != nil {
+		t.Fatal(err)
+	}
+	if d := details(); !strings.Contains(d, "done") {
+		t.Errorf("current details once it ended: %q", d)
+	}
+
+	var summaries []string
+	it := c.GetWorkflowHistory(ctxTimeout(t, 30*time.Second), req.JobID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := ev.GetUserMetadata().GetSummary(); p != nil {
+			var s string
+			if converter.GetDefaultDataConverter().FromPayload(p, &s) == nil {
+				summaries = append(summaries, s)
+			}
+		}
+	}
+	all := strings.Join(summaries, " | ")
+	for _, want := range []string{"validate matrix_multiply and choose a device (policy cpu)", "run matrix_multiply on a CPU worker (cpu_queue)"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("activity summaries %q lack %q", all, want)
+		}
+	}
+}
