@@ -58,11 +58,15 @@ func (s *Scheduler) Schedule(ctx context.Context, req jobs.Request) (scheduling.
 	in.CPU.MeanJob += model.Gap(estimate.CPU)
 	in.GPU.MeanJob += model.Gap(estimate.GPU)
 	in.GPU.Share = scheduling.GPUShare(in.Work, model.DeviceMemory(estimate.GPU), s.Options)
-	if req.EffectiveDevice() != jobs.DeviceCPU && req.EffectiveDevice() != jobs.DeviceRequireGPU {
-		// Only policies that choose need the queues' load.
+	// The queues' load: policies that choose compare them, and every job's predicted start is
+	// its own queue's backlog.
+	dev := req.EffectiveDevice()
+	if dev != jobs.DeviceCPU {
 		if in.GPU.Queue, err = s.Inspector.Inspect(ctx, jobs.GPUQueue); err != nil {
 			return scheduling.Decision{}, fmt.Errorf("inspect %s: %w", jobs.GPUQueue, err)
 		}
+	}
+	if dev != jobs.DeviceRequireGPU {
 		if in.CPU.Queue, err = s.Inspector.Inspect(ctx, jobs.CPUQueue); err != nil {
 			return scheduling.Decision{}, fmt.Errorf("inspect %s: %w", jobs.CPUQueue, err)
 		}

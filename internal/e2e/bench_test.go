@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -229,7 +230,7 @@ func benchKinds() []string {
 }
 
 // BenchmarkPredictionError measures how well a job's predicted end, made when the scheduler
-// placed it, matches its real end, on a mixed backlog of 200 jobs submitted at once, with one
+// placed it, matches its real end, on a mixed backlog of 100 jobs submitted at once, with one
 // and with two CPU workers: |predicted end − actual end| / (actual end − submit), the median and
 // the 90th percentile. The model is warmed up first with 8 jobs of each kind.
 func BenchmarkPredictionError(b *testing.B) {
@@ -244,13 +245,13 @@ func BenchmarkPredictionError(b *testing.B) {
 			}
 			rng := rand.New(rand.NewPCG(3, 4))
 			params := map[string]func() string{
-				"matrix_multiply": func() string { return fmt.Sprintf(`{"size": %d, "iterations": 3}`, 200+rng.IntN(400)) },
-				"vector_addition": func() string { return fmt.Sprintf(`{"size": %d, "iterations": 10}`, 500_000+rng.IntN(2_000_000)) },
+				"matrix_multiply": func() string { return fmt.Sprintf(`{"size": %d, "iterations": 3}`, 400+rng.IntN(400)) },
+				"vector_addition": func() string { return fmt.Sprintf(`{"size": %d, "iterations": 50}`, 2_000_000+rng.IntN(4_000_000)) },
 				"image_processing": func() string {
-					return fmt.Sprintf(`{"batch_size": %d, "image_size": %d, "filters": 16, "iterations": 2}`, 1+rng.IntN(3), 48+rng.IntN(64))
+					return fmt.Sprintf(`{"batch_size": %d, "image_size": %d, "filters": 16, "iterations": 2}`, 2+rng.IntN(4), 96+rng.IntN(96))
 				},
 				"neural_network": func() string {
-					return fmt.Sprintf(`{"epochs": 1, "batch_size": 64, "samples": %d, "hidden_size": 64}`, 512+64*rng.IntN(24))
+					return fmt.Sprintf(`{"epochs": 2, "batch_size": 64, "samples": %d, "hidden_size": 128}`, 2048+256*rng.IntN(16))
 				},
 			}
 			spec := func(kind string) jobclient.Spec {
@@ -267,7 +268,7 @@ func BenchmarkPredictionError(b *testing.B) {
 					awaitAll(b, c, submitAll(b, c, []jobclient.Spec{s}))
 				}
 				var backlog []jobclient.Spec
-				for range 50 {
+				for range 25 {
 					for _, k := range benchKinds() {
 						backlog = append(backlog, spec(k))
 					}
@@ -282,6 +283,15 @@ func BenchmarkPredictionError(b *testing.B) {
 					actual := r.EndTime.Sub(r.SubmitTime).Seconds()
 					errs = append(errs, math.Abs(r.PredictedEnd.Sub(r.EndTime).Seconds())/actual)
 					signed = append(signed, r.PredictedEnd.Sub(r.EndTime).Seconds()/actual)
+				}
+				if os.Getenv("GPUJOBS_BENCH_DEBUG") != "" {
+					sort.Slice(results, func(i, j int) bool { return results[i].StartTime.Before(results[j].StartTime) })
+					for i := 0; i < len(results); i += 20 {
+						r := results[i]
+						b.Logf("#%d predicted wait %.2fs total %.2fs; actual wait %.2fs occupancy %.2fs", i,
+							r.PredictedStart.Sub(r.SubmitTime).Seconds(), r.PredictedEnd.Sub(r.PredictedStart).Seconds(),
+							r.StartTime.Sub(r.SubmitTime).Seconds(), r.EndTime.Sub(r.StartTime).Seconds())
+					}
 				}
 				sort.Float64s(signed)
 				sort.Float64s(errs)
