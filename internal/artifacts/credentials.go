@@ -6,14 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
-// CredentialsFileEnv names a file holding the S3 key pair, e.g. a Kubernetes secret mounted as
-// a volume. It takes either form:
+// CredentialsFileEnv names a file holding the S3 key pair, or a directory holding one file per
+// key, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and optionally AWS_SESSION_TOKEN): what a
+// Kubernetes Secret with those keys looks like mounted as a volume. A file takes either form:
 //
 //	AWS_ACCESS_KEY_ID=...            [default]
 //	AWS_SECRET_ACCESS_KEY=...        aws_access_key_id = ...
@@ -60,6 +62,9 @@ type fileCredentials string
 
 func (f fileCredentials) Retrieve(context.Context) (aws.Credentials, error) {
 	path := string(f)
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return dirCredentials(path)
+	}
 	file, err := os.Open(path)
 	if err != nil {
 		return aws.Credentials{}, fmt.Errorf("S3 credentials (%s): %w", CredentialsFileEnv, err)
@@ -96,6 +101,35 @@ func (f fileCredentials) Retrieve(context.Context) (aws.Credentials, error) {
 	}
 	if c.AccessKeyID == "" || c.SecretAccessKey == "" {
 		return aws.Credentials{}, fmt.Errorf("S3 credentials file %s: want both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or aws_access_key_id and aws_secret_access_key)", path)
+	}
+	return c, nil
+}
+
+// dirCredentials reads a mounted secret: one file per key, named as the variables are.
+func dirCredentials(dir string) (aws.Credentials, error) {
+	read := func(name string, required bool) (string, error) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			if !required && errors.Is(err, os.ErrNotExist) {
+				return "", nil
+			}
+			return "", fmt.Errorf("S3 credentials directory %s (%s): want files AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: %w", dir, CredentialsFileEnv, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	c := aws.Credentials{Source: dir, CanExpire: true, Expires: time.Now().Add(credentialsReread)}
+	var err error
+	if c.AccessKeyID, err = read("AWS_ACCESS_KEY_ID", true); err != nil {
+		return aws.Credentials{}, err
+	}
+	if c.SecretAccessKey, err = read("AWS_SECRET_ACCESS_KEY", true); err != nil {
+		return aws.Credentials{}, err
+	}
+	if c.SessionToken, err = read("AWS_SESSION_TOKEN", false); err != nil {
+		return aws.Credentials{}, err
+	}
+	if c.AccessKeyID == "" || c.SecretAccessKey == "" {
+		return aws.Credentials{}, fmt.Errorf("S3 credentials directory %s: AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is empty", dir)
 	}
 	return c, nil
 }

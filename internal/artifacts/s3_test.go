@@ -162,9 +162,13 @@ func TestS3Credentials(t *testing.T) {
 	must(t, os.WriteFile(envFile, []byte("# from a secret\nAWS_ACCESS_KEY_ID="+id+"\nAWS_SECRET_ACCESS_KEY=\""+secret+"\"\n"), 0o600))
 	iniFile := filepath.Join(dir, "credentials")
 	must(t, os.WriteFile(iniFile, []byte("[default]\naws_access_key_id = "+id+"\naws_secret_access_key = "+secret+"\n"), 0o600))
+	secretDir := filepath.Join(dir, "mounted-secret") // a Kubernetes Secret volume: a file per key
+	must(t, os.MkdirAll(secretDir, 0o700))
+	must(t, os.WriteFile(filepath.Join(secretDir, "AWS_ACCESS_KEY_ID"), []byte(id), 0o600))
+	must(t, os.WriteFile(filepath.Join(secretDir, "AWS_SECRET_ACCESS_KEY"), []byte(secret+"\n"), 0o600))
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-	for _, f := range []string{envFile, iniFile} {
+	for _, f := range []string{envFile, iniFile, secretDir} {
 		t.Setenv(CredentialsFileEnv, f)
 		s, err := Open(ctx, e.config("creds"))
 		if err != nil {
@@ -209,6 +213,7 @@ func TestS3OpenWithoutCredentials(t *testing.T) {
 		{"missing file", "", "", filepath.Join(dir, "absent"), "no such file"},
 		{"partial file", "", "", partial, "want both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
 		{"garbled file", "", "", garbled, "line 1: want KEY=VALUE"},
+		{"empty secret directory", "", "", dir, "want files AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
 		{"unreachable", "abc", "def", "", "cannot reach the S3 endpoint " + cfg.Endpoint},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
