@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# seaweedfs.sh build|start|stop|env|status — a real S3 server (SeaweedFS, Apache-2.0) for the S3
+# seaweedfs.sh build|path|start|stop|env|status — a real S3 server (SeaweedFS, Apache-2.0) for the S3
 # artifact store's tests.
 #
 # build  builds `weed` from the Go module proxy once, cached outside the repository under
 #        $GPUJOBS_CACHE/seaweedfs/VERSION/weed (6-9 min on 2 cores the first time, a no-op after).
+# path   builds it when missing and prints that path (the cluster test runs it for the
+#        compose file's seaweedfs service).
 # start  starts one `weed server` with the S3 gateway on free loopback ports, its data in
 #        run/NAME/, and an S3 key pair generated for this instance (never anonymous). Idempotent:
 #        an instance this script started and that still answers is left running.
@@ -187,6 +189,10 @@ stop_server() {
 
 case "${1:-}" in
 build) build ;;
+path)
+	build
+	echo "$WEED"
+	;;
 start) start ;;
 stop)
 	stop_server
@@ -204,5 +210,5 @@ status)
 		exit 1
 	fi
 	;;
-*) die "usage: $0 build|start|stop|env|status" ;;
+*) die "usage: $0 build|path|start|stop|env|status" ;;
 esac

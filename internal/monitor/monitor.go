@@ -32,6 +32,8 @@ type Options struct {
 	Addr      string // host:port of the HTTP API and dashboard
 	StorePath string
 	Consumer  ConsumerOptions
+	// Prices turn the usage's device-hours into cost (--price gpu=2.50,cpu=0.04).
+	Prices Prices
 }
 
 // Serve runs the monitor until ctx ends: it loads the store, then consumes the result queue and
@@ -73,6 +75,7 @@ func Serve(ctx context.Context, o Options, logger *zap.Logger) error {
 	}
 	var consumer *Consumer
 	srv := NewServer(agg, metrics, func() bool { return consumer.Connected() }, o.StorePath, logger)
+	agg.SetPrices(o.Prices)
 	consumer = NewConsumer(o.Consumer, store, agg, logger, srv.Notify)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -37,6 +37,8 @@ type Server struct {
 	mu   sync.Mutex
 	subs map[chan struct{}]struct{}
 
+	sweeps sweepIndex // /api/sweeps (sweeps.go)
+
 	// SummaryEvery is the least time between two summary events of one stream.
 	SummaryEvery time.Duration
 	// KeepAlive is how often an idle stream gets a comment, so proxies and clients see it alive.
@@ -87,6 +89,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/results", s.results)
 	mux.HandleFunc("GET /api/speedup", s.speedup)
 	mux.HandleFunc("GET /api/failed", s.failed)
+	mux.HandleFunc("GET /api/sweeps", s.sweepsAPI)
+	mux.HandleFunc("GET /api/usage", s.usage)
 	mux.HandleFunc("GET /api/events", s.events)
 	mux.HandleFunc("GET /healthz", s.health)
 	if s.metrics != nil {
