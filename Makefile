@@ -12,7 +12,7 @@ GOBUILD := $(GO) build -tags '$(TAGS)' -trimpath
 # The dev server is its own module (Temporal server v1.32 cannot share go.mod with SDK v1.51).
 DEVSERVER_SRC := $(wildcard devserver/*.go) devserver/go.mod devserver/go.sum
 
-.PHONY: help setup deps build dev stop demo test test-unit test-e2e test-deploy test-cluster vet bench clean kernels build-gpu cuda-check images images-gpu
+.PHONY: help setup deps build dev stop demo test test-unit test-e2e test-deploy test-cluster vet bench clean kernels build-gpu cuda-check images images-gpu seaweedfs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,8 +55,17 @@ vet: ## go vet and gofmt, with and without the openblas tag
 # The broker make test (or bench) starts is stopped at its end; one that was running already (make
 # dev's) is left running: scripts/rabbitmq.sh keeps a marker per owner.
 test bench: export GPUJOBS_RABBIT_OWNER = $@
-test: setup ## vet, unit tests, end-to-end tests against a real dev server and RabbitMQ
-	@trap 'scripts/rabbitmq.sh stop' EXIT; $(MAKE) --no-print-directory vet test-unit test-e2e test-deploy test-cluster
+# The S3 store's tests run against a real S3 server, SeaweedFS, that make test starts under its own
+# name (run/seaweedfs-test/) with a fresh key pair, and stops at its end; GPUJOBS_S3_REQUIRED makes
+# a missing server a failure rather than a skip.
+test: export SEAWEEDFS_NAME = seaweedfs-test
+test: setup ## vet, unit tests, end-to-end tests against a real dev server, RabbitMQ and S3 (SeaweedFS)
+	@trap 'scripts/seaweedfs.sh stop; scripts/rabbitmq.sh stop' EXIT; \
+	scripts/seaweedfs.sh start; eval "$$(scripts/seaweedfs.sh env)"; export GPUJOBS_S3_REQUIRED=1; \
+	$(MAKE) --no-print-directory vet test-unit test-e2e test-deploy test-cluster
+
+seaweedfs: ## build the S3 server the tests use (SeaweedFS from the Go module proxy, cached in ~/.cache/gpujobs)
+	@scripts/seaweedfs.sh build
 
 test-unit: cuda-check
 	$(GO) test -count=1 ./...
@@ -67,6 +76,7 @@ test-unit: cuda-check
 	$(GO) test -run '^$$' -fuzz FuzzDecodeParams -fuzztime 10s ./jobs/builtin/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 10s ./workflows/
 	scripts/tests/rabbitmq-owner.sh
+	scripts/tests/seaweedfs-lifecycle.sh
 	cd devserver && $(GO) test -count=1 ./...
 
 test-e2e: # the whole log goes to run/e2e.log; the console gets test names and failures
@@ -88,7 +98,7 @@ test-deploy: ## check docker-compose.yml, the Kubernetes overlays and the Docker
 CLUSTER_DEPS := iproute2 postgresql rabbitmq-server netcat-openbsd curl
 CLUSTER_LOG  := grep --line-buffered -E '^(\s*--- |PASS|FAIL|ok|cluster|\||Benchmark|\s+\S+_test\.go:)'
 
-test-cluster: build $(BIN)/temporal-sql-tool ## the cluster test: hosts in network namespaces, Temporal on PostgreSQL, faults between them (root)
+test-cluster: build seaweedfs $(BIN)/temporal-sql-tool ## the cluster test: hosts in network namespaces, Temporal on PostgreSQL, faults between them (root)
 	@. scripts/lib.sh && apt_install $(CLUSTER_DEPS)
 	@mkdir -p run
 	@scripts/cluster-run.sh -run 'TestCluster' -timeout 15m 2>&1 | tee run/cluster.log | $(CLUSTER_LOG)

@@ -24,6 +24,8 @@ const composeFile = "docker-compose.yml"
 var testSecrets = map[string]string{
 	"RABBITMQ_PASS":     "compose-test-rabbitmq-secret",
 	"POSTGRES_PASSWORD": "compose-test-postgres-secret",
+	"S3_ACCESS_KEY":     "compose-test-s3-key",
+	"S3_SECRET_KEY":     "compose-test-s3-secret",
 }
 
 // exampleEnv is .env.example with the test passwords filled in.
@@ -70,7 +72,7 @@ func mustLoadCompose(t *testing.T, profiles ...string) *types.Project {
 
 // The seed's topology on real engines, the GPU worker behind its profile.
 func TestComposeServicesAndProfiles(t *testing.T) {
-	always := []string{"cpu-worker", "monitor", "postgresql", "rabbitmq", "scheduler",
+	always := []string{"cpu-worker", "monitor", "postgresql", "rabbitmq", "scheduler", "seaweedfs",
 		"temporal", "temporal-schema", "temporal-setup", "temporal-ui"}
 
 	p := mustLoadCompose(t)
@@ -101,6 +103,7 @@ func TestComposePortsNetworkVolumes(t *testing.T) {
 		"temporal-ui": {"8080"},
 		"rabbitmq":    {"15672", "5672"},
 		"monitor":     {"8000"},
+		"seaweedfs":   {"8333"},
 	}
 	for name, s := range p.Services {
 		var got []string
@@ -160,10 +163,10 @@ func TestComposeDependsOn(t *testing.T) {
 		"temporal-setup":  {"temporal": types.ServiceConditionHealthy},
 		"temporal-ui":     {"temporal": types.ServiceConditionHealthy},
 		"scheduler":       {"temporal-setup": types.ServiceConditionCompletedSuccessfully, "rabbitmq": types.ServiceConditionHealthy},
-		"cpu-worker":      {"scheduler": types.ServiceConditionHealthy},
-		"gpu-worker":      {"scheduler": types.ServiceConditionHealthy},
+		"cpu-worker":      {"scheduler": types.ServiceConditionHealthy, "seaweedfs": types.ServiceConditionHealthy},
+		"gpu-worker":      {"scheduler": types.ServiceConditionHealthy, "seaweedfs": types.ServiceConditionHealthy},
 		"monitor":         {"rabbitmq": types.ServiceConditionHealthy},
-		"starter":         {"temporal-setup": types.ServiceConditionCompletedSuccessfully},
+		"starter":         {"temporal-setup": types.ServiceConditionCompletedSuccessfully, "seaweedfs": types.ServiceConditionHealthy},
 	}
 	for name, s := range p.Services {
 		got := map[string]string{}

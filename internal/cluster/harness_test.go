@@ -36,6 +36,7 @@ var hostPlan = []HostSpec{
 	{Name: "db", Addr: subnet + "11", Aliases: []string{"postgresql"}},
 	{Name: "temporal", Addr: subnet + "12", Aliases: []string{"temporal-ui"}},
 	{Name: "broker", Addr: subnet + "13", Aliases: []string{"rabbitmq"}},
+	{Name: "store", Addr: subnet + "14", Aliases: []string{"seaweedfs"}}, // the artifact store
 	{Name: "sched", Addr: subnet + "21", Aliases: []string{"scheduler"}},
 	{Name: "cpu1", Addr: subnet + "31"},
 	{Name: "cpu2", Addr: subnet + "32"},
@@ -118,6 +119,8 @@ func newTestCluster(tb testing.TB, workers int, extraPlacements ...Placement) *t
 	}
 	tc.vars["RABBITMQ_PASS"] = "rmq-" + randomHex(8)
 	tc.vars["POSTGRES_PASSWORD"] = "pg-" + randomHex(8)
+	tc.vars["S3_ACCESS_KEY"] = "GJ" + randomHex(8)
+	tc.vars["S3_SECRET_KEY"] = "s3-" + randomHex(16)
 	file, err := compose.Load(filepath.Join(repo, "docker-compose.yml"), tc.vars)
 	if err != nil {
 		tb.Fatal(err)
@@ -152,6 +155,7 @@ func newTestCluster(tb testing.TB, workers int, extraPlacements ...Placement) *t
 		{"temporal-setup", "temporal-setup", "ctl"},
 		{"temporal-ui", "temporal-ui", "temporal"},
 		{"rabbitmq", "rabbitmq", "broker"},
+		{"seaweedfs", "seaweedfs", "store"},
 		{"scheduler", "scheduler", "sched"},
 		{"monitor", "monitor", "mon"},
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -42,6 +43,7 @@ var imageRunners = map[string]func(c *Cluster, s compose.Service) (imageRun, err
 	"temporalio/server":      serverImage,
 	"temporalio/ui":          uiImage,
 	"rabbitmq":               rabbitmqImage,
+	"chrislusf/seaweedfs":    seaweedfsImage,
 }
 
 // Debian's PostgreSQL 15 for the postgres image (the compose file has 16; the schema and the
@@ -210,4 +212,29 @@ func rabbitmqImage(c *Cluster, s compose.Service) (imageRun, error) {
 		return os.WriteFile(env["RABBITMQ_ENABLED_PLUGINS_FILE"], []byte("[].\n"), 0o644)
 	}
 	return run, nil
+}
+
+// seaweedfsImage: the chrislusf/seaweedfs image's weed, the same SeaweedFS built from the Go module
+// proxy at the revision scripts/seaweedfs.sh pins (and caches). Its entrypoint's `server` adds
+// -dir=/data and, unless given, -volume.max=0, before the compose file's arguments; the data
+// directory is the service's named volume. SeaweedFS takes the key pair in AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY (from the compose file) as its identity.
+func seaweedfsImage(c *Cluster, s compose.Service) (imageRun, error) {
+	if len(s.Command) == 0 || s.Command[0] != "server" {
+		return imageRun{}, fmt.Errorf("image %s: the cluster runs it as `server` only, not %q", s.Image, s.Command)
+	}
+	out, err := exec.Command(filepath.Join(c.Repo, "scripts", "seaweedfs.sh"), "path").Output()
+	if err != nil {
+		return imageRun{}, fmt.Errorf("image %s: scripts/seaweedfs.sh path: %w", s.Image, err)
+	}
+	data := c.mounts(s).rewrite("/data")
+	if data == "/data" {
+		return imageRun{}, fmt.Errorf("service %s: mount a volume at /data (the image's data directory)", s.Name)
+	}
+	argv := []string{strings.TrimSpace(string(out)), "-logtostderr=true", "server", "-dir=" + data}
+	if !slices.ContainsFunc(s.Command, func(a string) bool { return strings.HasPrefix(strings.TrimLeft(a, "-"), "volume.max") }) {
+		argv = append(argv, "-volume.max=0")
+	}
+	argv = append(argv, "-master.volumeSizeLimitMB=1024")
+	return imageRun{argv: append(argv, s.Command[1:]...), command: true}, nil
 }

@@ -38,6 +38,8 @@ func TestPackagesLinkOnlyWhatTheyNeed(t *testing.T) {
 		{"./monitor", []string{"go.temporal.io", "gonum.org", "github.com/gpujobs/gpujobs/kernels", "github.com/gpujobs/gpujobs/workflows"}},
 		// A client links no numeric code.
 		{"./starter", []string{"gonum.org", "github.com/gpujobs/gpujobs/kernels", "github.com/gpujobs/gpujobs/activities"}},
+		// The artifact store serves clients and workers alike: no Temporal, broker or numeric code.
+		{"./internal/artifacts", []string{"go.temporal.io", "gonum.org", "github.com/rabbitmq", "github.com/gpujobs/gpujobs/kernels"}},
 		// The leaf vocabulary and the built-in kinds' params: the standard library only.
 		{"./jobs", []string{"go.temporal.io", "gonum.org", "github.com/rabbitmq", "go.uber.org", "github.com/gpujobs/gpujobs/"}},
 		{"./jobs/builtin", []string{"go.temporal.io", "gonum.org", "github.com/rabbitmq", "github.com/gpujobs/gpujobs/kernels"}},
