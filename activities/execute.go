@@ -58,8 +58,9 @@ type Executor struct {
 	// StopGrace is how long a stalled kernel may take to stop once told to; default 30s.
 	StopGrace time.Duration
 	// Checkpoints opens a job's checkpoints (restored from an earlier attempt) for kinds that
-	// keep them (jobs.Spec.Checkpoints); nil when the worker has no artifact store. done cleans up.
-	Checkpoints func(ctx context.Context, jobID string) (cp jobs.Checkpointer, done func(), err error)
+	// keep them (jobs.Spec.Checkpoints); nil when the worker has no artifact store. done cleans up
+	// when the attempt ends, deleting the saved checkpoint when the job completed.
+	Checkpoints func(ctx context.Context, jobID string) (cp jobs.Checkpointer, done func(completed bool), err error)
 	// Notify, when set, tells the job's workflow who runs it and how far it is: once when the
 	// kernel starts and then at most every NotifyEvery (default 5s) while its progress moves.
 	// The Web UI shows it in the workflow's current details.
@@ -142,16 +143,17 @@ func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (jobs
 		hb.notify(func(h jobs.Heartbeat) { e.Notify(in.JobID, h) }, every)
 	}
 	run := jobs.RunInfo{JobID: in.JobID, Attempt: int(info.Attempt), WorkerID: e.WorkerID}
+	closeCheckpoints := func(bool) {}
 	if spec.Checkpoints && e.Checkpoints != nil {
 		cp, done, err := e.Checkpoints(ctx, in.JobID)
 		if err != nil {
 			return jobs.Result{}, fail(fmt.Sprintf("restore the checkpoint: %v", err), jobs.ErrKernel, true, nil)
 		}
-		defer done()
-		run.Checkpoints = cp
+		run.Checkpoints, closeCheckpoints = cp, done
 	}
 	kctx = jobs.WithRunInfo(kctx, run)
 	out, err := e.run(kctx, runner, p, hb.report, log)
+	defer closeCheckpoints(err == nil) // a completed job's checkpoint is not needed again
 	hb.stop()
 	end := time.Now()
 	if err != nil {

@@ -9,6 +9,8 @@ TEMPORAL_PORT=${TEMPORAL_PORT:-7233}
 UI_PORT=${UI_PORT:-8233}
 export TEMPORAL_ADDRESS=${TEMPORAL_ADDRESS:-127.0.0.1:$TEMPORAL_PORT}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$(nproc)}
+# The workers and a starter run from the checkout share one artifact store.
+export GPUJOBS_ARTIFACTS=${GPUJOBS_ARTIFACTS:-file://$ROOT/run/artifacts}
 MONITOR_ADDR=${MONITOR_ADDR:-127.0.0.1:8000}
 SERVICES=(devserver scheduler cpu-worker bridge monitor)
 

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/gpujobs/gpujobs/internal/artifacts"
 	"github.com/gpujobs/gpujobs/internal/bridge"
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/hostmem"
@@ -77,6 +78,7 @@ func Command(c Config) *cobra.Command {
 	fs.StringVar(&o.Bridge.Queue, "job-queue", config.Env("JOB_QUEUE", "job_queue"), "bridge: the RabbitMQ queue the original clients publish jobs to (env JOB_QUEUE; their code says gpu_jobs)")
 	fs.IntVar(&o.Bridge.Prefetch, "bridge-prefetch", config.EnvInt("BRIDGE_PREFETCH", 32), "bridge: messages being started at once (env BRIDGE_PREFETCH)")
 	o.Commands.AddFlags(fs)
+	o.Artifacts.AddFlags(fs)
 	tc.AddFlags(fs)
 	o.RabbitMQ.AddFlags(fs)
 	lc.AddFlags(fs)
@@ -101,6 +103,10 @@ func start(ctx context.Context, c Config, o Options, tc config.Temporal, logger 
 	defer stopHealth()
 	if o.Role != RoleScheduler && o.Role != RoleBridge {
 		a := &assembly{c: c, o: o, logger: logger}
+		if a.store, err = artifacts.Open(ctx, o.Artifacts); err != nil {
+			return err
+		}
+		o.checkpoints = a.checkpoints
 		runner, closeRunner, err := a.runner(cpuImpls)
 		if err != nil {
 			return err

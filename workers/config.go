@@ -1,12 +1,16 @@
 package workers
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/activities"
+	"github.com/gpujobs/gpujobs/internal/artifacts"
 	"github.com/gpujobs/gpujobs/internal/cli"
 	"github.com/gpujobs/gpujobs/internal/command"
 	"github.com/gpujobs/gpujobs/internal/hostmem"
@@ -82,8 +86,40 @@ type assembly struct {
 	c      Config
 	o      Options
 	logger *zap.Logger
-	store  command.Store
+	store  artifacts.Store
 	logs   func(jobID string, attempt int) command.LogWriter
+}
+
+// checkpoints opens jobID's checkpoints in a fresh local directory, restored from the artifact
+// store; done removes the directory, and the saved checkpoint too when the job completed.
+func (a *assembly) checkpoints(ctx context.Context, jobID string) (jobs.Checkpointer, func(completed bool), error) {
+	base := a.o.Commands.Dir
+	if base == "" {
+		base = filepath.Join(os.TempDir(), "gpujobs-jobs")
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp(base, "checkpoint-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cp, err := command.NewCheckpoints(a.store, jobID, dir)
+	if err == nil {
+		_, err = cp.Restore(ctx)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return cp, func(completed bool) {
+		if completed {
+			if err := cp.Forget(context.WithoutCancel(ctx)); err != nil {
+				a.logger.Warn("the checkpoint of a completed job was not deleted", zap.String("job_id", jobID), zap.Error(err))
+			}
+		}
+		os.RemoveAll(dir)
+	}, nil
 }
 
 // ledger is the host's memory ledger.

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/gpujobs/gpujobs/activities"
+	"github.com/gpujobs/gpujobs/internal/artifacts"
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/jobclient"
 	"github.com/gpujobs/gpujobs/internal/rabbit"
@@ -70,6 +71,12 @@ type Options struct {
 	MemoryLedger string
 	// Commands are the command kind's settings (cpu and gpu roles).
 	Commands CommandOptions
+	// Artifacts is the artifact store of command jobs' inputs and outputs and of every job's
+	// checkpoints (cpu and gpu roles).
+	Artifacts artifacts.Config
+
+	// checkpoints opens a job's checkpoints in the artifact store (set by start).
+	checkpoints func(ctx context.Context, jobID string) (jobs.Checkpointer, func(completed bool), error)
 }
 
 // run polls the role's task queue until ctx is done, then drains: it stops polling and gives
@@ -122,7 +129,8 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 		wo.MaxConcurrentActivityExecutionSize = o.Concurrency
 		w = worker.New(c, queue, wo)
 		ex := &activities.Executor{Kinds: o.Kinds, Runner: o.Runner, WorkerID: o.WorkerID, Logger: logger,
-			Notify: func(jobID string, hb jobs.Heartbeat) { notifyJob(c, jobID, hb, logger) }}
+			Notify:      func(jobID string, hb jobs.Heartbeat) { notifyJob(c, jobID, hb, logger) },
+			Checkpoints: o.checkpoints}
 		h.wedged = ex.Wedged
 		promauto.With(h.metrics).NewGaugeFunc(prometheus.GaugeOpts{Name: "gpujobs_worker_wedged_kernels",
 			Help: "Kernels that did not stop when told to (stalled) and still run; the worker is not ready while there is one."},

@@ -262,3 +262,22 @@ func matchSegs(p pattern, segs []string) bool {
 	}
 	return len(segs) == 0
 }
+
+// Select returns the objects whose Name matches one of the glob patterns, in PutDir's syntax;
+// no patterns selects them all.
+func Select(objs []Object, patterns []string) ([]Object, error) {
+	if len(patterns) == 0 {
+		return objs, nil
+	}
+	pats, err := compilePatterns(patterns)
+	if err != nil {
+		return nil, err
+	}
+	var out []Object
+	for _, o := range objs {
+		if matchAny(pats, o.Name) {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}

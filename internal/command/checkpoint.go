@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/gpujobs/gpujobs/internal/artifacts"
 	"github.com/gpujobs/gpujobs/jobs"
 )
 
@@ -19,17 +21,64 @@ import (
 // changed. It implements jobs.Checkpointer for kernels (neural_network) and is what the command
 // runner saves periodically and when the program stops.
 type Checkpoints struct {
-	store Store
+	store artifacts.Store
 	jobID string
 	dir   string
 
 	mu       sync.Mutex
 	restored string // a description of the checkpoint restored, "" when none
 	saved    string // the signature of the directory when it was last saved
+	gen      int64  // the generation last restored or saved
+}
+
+// A checkpoint is saved whole or not at all: each save is a new generation under the job's
+// checkpoint prefix, "<gen>/files/..." and then the marker "<gen>/complete", written last.
+// Restore takes the newest complete generation (a worker that died mid-save left an incomplete
+// one, ignored), and a save deletes the generations before it once its marker is written. The
+// generation is the save's time in nanoseconds, and always above any found at restore, so a
+// second worker with a slower clock still saves after the first.
+const completeMarker = "complete"
+
+func genPrefix(jobID string, gen int64) string {
+	return artifacts.CheckpointPrefix(jobID) + fmt.Sprintf("%020d/", gen)
+}
+
+// generations reads the job's saved generations: the newest complete one and its files, and
+// all of them.
+func (c *Checkpoints) generations(ctx context.Context) (newest int64, files []artifacts.Object, all []int64, err error) {
+	objs, err := c.store.List(ctx, artifacts.CheckpointPrefix(c.jobID))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	byGen := map[int64][]artifacts.Object{}
+	seen, complete := map[int64]bool{}, map[int64]bool{}
+	for _, o := range objs {
+		g, rest, ok := strings.Cut(o.Name, "/")
+		gen, perr := strconv.ParseInt(g, 10, 64)
+		if !ok || perr != nil {
+			continue // not a generation's
+		}
+		if !seen[gen] {
+			seen[gen] = true
+			all = append(all, gen)
+		}
+		if name, ok := strings.CutPrefix(rest, "files/"); ok {
+			o.Name = name
+			byGen[gen] = append(byGen[gen], o)
+		} else if rest == completeMarker {
+			complete[gen] = true
+		}
+	}
+	for _, g := range all {
+		if complete[g] && g > newest {
+			newest = g
+		}
+	}
+	return newest, byGen[newest], all, nil
 }
 
 // NewCheckpoints returns the checkpoints of jobID in dir (created if needed).
-func NewCheckpoints(store Store, jobID, dir string) (*Checkpoints, error) {
+func NewCheckpoints(store artifacts.Store, jobID, dir string) (*Checkpoints, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -48,12 +97,21 @@ func (c *Checkpoints) Restored() (bool, string) {
 
 // Restore loads the job's saved checkpoint into the directory and says what it found.
 func (c *Checkpoints) Restore(ctx context.Context) (string, error) {
-	got, err := c.store.LoadDir(ctx, checkpointPrefix(c.jobID), c.dir, "")
+	gen, objs, all, err := c.generations(ctx)
 	if err != nil {
 		return "", fmt.Errorf("restore the checkpoint of %s: %w", c.jobID, err)
 	}
-	if len(got) == 0 {
+	c.mu.Lock()
+	for _, g := range all { // the next save comes after every generation, complete or not
+		c.gen = max(c.gen, g)
+	}
+	c.mu.Unlock()
+	if gen == 0 {
 		return "", nil
+	}
+	got, err := artifacts.GetObjects(ctx, c.store, objs, c.dir)
+	if err != nil {
+		return "", fmt.Errorf("restore the checkpoint of %s: %w", c.jobID, err)
 	}
 	var size int64
 	for _, a := range got {
@@ -79,16 +137,30 @@ func (c *Checkpoints) Save(ctx context.Context) error {
 	if sig == c.saved {
 		return nil
 	}
-	if _, err := c.store.SaveDir(ctx, checkpointPrefix(c.jobID), c.dir, nil); err != nil {
+	gen := max(time.Now().UnixNano(), c.gen+1)
+	if _, err := saveDir(ctx, c.store, genPrefix(c.jobID, gen)+"files/", c.dir, nil); err != nil {
 		return fmt.Errorf("save the checkpoint of %s: %w", c.jobID, err)
 	}
-	c.saved = sig
+	if _, err := c.store.Put(ctx, genPrefix(c.jobID, gen)+completeMarker, strings.NewReader(sig)); err != nil {
+		return fmt.Errorf("save the checkpoint of %s: %w", c.jobID, err)
+	}
+	c.saved, c.gen = sig, gen
+	// The older generations, complete or not, are superseded.
+	_, _, all, err := c.generations(ctx)
+	if err != nil {
+		return nil // the next save deletes them
+	}
+	for _, g := range all {
+		if g < gen {
+			_ = c.store.Delete(ctx, genPrefix(c.jobID, g))
+		}
+	}
 	return nil
 }
 
 // Forget deletes the saved checkpoint: the job completed and will not be retried.
 func (c *Checkpoints) Forget(ctx context.Context) error {
-	return c.store.Delete(ctx, checkpointPrefix(c.jobID))
+	return c.store.Delete(ctx, artifacts.CheckpointPrefix(c.jobID))
 }
 
 // signature describes a directory's files (names, sizes, modification times), to tell whether

@@ -24,6 +24,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gpujobs/gpujobs/internal/artifacts"
 	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/jobs/builtin"
 )
@@ -50,7 +51,7 @@ type Config struct {
 	GPUs *Devices
 	// Store keeps artifacts and checkpoints; nil: a job with inputs or outputs fails clearly and
 	// checkpoints are not kept.
-	Store Store
+	Store artifacts.Store
 	// Logs opens a job's log; nil keeps only the last lines of stderr, for the error.
 	Logs   func(jobID string, attempt int) LogWriter
 	Logger *zap.Logger
@@ -172,7 +173,7 @@ func (r *Runner) Run(ctx context.Context, p *builtin.Command, report jobs.Report
 
 	// Stage the inputs and restore the checkpoint.
 	for _, in := range p.Inputs {
-		got, err := r.c.Store.LoadDir(ctx, outputPrefix(in.Job), filepath.Join(dirs.input, in.Job), in.Name)
+		got, err := loadDir(ctx, r.c.Store, artifacts.OutputPrefix(in.Job), filepath.Join(dirs.input, in.Job), in.Name)
 		if err != nil {
 			return jobs.Output{}, jobs.Fail(jobs.ErrKernel, true, "stage the inputs of %s: %v", in.Job, err)
 		}
@@ -291,7 +292,7 @@ func (r *Runner) Run(ctx context.Context, p *builtin.Command, report jobs.Report
 		out.ResumedFrom = resumed
 	}
 	if len(p.Outputs) > 0 {
-		arts, err := r.c.Store.SaveDir(context.WithoutCancel(ctx), outputPrefix(info.JobID), dirs.output, p.Outputs)
+		arts, err := saveDir(context.WithoutCancel(ctx), r.c.Store, artifacts.OutputPrefix(info.JobID), dirs.output, p.Outputs)
 		if err != nil {
 			return jobs.Output{}, jobs.Fail(jobs.ErrKernel, true, "upload the outputs: %v", err)
 		}

@@ -6,11 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,77 +17,10 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/gpujobs/gpujobs/internal/artifacts"
 	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/jobs/builtin"
 )
-
-// dirStore is a Store over a local directory, for the runner's tests (the worker's is the
-// artifact store).
-type dirStore struct{ root string }
-
-func (s dirStore) SaveDir(_ context.Context, prefix, dir string, patterns []string) ([]jobs.Artifact, error) {
-	var out []jobs.Artifact
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if !matchAny(patterns, rel) {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(s.root, prefix, rel)
-		os.MkdirAll(filepath.Dir(dst), 0o755) //nolint:errcheck
-		if err := os.WriteFile(dst, b, 0o644); err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		out = append(out, jobs.Artifact{Name: rel, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
-		return nil
-	})
-	return out, err
-}
-
-func matchAny(patterns []string, rel string) bool {
-	if patterns == nil {
-		return true
-	}
-	for _, p := range patterns {
-		if ok, _ := path.Match(p, rel); ok || p == "**" {
-			return true
-		}
-	}
-	return false
-}
-
-func (s dirStore) LoadDir(_ context.Context, prefix, dir, pattern string) ([]jobs.Artifact, error) {
-	src := filepath.Join(s.root, prefix)
-	var out []jobs.Artifact
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if pattern != "" && !matchAny([]string{pattern}, rel) {
-			return nil
-		}
-		b, _ := os.ReadFile(p)
-		os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755) //nolint:errcheck
-		out = append(out, jobs.Artifact{Name: rel, Size: int64(len(b))})
-		return os.WriteFile(filepath.Join(dir, rel), b, 0o644)
-	})
-	return out, err
-}
-
-func (s dirStore) Delete(_ context.Context, prefix string) error {
-	return os.RemoveAll(filepath.Join(s.root, prefix))
-}
 
 // memLog keeps the lines a job printed.
 type memLog struct {
@@ -112,13 +42,17 @@ func (m *memLog) text() string {
 
 type fixture struct {
 	r     *Runner
-	store dirStore
+	store artifacts.Store
 	log   *memLog
 }
 
 func newFixture(t *testing.T, c Config) *fixture {
 	t.Helper()
-	f := &fixture{store: dirStore{root: t.TempDir()}, log: &memLog{}}
+	store, err := artifacts.Open(context.Background(), artifacts.Config{URL: "file://" + t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{store: store, log: &memLog{}}
 	if c.Allow == nil {
 		c.Allow = []string{"sh", "python3"}
 	}
@@ -361,8 +295,8 @@ while [ "$e" -lt 6 ]; do e=$((e+1)); echo $e >"$f"; echo "epoch $e"; [ "$e" = 3 
 	if !strings.Contains(fx.log.text(), "resumed=1 from epoch 3") || !strings.Contains(out.ResumedFrom, "1 file(s)") {
 		t.Errorf("resumed %q, log:\n%s", out.ResumedFrom, fx.log.text())
 	}
-	if _, err := os.Stat(filepath.Join(fx.store.root, checkpointPrefix("job-ck"))); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the checkpoint of a completed job is kept: %v", err)
+	if left, err := fx.store.List(context.Background(), artifacts.CheckpointPrefix("job-ck")); err != nil || len(left) > 0 {
+		t.Errorf("the checkpoint of a completed job is kept: %v %v", left, err)
 	}
 }
 

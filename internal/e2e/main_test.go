@@ -60,6 +60,13 @@ func start() (*environment, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every worker and starter of the tests shares one artifact store: the S3 server make test
+	// starts when there is one (a prefix of its own per run), else a directory.
+	store := "file://" + filepath.Join(logDir, "artifacts")
+	if bucket := os.Getenv("GPUJOBS_S3_TEST_BUCKET"); bucket != "" && os.Getenv("GPUJOBS_S3_ENDPOINT") != "" {
+		store = "s3://" + bucket + "/e2e-" + testutil.RandomHex(4)
+	}
+	os.Setenv("GPUJOBS_ARTIFACTS", store)
 	logf, err := os.Create(filepath.Join(logDir, "devserver.log"))
 	if err != nil {
 		return nil, err
@@ -81,7 +88,7 @@ func start() (*environment, error) {
 		resultQueue: "e2e_results_" + testutil.RandomHex(4),
 		logDir:      logDir,
 	}
-	fmt.Printf("e2e: dev server %s, result queue %s, logs %s\n", e.address, e.resultQueue, logDir)
+	fmt.Printf("e2e: dev server %s, result queue %s, artifacts %s, logs %s\n", e.address, e.resultQueue, store, logDir)
 	return e, nil
 }
 
