@@ -45,7 +45,7 @@ func newRoot() *cobra.Command {
 	a.temporal.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&a.log.Format, "log-format", config.Env("LOG_FORMAT", "console"), "console or json (env LOG_FORMAT)")
 	root.PersistentFlags().StringVar(&a.log.Level, "log-level", config.Env("LOG_LEVEL", "warn"), "SDK log level: debug, info, warn or error (env LOG_LEVEL)")
-	root.AddCommand(a.submitCmd(), a.resultCmd(), a.statusCmd(), a.listCmd(), a.cancelCmd(), a.watchCmd(), a.compareCmd())
+	root.AddCommand(a.submitCmd(), a.resultCmd(), a.statusCmd(), a.listCmd(), a.cancelCmd(), a.watchCmd(), a.compareCmd(), a.logsCmd())
 	return root
 }
 
