@@ -35,9 +35,13 @@ const (
 	BatchLines = 256
 	BatchBytes = 256 << 10
 	BatchDelay = 50 * time.Millisecond
-	// BufferBytes is the text one Writer holds while RabbitMQ has not confirmed it; past it
-	// (a broker away or refusing), lines are dropped and one notice says how many.
+	// BufferBytes is the text one Writer holds while RabbitMQ has not confirmed it. A Write
+	// that finds it full waits for room, at most MaxStall, while the broker takes messages (so
+	// a job that prints faster than the log travels is slowed down, as by a full pipe, rather
+	// than losing lines); while the broker is away or refusing, or once MaxStall has passed,
+	// lines are dropped, and one notice says how many once there is room again.
 	BufferBytes = 8 << 20
+	MaxStall    = 2 * time.Second
 	// confirmTimeout bounds the wait for one message's confirm before it is sent again.
 	confirmTimeout = 30 * time.Second
 	minBackoff     = 100 * time.Millisecond
@@ -87,6 +91,7 @@ type Writer struct {
 	finished bool  // the End is confirmed
 	unsent   int64 // lines not confirmed when the Writer stopped
 	lastErr  error
+	room     chan struct{} // closed (and replaced) when confirmed lines leave the buffer
 }
 
 // Job returns the Writer of one job attempt; its goroutine runs until Close.
@@ -99,7 +104,7 @@ func (p *Publisher) Job(jobID string, attempt int, l Limits) *Writer {
 func (p *Publisher) newWriter(jobID string, attempt int, l Limits) *Writer {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Writer{p: p, jobID: jobID, attempt: attempt, lim: l.withDefaults(), ctx: ctx, cancel: cancel,
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+		wake: make(chan struct{}, 1), done: make(chan struct{}), room: make(chan struct{})}
 }
 
 // Write adds text, printed on stream (stdout, stderr or gpujobs; any other is taken as stderr),
@@ -111,6 +116,7 @@ func (w *Writer) Write(stream, text string) {
 	}
 	text = strings.ToValidUTF8(strings.TrimSuffix(text, "\n"), "\uFFFD")
 	now := time.Now().UTC()
+	stall := now.Add(MaxStall)
 	w.mu.Lock()
 	for {
 		line, rest, more := strings.Cut(text, "\n")
@@ -119,7 +125,7 @@ func (w *Writer) Write(stream, text string) {
 			if len(chunk) > w.lim.MaxLineBytes {
 				chunk = cutAtRune(line, w.lim.MaxLineBytes)
 			}
-			w.add(stream, chunk, now)
+			w.add(stream, chunk, now, stall)
 			line = line[len(chunk):]
 			if line == "" {
 				break
@@ -142,8 +148,9 @@ func cutAtRune(s string, n int) string {
 	return s[:n]
 }
 
-// add keeps one line, or counts it as dropped; w.mu is held.
-func (w *Writer) add(stream, text string, now time.Time) {
+// add keeps one line, or counts it as dropped; w.mu is held (and released while it waits for
+// room in the buffer, until stall at the latest).
+func (w *Writer) add(stream, text string, now, stall time.Time) {
 	n := int64(len(text))
 	switch {
 	case w.closing:
@@ -154,7 +161,7 @@ func (w *Writer) add(stream, text string, now time.Time) {
 		w.cut += n
 		w.dropped += n
 		return
-	case w.buffered+n > BufferBytes:
+	case w.buffered+n > BufferBytes && !w.waitForRoom(n, stall):
 		w.lost += n
 		w.lostN++
 		w.dropped += n
@@ -163,6 +170,36 @@ func (w *Writer) add(stream, text string, now time.Time) {
 	w.noticeLost(now)
 	w.kept += n
 	w.queue(stream, text, now)
+}
+
+// waitForRoom waits until n more bytes fit in the buffer, while the broker takes messages and
+// until stall; w.mu is held, and released while waiting. It does not wait while lines are being
+// dropped already, or when the last send failed: the broker is away.
+func (w *Writer) waitForRoom(n int64, stall time.Time) bool {
+	for w.buffered+n > BufferBytes {
+		left := time.Until(stall)
+		if w.lastErr != nil || w.lostN > 0 || w.closing || left <= 0 {
+			return false
+		}
+		room := w.room
+		w.mu.Unlock()
+		w.signal()
+		t := time.NewTimer(left)
+		select {
+		case <-room:
+		case <-t.C:
+		case <-w.ctx.Done():
+		}
+		t.Stop()
+		w.mu.Lock()
+	}
+	return true
+}
+
+// freed wakes the Writes waiting for room; w.mu is held.
+func (w *Writer) freed() {
+	close(w.room)
+	w.room = make(chan struct{})
 }
 
 // noticeLost writes the notice of lines dropped on a full buffer, once there is room again.
@@ -260,6 +297,7 @@ func (w *Writer) run() {
 			}
 			w.mu.Lock()
 			w.lastErr = err
+			w.freed() // waiting Writes give up: the broker is away
 			w.mu.Unlock()
 			if !failing {
 				failing = true
@@ -281,6 +319,7 @@ func (w *Writer) run() {
 		for _, l := range msg.Lines {
 			w.buffered -= int64(len(l.Text))
 		}
+		w.freed()
 		w.mu.Unlock()
 		if msg.End != nil {
 			w.mu.Lock()

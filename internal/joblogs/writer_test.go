@@ -85,7 +85,7 @@ func TestWriteCutsAtMaxBytesWithOneNotice(t *testing.T) {
 	}
 }
 
-func TestFullBufferDropsWithoutBlockingAndSaysSoOnce(t *testing.T) {
+func TestFullBufferDropsAfterAtMostAStallAndSaysSoOnce(t *testing.T) {
 	w := idle(t, Limits{})
 	line := strings.Repeat("y", 1000)
 	start := time.Now()
