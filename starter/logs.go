@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gpujobs/gpujobs/internal/cli"
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/jobclient"
 	"github.com/gpujobs/gpujobs/internal/joblogs"
@@ -45,7 +46,7 @@ func (a *app) logsCmd() *cobra.Command {
 its stderr lines on stderr, and gpujobs's own notices (a log cut at its bound, lines lost, a new
 attempt) on stderr after "[gpujobs] ". --follow prints the lines as they arrive and exits when
 the job has ended and its log is complete, with the job's exit code (0 completed, 2 failed,
-3 canceled); it asks Temporal whether the job still runs.`,
+3 canceled; the error is the last line on stderr); it asks Temporal whether the job still runs.`,
 		Example: `  starter logs job-3f2a9c1b7e04
   starter logs job-3f2a9c1b7e04 --follow
   starter logs job-3f2a9c1b7e04 --attempt 2 --json`,
@@ -234,15 +235,18 @@ func (a *app) followLog(cmd *cobra.Command, mc monitorclient.Client, id string, 
 	}
 	stopStream()
 	<-streamDone
+	// The job's outcome is the exit code, and its error the last line, as for starter result.
 	r := result.res
+	err = outcome([]jobs.Result{r}, jobs.StatusCompleted)
+	var ee *cli.ExitError
+	if !errors.As(err, &ee) {
+		return err
+	}
 	msg := r.Status
 	if r.Error != "" {
 		msg += " (" + r.ErrorType + ": " + r.Error + ")"
 	}
-	if !p.asJSON {
-		fmt.Fprintf(cmd.ErrOrStderr(), "[gpujobs] %s %s\n", id, msg)
-	}
-	return outcome([]jobs.Result{r}, jobs.StatusCompleted)
+	return &cli.ExitError{Code: ee.Code, Err: fmt.Errorf("%s %s", id, msg)}
 }
 
 // followEvents reads the stream, reconnecting with backoff after the last event seen, until ctx

@@ -49,8 +49,11 @@ func (e *environment) isolated(t *testing.T, rabbitURL string) *environment {
 func (e *environment) startMonitor(t *testing.T) string {
 	t.Helper()
 	api := "http://" + testutil.FreeAddr(t)
+	// Its log queue is the test's own too, never the shared broker's log_queue.
+	t.Cleanup(func() { testutil.DeleteQueues(e.rabbitURL, e.resultQueue+"_logs") })
 	e.startProcess(t, "monitor", "monitor", "serve", "--addr", strings.TrimPrefix(api, "http://"),
-		"--store", filepath.Join(t.TempDir(), "results.jsonl"), "--rabbitmq-url", e.rabbitURL, "--result-queue", e.resultQueue)
+		"--store", filepath.Join(t.TempDir(), "results.jsonl"), "--rabbitmq-url", e.rabbitURL, "--result-queue", e.resultQueue,
+		"--log-queue", e.resultQueue+"_logs")
 	testutil.WaitFor(t, "monitor serve to answer", 30*time.Second, func() bool {
 		resp, err := http.Get(api + "/healthz")
 		if err == nil {
