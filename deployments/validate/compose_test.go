@@ -24,6 +24,7 @@ const composeFile = "docker-compose.yml"
 var testSecrets = map[string]string{
 	"RABBITMQ_PASS":     "compose-test-rabbitmq-secret",
 	"POSTGRES_PASSWORD": "compose-test-postgres-secret",
+	"MONITOR_TOKEN":     "compose-test-monitor-token",
 }
 
 // exampleEnv is .env.example with the test passwords filled in.
@@ -297,7 +298,7 @@ func TestComposeNoInlineSecrets(t *testing.T) {
 			}
 		}
 	}
-	for _, v := range []string{"RABBITMQ_PASS", "POSTGRES_PASSWORD"} {
+	for _, v := range []string{"RABBITMQ_PASS", "POSTGRES_PASSWORD", "MONITOR_TOKEN"} {
 		if !required[v] {
 			t.Errorf("%s is not required by docker-compose.yml", v)
 		}
