@@ -12,7 +12,7 @@ GOBUILD := $(GO) build -tags '$(TAGS)' -trimpath
 # The dev server is its own module (Temporal server v1.32 cannot share go.mod with SDK v1.51).
 DEVSERVER_SRC := $(wildcard devserver/*.go) devserver/go.mod devserver/go.sum
 
-.PHONY: help setup deps build dev stop demo test test-unit test-e2e test-deploy vet bench clean kernels build-gpu cuda-check images images-gpu
+.PHONY: help setup deps build dev stop demo test test-unit test-e2e test-deploy test-cluster vet bench clean kernels build-gpu cuda-check images images-gpu
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,7 +56,7 @@ vet: ## go vet and gofmt, with and without the openblas tag
 # dev's) is left running: scripts/rabbitmq.sh keeps a marker per owner.
 test bench: export GPUJOBS_RABBIT_OWNER = $@
 test: setup ## vet, unit tests, end-to-end tests against a real dev server and RabbitMQ
-	@trap 'scripts/rabbitmq.sh stop' EXIT; $(MAKE) --no-print-directory vet test-unit test-e2e test-deploy
+	@trap 'scripts/rabbitmq.sh stop' EXIT; $(MAKE) --no-print-directory vet test-unit test-e2e test-deploy test-cluster
 
 test-unit: cuda-check
 	$(GO) test -count=1 ./...
@@ -86,6 +86,22 @@ test-e2e: # the whole log goes to run/e2e.log; the console gets test names and f
 test-deploy: ## check docker-compose.yml, the Kubernetes overlays and the Dockerfiles (no Docker or cluster needed)
 	cd deployments/validate && $(GO) test -count=1 ./...
 
+# The cluster test (internal/cluster): docker-compose.yml's services on hosts of their own (network
+# namespaces on a bridge, 198.18.0.0/24; root), Debian's PostgreSQL and RabbitMQ, the Temporal
+# server on PostgreSQL (bin/devserver server start) and faults between the hosts. It never
+# touches the shared RabbitMQ or anything it did not start; the whole log goes to run/cluster.log.
+CLUSTER_DEPS := iproute2 postgresql rabbitmq-server netcat-openbsd curl
+CLUSTER_LOG  := grep --line-buffered -E '^(\s*--- |PASS|FAIL|ok|cluster|\||Benchmark|\s+\S+_test\.go:)'
+
+test-cluster: build $(BIN)/temporal-sql-tool ## the cluster test: hosts in network namespaces, Temporal on PostgreSQL, faults between them (root)
+	@. scripts/lib.sh && apt_install $(CLUSTER_DEPS)
+	@mkdir -p run
+	@scripts/cluster-run.sh -run 'TestCluster' -timeout 15m 2>&1 | tee run/cluster.log | $(CLUSTER_LOG)
+
+# temporal-sql-tool, the schema tool of the admin-tools image, from the dev server's module.
+$(BIN)/temporal-sql-tool: devserver/go.mod devserver/go.sum
+	cd devserver && $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/temporal-sql-tool go.temporal.io/server/cmd/tools/sql
+
 IMAGE_TAG ?= local
 images: ## build the container images with Docker: gpujobs/worker, gpujobs/monitor, gpujobs/starter
 	docker build -f deployments/docker/worker.Dockerfile -t gpujobs/worker:$(IMAGE_TAG) .
@@ -95,14 +111,17 @@ images: ## build the container images with Docker: gpujobs/worker, gpujobs/monit
 images-gpu: ## build gpujobs/worker-gpu (CUDA 12 devel image; runs on a GPU node)
 	docker build -f deployments/docker/worker-gpu.Dockerfile -t gpujobs/worker-gpu:$(IMAGE_TAG) .
 
-bench: setup ## benchmarks, each against a baseline in the same run (figures in docs/BENCHMARKS.md)
+bench: setup $(BIN)/temporal-sql-tool ## benchmarks, each against a baseline in the same run (figures in docs/BENCHMARKS.md)
 	@trap 'scripts/rabbitmq.sh stop' EXIT; \
 	echo "== CPU kernels: pure gonum against OpenBLAS"; \
 	scripts/bench-kernels.sh; \
 	echo "== pipeline latency against a bare workflow, and the scheduler's estimate error"; \
 	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -tags openblas -run XXX -bench . -benchtime 1x -timeout 30m ./internal/e2e/ | grep -E '^(Benchmark|e2e:)'; \
 	echo "== monitor ingest of 50,000 queued results against a bare consumer with the same prefetch"; \
-	GPUJOBS_E2E=1 $(GO) test -count=1 -run XXX -bench Ingest -benchtime 1x -timeout 20m ./internal/monitor/ | grep -E '^Benchmark'
+	GPUJOBS_E2E=1 $(GO) test -count=1 -run XXX -bench Ingest -benchtime 1x -timeout 20m ./internal/monitor/ | grep -E '^Benchmark'; \
+	echo "== cluster scale: tiny jobs with 1, 2, 4 worker hosts; Temporal on PostgreSQL against the dev server's SQLite"; \
+	. scripts/lib.sh && apt_install $(CLUSTER_DEPS); \
+	scripts/cluster-run.sh -run XXX -bench ClusterScale -benchtime 1x -timeout 30m 2>&1 | tee run/cluster-bench.log | grep -E '^(Benchmark|cluster: scale|\|)'
 
 clean: stop ## remove build outputs, run state and local data
 	rm -rf bin run data

@@ -35,13 +35,20 @@ type Runner interface {
 	Run(ctx context.Context, p jobs.Params, report jobs.Reporter) (jobs.Output, error)
 }
 
+// Router is a Runner that hands some kinds to another runner (a GPU worker's command jobs, which
+// its CUDA runner does not run).
+type Router interface {
+	Route(kind string) Runner
+}
+
 // Executor is the Execute activity of a CPU or GPU worker.
 type Executor struct {
 	Kinds    *jobs.Kinds
 	Runner   Runner
 	WorkerID string
 	Logger   *zap.Logger
-	// HeartbeatEvery is how often progress is heartbeated while the kernel runs; 0 means 1s.
+	// HeartbeatEvery is how often progress is heartbeated while the kernel runs, which is also how
+	// soon a cancel is heard; 0 means 500ms.
 	HeartbeatEvery time.Duration
 	// StallFloor is the least time without progress after which an attempt counts as stalled;
 	// the limit is StallFactor times the estimated time of one step when that is longer.
@@ -50,6 +57,14 @@ type Executor struct {
 	StallFactor float64
 	// StopGrace is how long a stalled kernel may take to stop once told to; default 30s.
 	StopGrace time.Duration
+	// Checkpoints opens a job's checkpoints (restored from an earlier attempt) for kinds that
+	// keep them (jobs.Spec.Checkpoints); nil when the worker has no artifact store. done cleans up.
+	Checkpoints func(ctx context.Context, jobID string) (cp jobs.Checkpointer, done func(), err error)
+	// Notify, when set, tells the job's workflow who runs it and how far it is: once when the
+	// kernel starts and then at most every NotifyEvery (default 5s) while its progress moves.
+	// The Web UI shows it in the workflow's current details.
+	Notify      func(jobID string, hb jobs.Heartbeat)
+	NotifyEvery time.Duration
 
 	wedged atomic.Int64 // kernels that did not stop when told to, and still run
 }
@@ -71,7 +86,11 @@ func (e *Executor) Wedged() int64 { return e.wedged.Load() }
 func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (jobs.Result, error) {
 	info := activity.GetInfo(ctx)
 	log := e.Logger.With(zap.String("job_id", in.JobID), zap.String("job_type", in.JobType), zap.Int32("attempt", info.Attempt))
-	dev := e.Runner.Device()
+	runner := e.Runner
+	if r, ok := runner.(Router); ok {
+		runner = r.Route(in.JobType)
+	}
+	dev := runner.Device()
 	who := jobs.Heartbeat{WorkerID: e.WorkerID, WorkerType: dev.WorkerType, Device: dev.Name}
 	fail := func(msg, errType string, retryable bool, cause error) error {
 		return temporal.NewApplicationErrorWithOptions(msg, errType, temporal.ApplicationErrorOptions{
@@ -87,13 +106,13 @@ func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (jobs
 		return jobs.Result{}, fail(err.Error(), jobs.ErrInvalidParams, false, nil)
 	}
 	w := p.Work()
-	if err := e.Runner.Fits(w); err != nil {
+	if err := runner.Fits(w); err != nil {
 		if errors.Is(err, jobs.ErrTooBig) {
 			return jobs.Result{}, fail(err.Error(), jobs.ErrResourceExhausted, false, nil)
 		}
 		return jobs.Result{}, fail(err.Error(), jobs.ErrKernel, true, nil)
 	}
-	release, err := e.Runner.Admit(in.JobID, w)
+	release, err := runner.Admit(in.JobID, w)
 	if err != nil {
 		if errors.Is(err, jobs.ErrBusy) {
 			log.Info("job does not fit now; it waits and is offered again", zap.Error(err))
@@ -115,7 +134,24 @@ func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (jobs
 	kctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	hb := newHeartbeater(ctx, who, e.HeartbeatEvery, e.stallLimit(in, w), func() { cancel(errStalled) })
-	out, err := e.run(kctx, p, hb.report, log)
+	if e.Notify != nil {
+		every := e.NotifyEvery
+		if every <= 0 {
+			every = 5 * time.Second
+		}
+		hb.notify(func(h jobs.Heartbeat) { e.Notify(in.JobID, h) }, every)
+	}
+	run := jobs.RunInfo{JobID: in.JobID, Attempt: int(info.Attempt), WorkerID: e.WorkerID}
+	if spec.Checkpoints && e.Checkpoints != nil {
+		cp, done, err := e.Checkpoints(ctx, in.JobID)
+		if err != nil {
+			return jobs.Result{}, fail(fmt.Sprintf("restore the checkpoint: %v", err), jobs.ErrKernel, true, nil)
+		}
+		defer done()
+		run.Checkpoints = cp
+	}
+	kctx = jobs.WithRunInfo(kctx, run)
+	out, err := e.run(kctx, runner, p, hb.report, log)
 	hb.stop()
 	end := time.Now()
 	if err != nil {
@@ -132,7 +168,10 @@ func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (jobs
 		log.Warn("job failed", zap.Error(err))
 		var ae *temporal.ApplicationError
 		var noImpl *jobs.NoImplementationError
+		var failure *jobs.Failure
 		switch {
+		case errors.As(err, &failure):
+			return jobs.Result{}, fail(failure.Message, failure.Type, failure.Retryable, nil)
 		case errors.As(err, &noImpl):
 			return jobs.Result{}, fail(err.Error(), jobs.ErrNoImplementation, false, nil)
 		case errors.Is(err, jobs.ErrBusy):
@@ -169,6 +208,7 @@ func (e *Executor) Execute(ctx context.Context, in workflows.ExecuteInput) (jobs
 		res.Device, res.ComputeCapability, res.DeviceMemory = d.Name, d.ComputeCapability, d.Memory
 	}
 	withTelemetry(&res, out.Telemetry)
+	res.Artifacts, res.ResumedFrom, res.ExitCode, res.GPUs = out.Artifacts, out.ResumedFrom, out.ExitCode, out.GPUs
 	log.Info("job completed", zap.Float64("processing_time", res.ProcessingTime))
 	return res, nil
 }
@@ -221,7 +261,7 @@ func (e *Executor) stallLimit(in workflows.ExecuteInput, w jobs.Work) time.Durat
 // and the worker goes on serving the others. A kernel stalled and told to stop gets StopGrace to
 // do so; if it does not, its goroutine is abandoned (and counted in Wedged) so the job can run
 // elsewhere.
-func (e *Executor) run(ctx context.Context, p jobs.Params, report jobs.Reporter, log *zap.Logger) (jobs.Output, error) {
+func (e *Executor) run(ctx context.Context, runner Runner, p jobs.Params, report jobs.Reporter, log *zap.Logger) (jobs.Output, error) {
 	type ran struct {
 		out jobs.Output
 		err error
@@ -240,7 +280,7 @@ func (e *Executor) run(ctx context.Context, p jobs.Params, report jobs.Reporter,
 			}
 			done <- r
 		}()
-		r.out, r.err = e.Runner.Run(ctx, p, report)
+		r.out, r.err = runner.Run(ctx, p, report)
 	}()
 	select {
 	case r := <-done:
@@ -275,6 +315,11 @@ func (e *Executor) run(ctx context.Context, p jobs.Params, report jobs.Reporter,
 type heartbeater struct {
 	limit time.Duration
 
+	notifyFn    func(jobs.Heartbeat)
+	notifyEvery time.Duration
+	notified    time.Time
+	notifiedAt  int // the step last notified
+
 	mu       sync.Mutex
 	last     jobs.Heartbeat
 	progress time.Time // when the step last changed
@@ -284,7 +329,7 @@ type heartbeater struct {
 
 func newHeartbeater(ctx context.Context, who jobs.Heartbeat, every, limit time.Duration, onStall func()) *heartbeater {
 	if every <= 0 {
-		every = time.Second
+		every = 500 * time.Millisecond
 	}
 	h := &heartbeater{limit: limit, last: who, progress: time.Now(), done: make(chan struct{})}
 	hctx := context.WithoutCancel(ctx)
@@ -303,6 +348,7 @@ func newHeartbeater(ctx context.Context, who jobs.Heartbeat, every, limit time.D
 				hb, since := h.last, now.Sub(h.progress)
 				h.mu.Unlock()
 				activity.RecordHeartbeat(hctx, hb)
+				h.maybeNotify(now, hb)
 				if limit > 0 && since > limit && !stalled {
 					stalled = true
 					onStall()
@@ -320,6 +366,28 @@ func (h *heartbeater) report(p jobs.Progress) {
 	}
 	h.last.Progress = p
 	h.mu.Unlock()
+}
+
+// notify sends the job's start now, and its progress at most every period afterwards.
+func (h *heartbeater) notify(fn func(jobs.Heartbeat), period time.Duration) {
+	h.mu.Lock()
+	h.notifyFn, h.notifyEvery, h.notified, h.notifiedAt = fn, period, time.Now(), h.last.Iteration
+	hb := h.last
+	h.mu.Unlock()
+	go fn(hb)
+}
+
+func (h *heartbeater) maybeNotify(now time.Time, hb jobs.Heartbeat) {
+	h.mu.Lock()
+	fn := h.notifyFn
+	due := fn != nil && hb.Iteration != h.notifiedAt && now.Sub(h.notified) >= h.notifyEvery
+	if due {
+		h.notified, h.notifiedAt = now, hb.Iteration
+	}
+	h.mu.Unlock()
+	if due {
+		go fn(hb)
+	}
 }
 
 func (h *heartbeater) lastStep() int {

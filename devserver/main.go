@@ -5,8 +5,13 @@
 // It takes the command line of `temporal server start-dev`, so the Go SDK's
 // testsuite.StartDevServer can run it through DevServerOptions.ExistingPath. It is its own Go
 // module and must not import the gpujobs app module: the server and the app's SDK need
-// incompatible versions of go.temporal.io/api, so the two talk over gRPC only. It is not for
-// production: one history shard, no TLS, no authorization.
+// incompatible versions of go.temporal.io/api, so the two talk over gRPC only. The dev server is
+// not for production: one history shard, no TLS, no authorization.
+//
+// Two more command lines run the server and the UI as their container images do, for the
+// cluster test (internal/cluster): `devserver server start` is `temporal-server start` (the
+// embedded config template filled from the environment; PostgreSQL persistence), and `devserver
+// ui start` is the temporalio/ui image's ui-server.
 package main
 
 import (
@@ -20,6 +25,12 @@ import (
 )
 
 func main() {
+	if mode := productionMode(os.Args[1:]); mode != nil {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := mode(ctx)
+		stop()
+		os.Exit(exitCode(err))
+	}
 	cfg, err := parseArgs(os.Args[1:], os.Stdout)
 	if err == nil {
 		logger := newLogger(cfg.LogLevel, cfg.LogFormat)

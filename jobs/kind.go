@@ -37,6 +37,14 @@ type Work struct {
 	TransferBytes int64 `json:"transfer_bytes"`
 	// Steps is the number of progress steps (iterations or epochs) the job reports.
 	Steps int `json:"steps"`
+	// GPUs is how many whole GPUs the job needs (a command job's resources.gpus); 0 for the
+	// kinds that run on whichever device they are sent to.
+	GPUs int `json:"gpus,omitempty"`
+	// GPUMemBytes is the memory the job needs on each of those GPUs.
+	GPUMemBytes int64 `json:"gpu_mem_bytes,omitempty"`
+	// Timeout is the kind's own bound on an attempt (a command's timeout), for kinds whose cost
+	// the estimates cannot tell; 0: derived from the estimate.
+	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
 // Progress is what a kernel reports once per iteration or epoch.
@@ -82,6 +90,11 @@ type Output struct {
 	// Device is the device that ran the job, set by runners with several (one GPU of a node);
 	// nil means the runner's own description.
 	Device *DeviceInfo
+	// Artifacts, ResumedFrom, ExitCode and GPUs: see the Result fields of the same names.
+	Artifacts   []Artifact
+	ResumedFrom string
+	ExitCode    *int
+	GPUs        []int
 	// Telemetry is what the GPU's management library saw while the job ran; nil when it was
 	// not sampled (a CPU job, or a node without NVML).
 	Telemetry *Telemetry
@@ -122,6 +135,9 @@ type Spec struct {
 	New func() Params
 	// Headline is the metric that tables and the dashboard show as the job's rate.
 	Headline Metric
+	// Checkpoints says that the kind's implementations save checkpoints through the
+	// RunInfo's Checkpointer, so the worker restores one for every attempt.
+	Checkpoints bool
 }
 
 // Kinds maps kind names to their specs. It is read-only once built.

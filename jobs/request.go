@@ -65,6 +65,8 @@ type Request struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// SubmitTime is when the job was submitted.
 	SubmitTime time.Time `json:"submit_time"`
+	// SweepID names the sweep the job is a point of (see SweepRequest); empty for other jobs.
+	SweepID string `json:"sweep_id,omitempty"`
 }
 
 // Validate checks the request's own fields; the params are checked against the kind's registry
@@ -87,6 +89,9 @@ func (r Request) Validate() error {
 	}
 	if r.Timeout < 0 {
 		return fmt.Errorf("invalid timeout: %s, must be positive", r.Timeout)
+	}
+	if r.SweepID != "" {
+		return ValidateSweepID(r.SweepID)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -44,6 +45,14 @@ const (
 	ErrResourceBusy = "ResourceBusy"
 	// ErrKernelStalled: the kernel made no progress for far longer than its estimate. Retried.
 	ErrKernelStalled = "KernelStalled"
+	// ErrCommandNotAllowed: a command job reached a worker that does not run commands, or not
+	// that program. Never retried.
+	ErrCommandNotAllowed = "CommandNotAllowed"
+	// ErrCommandFailed: a command job's program exited with a non-zero status (or was killed).
+	// Not retried: it would most likely fail the same way.
+	ErrCommandFailed = "CommandFailed"
+	// ErrOutOfMemory: a command job exceeded its memory limit. Never retried.
+	ErrOutOfMemory = "OutOfMemory"
 	// ErrNoWorker: no worker of the required kind took the job in time.
 	ErrNoWorker = "NoWorker"
 	// ErrTimeout: the job ran past its timeout.
@@ -56,7 +65,7 @@ const (
 
 // ErrorTypes lists the error types a result can carry.
 var ErrorTypes = []string{ErrInvalidParams, ErrResourceExhausted, ErrKernelPanic, ErrKernel, ErrNoImplementation,
-	ErrKernelStalled, ErrNoWorker, ErrTimeout, ErrCanceled, ErrTerminated}
+	ErrKernelStalled, ErrCommandNotAllowed, ErrCommandFailed, ErrOutOfMemory, ErrNoWorker, ErrTimeout, ErrCanceled, ErrTerminated}
 
 // ErrBusy marks an error of a runner that cannot take a job now for lack of memory (or GPU
 // slots) it may have later: the worker reports it as ErrResourceBusy.
@@ -102,12 +111,14 @@ type Result struct {
 	GEMM    string `json:"gemm,omitempty"`
 	Threads int    `json:"threads,omitempty"`
 	// RequestedDevice is the policy the job asked for: auto, gpu, gpu! or cpu.
-	RequestedDevice string  `json:"requested_device,omitempty"`
-	Priority        int     `json:"priority,omitempty"`
-	Tenant          string  `json:"tenant,omitempty"`
-	EstimatedTime   float64 `json:"estimated_time,omitempty"`
-	ScheduleReason  string  `json:"schedule_reason,omitempty"`
-	Attempt         int     `json:"attempt,omitempty"`
+	RequestedDevice string `json:"requested_device,omitempty"`
+	Priority        int    `json:"priority,omitempty"`
+	Tenant          string `json:"tenant,omitempty"`
+	// SweepID names the sweep the job was a point of, so a sweep's results can be grouped.
+	SweepID        string  `json:"sweep_id,omitempty"`
+	EstimatedTime  float64 `json:"estimated_time,omitempty"`
+	ScheduleReason string  `json:"schedule_reason,omitempty"`
+	Attempt        int     `json:"attempt,omitempty"`
 	// GPU details, when a GPU ran the job.
 	ComputeCapability string `json:"compute_capability,omitempty"`
 	DeviceMemory      int64  `json:"device_memory,omitempty"`
@@ -117,6 +128,18 @@ type Result struct {
 	GPUUtilizationMean *float64 `json:"gpu_utilization_mean,omitempty"`
 	GPUUtilizationPeak *float64 `json:"gpu_utilization_peak,omitempty"`
 	GPUMemoryPeak      int64    `json:"gpu_memory_peak,omitempty"`
+	// Artifacts are the files the job left in the artifact store (a command job's outputs).
+	Artifacts []Artifact `json:"artifacts,omitempty"`
+	// ResumedFrom says which checkpoint the job resumed from, when it did.
+	ResumedFrom string `json:"resumed_from,omitempty"`
+	// ExitCode is a command job's exit status.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// GPUs are the device ordinals a GPU command job was given (its CUDA_VISIBLE_DEVICES).
+	GPUs []int `json:"gpus,omitempty"`
+	// PredictedStart and PredictedEnd are what the scheduler predicted when it placed the job:
+	// when a worker would start it, and when it would end.
+	PredictedStart time.Time `json:"predicted_start,omitzero"`
+	PredictedEnd   time.Time `json:"predicted_end,omitzero"`
 }
 
 // legacyRates are the headline metrics of results that do not name theirs, in order of
@@ -138,4 +161,19 @@ func (r Result) Rate() (float64, string) {
 		}
 	}
 	return 0, ""
+}
+
+// Failure is an error an implementation returns to fail its job with a given error type (one of
+// ErrorTypes, or a kind's own, reported as KernelError), retried or not.
+type Failure struct {
+	Type      string
+	Message   string
+	Retryable bool
+}
+
+func (f *Failure) Error() string { return f.Message }
+
+// Fail returns a *Failure.
+func Fail(errType string, retryable bool, format string, args ...any) error {
+	return &Failure{Type: errType, Retryable: retryable, Message: fmt.Sprintf(format, args...)}
 }

@@ -30,7 +30,7 @@ func TestTiledProductEqualsOneCall(t *testing.T) {
 		if err := sgemmNN(context.Background(), sh.m, sh.n, sh.k, a, sh.k, b, sh.n, got, sh.n); err != nil {
 			t.Fatal(err)
 		}
-		if e := MaxRelErr(got, want, 1); e > 1e-6 {
+		if e := MaxRelErr(got, want, 1); e > 1e-5 { // OpenBLAS may block a tile differently from the whole
 			t.Errorf("%+v: tiled product differs by %g", sh, e)
 		}
 	}

@@ -2,7 +2,13 @@ package kernels
 
 import (
 	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io/fs"
 	"math"
+	"os"
+	"path/filepath"
 	"time"
 
 	"gonum.org/v1/gonum/blas"
@@ -188,12 +194,23 @@ func NeuralNetwork(ctx context.Context, p *builtin.NeuralNetwork, report jobs.Re
 	t0 := time.Now()
 	d := MLPInputs(p)
 	m := NewMLP(p, d)
+	// A retried job resumes from the last epoch an earlier attempt completed, when the worker
+	// keeps checkpoints: the same weights, Adam state and step, so the training is the same.
+	cp := checkpoints(ctx)
+	first, resumed := 1, ""
+	var firstLoss, epochLoss float64
+	if cp != nil {
+		if e, fl, ok, err := m.restore(cp.Dir(), p); err != nil {
+			return jobs.Output{}, err
+		} else if ok {
+			first, firstLoss, resumed = e+1, fl, fmt.Sprintf("epoch %d of %d (its checkpoint)", e, p.Epochs)
+		}
+	}
 	setup := time.Since(t0)
 
 	steps := p.StepsPerEpoch()
 	var elapsed time.Duration
-	var firstLoss, epochLoss float64
-	for e := 1; e <= p.Epochs; e++ {
+	for e := first; e <= p.Epochs; e++ {
 		start := time.Now()
 		epochLoss = 0
 		for s := 0; s < steps; s++ {
@@ -212,23 +229,101 @@ func NeuralNetwork(ctx context.Context, p *builtin.NeuralNetwork, report jobs.Re
 			return jobs.Output{}, err
 		}
 		epochLoss /= float64(p.Samples)
+		if cp != nil {
+			if err := m.checkpoint(ctx, cp, p, e, firstLoss); err != nil {
+				return jobs.Output{}, err
+			}
+		}
 		report(jobs.Progress{Iteration: e, Total: p.Epochs, Loss: &epochLoss})
 		if err := jobs.Stopped(ctx, builtin.NeuralNetworkKind, e, p.Epochs); err != nil {
 			return jobs.Output{}, err
 		}
 	}
 	w := p.Work()
+	ran := float64(p.Epochs-first+1) / float64(p.Epochs) // the share of the epochs this attempt ran
 	return cpuOutput(jobs.Output{
 		SetupTime:      setup,
 		ProcessingTime: elapsed,
+		ResumedFrom:    resumed,
 		Metrics: map[string]float64{
 			"initial_loss":    firstLoss,
 			"final_loss":      epochLoss,
 			"accuracy":        m.Accuracy(d.X, d.Labels),
-			"samples_per_sec": jobs.Rate(float64(p.Samples)*float64(p.Epochs), elapsed),
-			"gflops":          jobs.Rate(w.FLOPs, elapsed) / 1e9,
+			"samples_per_sec": jobs.Rate(float64(p.Samples)*float64(p.Epochs)*ran, elapsed),
+			"gflops":          jobs.Rate(w.FLOPs*ran, elapsed) / 1e9,
 		},
 	}), nil
+}
+
+// checkpoints is the worker's checkpointer for this run, or nil.
+func checkpoints(ctx context.Context) jobs.Checkpointer {
+	info, ok := jobs.RunInfoFrom(ctx)
+	if !ok {
+		return nil
+	}
+	return info.Checkpoints
+}
+
+// mlpCheckpoint is the training state after an epoch.
+type mlpCheckpoint struct {
+	Params    builtin.NeuralNetwork // the job's params: a checkpoint of other params is not this job's
+	Epoch     int
+	Step      int
+	FirstLoss float64
+	Weights   [4][]float32
+	M, V      [4][]float32
+}
+
+const mlpCheckpointFile = "neural_network.gob"
+
+// checkpoint writes the state after epoch e into the checkpoint directory and saves it.
+func (m *MLP) checkpoint(ctx context.Context, cp jobs.Checkpointer, p *builtin.NeuralNetwork, e int, firstLoss float64) error {
+	st := mlpCheckpoint{Params: *p, Epoch: e, Step: m.step, FirstLoss: firstLoss, Weights: m.params(), M: m.m, V: m.v}
+	tmp := filepath.Join(cp.Dir(), mlpCheckpointFile+".tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("write the checkpoint: %w", err)
+	}
+	err = gob.NewEncoder(f).Encode(&st)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(cp.Dir(), mlpCheckpointFile))
+	}
+	if err == nil {
+		err = cp.Save(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("checkpoint after epoch %d: %w", e, err)
+	}
+	return nil
+}
+
+// restore loads a checkpoint of this job from dir, if there is one, and returns its epoch.
+func (m *MLP) restore(dir string, p *builtin.NeuralNetwork) (epoch int, firstLoss float64, ok bool, err error) {
+	f, err := os.Open(filepath.Join(dir, mlpCheckpointFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, false, nil
+	}
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer f.Close()
+	var st mlpCheckpoint
+	if err := gob.NewDecoder(f).Decode(&st); err != nil || st.Params != *p || st.Epoch < 1 || st.Epoch > p.Epochs {
+		return 0, 0, false, nil // not this job's, or torn: start over
+	}
+	for i, w := range m.params() {
+		if len(st.Weights[i]) != len(w) || len(st.M[i]) != len(w) || len(st.V[i]) != len(w) {
+			return 0, 0, false, nil
+		}
+		copy(w, st.Weights[i])
+		copy(m.m[i], st.M[i])
+		copy(m.v[i], st.V[i])
+	}
+	m.step = st.Step
+	return st.Epoch, st.FirstLoss, true, nil
 }
 
 // Accuracy is the fraction of samples whose predicted class is the label, computed batch by batch.

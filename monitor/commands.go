@@ -63,6 +63,7 @@ func serveCmd() *cobra.Command {
 	fs.IntVar(&o.Consumer.Prefetch, "prefetch", config.EnvInt("MONITOR_PREFETCH", monitor.DefaultPrefetch), "unacknowledged results RabbitMQ may send ahead (env MONITOR_PREFETCH)")
 	fs.IntVar(&o.Consumer.BatchSize, "batch", config.EnvInt("MONITOR_BATCH", 0), "results per fsync and ack (env MONITOR_BATCH; default prefetch/2)")
 	fs.DurationVar(&o.Consumer.FlushInterval, "flush-interval", config.EnvDuration("MONITOR_FLUSH_INTERVAL", monitor.DefaultFlushInterval), "longest wait for a batch to fill before it is written (env MONITOR_FLUSH_INTERVAL)")
+	monitor.AddPriceFlag(fs, &o.Prices)
 	o.Consumer.RabbitMQ.AddFlags(fs)
 	token.AddFlags(fs)
 	fs.BoolVar(&o.InsecureNoAuth, "insecure-no-auth", false, "serve a non-loopback --addr without a token (only behind a proxy that authenticates)")

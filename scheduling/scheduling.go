@@ -130,6 +130,13 @@ type Decision struct {
 	StartToClose time.Duration `json:"start_to_close"`
 	// CPUStartToClose bounds an attempt on the CPU, if the job falls back there later.
 	CPUStartToClose time.Duration `json:"cpu_start_to_close"`
+	// Wait and Total are the predictions at scheduling: how long the job waits on Queue for a
+	// worker (its backlog shared by the pollers), and how long it then takes there (kernel,
+	// copies, setup). CPUWait and CPUTotal are the CPU's, for a later fallback.
+	Wait     time.Duration `json:"wait,omitempty"`
+	Total    time.Duration `json:"total,omitempty"`
+	CPUWait  time.Duration `json:"cpu_wait,omitempty"`
+	CPUTotal time.Duration `json:"cpu_total,omitempty"`
 	// ScheduleToStart bounds the wait for a worker on Queue; 0 means no bound.
 	ScheduleToStart  time.Duration `json:"schedule_to_start,omitempty"`
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout"`
@@ -141,6 +148,7 @@ func (d Decision) OnCPU(reason string) Decision {
 	d.Fallback = reason
 	d.Reason = "fallback to CPU: " + reason
 	d.EstimatedTime = d.EstimatedCPUTime
+	d.Wait, d.Total = d.CPUWait, d.CPUTotal
 	d.StartToClose = d.CPUStartToClose
 	d.ScheduleToStart = 0
 	return d
@@ -180,6 +188,9 @@ func Decide(in Situation, s Strategy, opts Options) Decision {
 		if in.Request.Timeout > 0 {
 			return in.Request.Timeout
 		}
+		if in.Work.Timeout > 0 {
+			return in.Work.Timeout
+		}
 		return estimate.Timeout(est, o.TimeoutFactor, o.TimeoutFloor)
 	}
 	cpu := Decision{
@@ -189,6 +200,10 @@ func Decide(in Situation, s Strategy, opts Options) Decision {
 		HeartbeatTimeout: o.HeartbeatTimeout,
 		EstimatedTime:    in.CPU.Prediction.Processing.Seconds(),
 		EstimatedCPUTime: in.CPU.Prediction.Processing.Seconds(),
+		Wait:             in.CPU.Wait(),
+		Total:            in.CPU.Prediction.Total,
+		CPUWait:          in.CPU.Wait(),
+		CPUTotal:         in.CPU.Prediction.Total,
 		StartToClose:     timeout(in.CPU.Prediction.Total),
 		CPUStartToClose:  timeout(in.CPU.Prediction.Total),
 	}
@@ -196,8 +211,15 @@ func Decide(in Situation, s Strategy, opts Options) Decision {
 	gpu.Queue, gpu.WorkerType = jobs.GPUQueue, jobs.WorkerTypeGPU
 	gpu.EstimatedTime, gpu.StartToClose = in.GPU.Prediction.Processing.Seconds(), timeout(in.GPU.Prediction.Total)
 	gpu.ScheduleToStart = o.PreferGPUWait
+	gpu.Wait, gpu.Total = in.GPU.Wait(), in.GPU.Prediction.Total
 
 	policy := in.Request.EffectiveDevice()
+	if policy == jobs.DeviceAuto && in.Work.GPUs > 0 {
+		// A job that asks for GPUs (a GPU command) prefers a GPU worker; if it runs on a CPU
+		// instead, that is a labelled fallback.
+		policy = jobs.DeviceGPU
+		in.Request.Device = jobs.DeviceGPU
+	}
 	switch policy {
 	case jobs.DeviceCPU:
 		cpu.Reason = "device cpu requested"

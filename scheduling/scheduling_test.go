@@ -148,3 +148,22 @@ func TestGPUShare(t *testing.T) {
 		}
 	}
 }
+
+// A job that needs GPUs prefers a GPU worker under auto, and runs on a CPU only as a labelled
+// fallback; one that needs none stays on the CPU.
+func TestJobsThatAskForGPUsPreferThem(t *testing.T) {
+	one := QueueState{Pollers: 1}
+	gpuJob := situation("auto", jobs.Work{GPUs: 2}, time.Millisecond, time.Millisecond, one, one)
+	if d := Decide(gpuJob, nil, Options{}); d.Queue != jobs.GPUQueue {
+		t.Errorf("a 2-GPU command under auto went to %s (%s)", d.Queue, d.Reason)
+	}
+	gpuJob.GPU.Queue = QueueState{}
+	if d := Decide(gpuJob, nil, Options{}); d.Queue != jobs.CPUQueue || d.Fallback == "" {
+		t.Errorf("without GPU workers: %s, fallback %q: want a labelled CPU fallback", d.Queue, d.Fallback)
+	}
+	cpuJob := situation("auto", jobs.Work{}, 0, 0, one, one)
+	cpuJob.GPU.Prediction.Total = 70 * time.Millisecond // a GPU job's fixed setup
+	if d := Decide(cpuJob, nil, Options{}); d.Queue != jobs.CPUQueue {
+		t.Errorf("a CPU command under auto went to %s", d.Queue)
+	}
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # dev.sh start|stop|status — the local stack: the Temporal dev server (with its Web UI), a
-# scheduler worker, a CPU worker and the monitor, in the background. Logs and pids in run/.
+# scheduler worker, a CPU worker, the RabbitMQ job bridge and the monitor, in the background.
+# Logs and pids in run/.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -9,7 +10,7 @@ UI_PORT=${UI_PORT:-8233}
 export TEMPORAL_ADDRESS=${TEMPORAL_ADDRESS:-127.0.0.1:$TEMPORAL_PORT}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$(nproc)}
 MONITOR_ADDR=${MONITOR_ADDR:-127.0.0.1:8000}
-SERVICES=(devserver scheduler cpu-worker monitor)
+SERVICES=(devserver scheduler cpu-worker bridge monitor)
 
 # spawn NAME CMD...: run CMD in its own session, detached, unless NAME already runs.
 spawn() {
@@ -45,9 +46,11 @@ start() {
 	fi
 	spawn scheduler "$BIN_DIR/worker" --role scheduler --id scheduler-1 --estimates-file "$ROOT/data/estimates.json"
 	spawn cpu-worker "$BIN_DIR/worker" --role cpu --id "cpu-$(hostname)"
+	spawn bridge "$BIN_DIR/worker" --role bridge --id bridge-1
 	spawn monitor "$BIN_DIR/monitor" serve --addr "$MONITOR_ADDR" --store "$ROOT/results/results.jsonl"
 	wait_log scheduler "worker polling" 30
 	wait_log cpu-worker "worker polling" 30
+	wait_log bridge "consuming jobs" 30
 	wait_log monitor "consuming results" 30
 	log "dev stack up: Temporal $TEMPORAL_ADDRESS, Web UI http://127.0.0.1:$UI_PORT, monitor http://$MONITOR_ADDR, logs in run/"
 }

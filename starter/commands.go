@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/jobclient"
@@ -45,7 +47,8 @@ func newRoot() *cobra.Command {
 	a.temporal.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&a.log.Format, "log-format", config.Env("LOG_FORMAT", "console"), "console or json (env LOG_FORMAT)")
 	root.PersistentFlags().StringVar(&a.log.Level, "log-level", config.Env("LOG_LEVEL", "warn"), "SDK log level: debug, info, warn or error (env LOG_LEVEL)")
-	root.AddCommand(a.submitCmd(), a.resultCmd(), a.statusCmd(), a.listCmd(), a.cancelCmd(), a.watchCmd(), a.compareCmd(), a.logsCmd())
+	root.AddCommand(a.submitCmd(), a.resultCmd(), a.statusCmd(), a.listCmd(), a.cancelCmd(), a.watchCmd(), a.compareCmd(),
+		a.sweepCmd(), a.scheduleCmd(), a.logsCmd())
 	return root
 }
 
@@ -58,16 +61,78 @@ var paramFlags = []struct{ flag, field, help string }{
 	{"image-size", "image_size", "image height and width (image_processing)"},
 }
 
+// submitFlags are submit's flags; schedule create reads the same after its "--".
+type submitFlags struct {
+	s          jobclient.Spec
+	cpu        bool
+	requireGPU bool
+	count      int
+	wait       bool
+	asJSON     bool
+	intVals    []int
+	kv         []string
+}
+
+func addSubmitFlags(cmd *cobra.Command) *submitFlags {
+	f := &submitFlags{intVals: make([]int, len(paramFlags))}
+	addParamFlags(cmd, f.intVals)
+	fs := cmd.Flags()
+	fs.StringArrayVar(&f.kv, "param", nil, "set one param, key=value (repeatable); the value is read as JSON when it is JSON, else as a string")
+	fs.StringVar(&f.s.Params, "params", "", `params as a JSON object, e.g. '{"size": 1000, "iterations": 10}' (the seed's job JSON with job_type and prefer_gpu is accepted)`)
+	fs.StringVar(&f.s.Device, "device", "", "auto (default: whichever device is expected to finish first), gpu (prefer a GPU, fall back to CPU, labelled), gpu! (GPU only) or cpu")
+	fs.BoolVar(&f.cpu, "cpu", false, "run on a CPU worker (same as --device cpu)")
+	fs.BoolVar(&f.requireGPU, "require-gpu", false, "run on a GPU worker only, waiting for one (same as --device gpu!)")
+	fs.IntVar(&f.s.Priority, "priority", 0, "1 (dispatched first) .. 5 (last); default 3")
+	fs.StringVar(&f.s.Tenant, "tenant", "", "tenant name for fair sharing of the workers")
+	fs.DurationVar(&f.s.Timeout, "timeout", 0, "per-attempt timeout (default: derived from the job's estimate)")
+	fs.StringVar(&f.s.JobID, "id", "", "job ID (default a fresh job-<12 hex>); resubmitting the same ID is rejected, so retries are safe")
+	fs.IntVar(&f.count, "count", 1, "submit N identical jobs")
+	fs.BoolVar(&f.wait, "wait", false, "wait for the jobs and print their results")
+	fs.BoolVar(&f.asJSON, "json", false, "print JSON lines instead of text")
+	return f
+}
+
+// spec is the job that the flags and the positional job type describe.
+func (f *submitFlags) spec(cmd *cobra.Command, args []string) (jobclient.Spec, error) {
+	s := f.s
+	if len(args) == 1 {
+		s.JobType = args[0]
+	}
+	for _, short := range []struct {
+		set          bool
+		flag, device string
+	}{{f.cpu, "--cpu", jobs.DeviceCPU}, {f.requireGPU, "--require-gpu", jobs.DeviceRequireGPU}} {
+		if !short.set {
+			continue
+		}
+		if s.Device != "" && s.Device != short.device {
+			return s, fmt.Errorf("%s and --device %s contradict each other", short.flag, s.Device)
+		}
+		s.Device = short.device
+	}
+	if err := jobs.ValidateDevice(s.Device); err != nil {
+		return s, err
+	}
+	if f.count < 1 || f.count > 10000 {
+		return s, fmt.Errorf("invalid --count %d: allowed 1..10000", f.count)
+	}
+	if f.count > 1 && s.JobID != "" {
+		return s, errors.New("--id names one job: it cannot be combined with --count")
+	}
+	if cmd.Flags().Changed("priority") && (s.Priority < jobs.MinPriority || s.Priority > jobs.MaxPriority) {
+		return s, fmt.Errorf("invalid --priority %d: allowed %d (dispatched first) .. %d (last)", s.Priority, jobs.MinPriority, jobs.MaxPriority)
+	}
+	s.Set = setParams(cmd, f.intVals)
+	if err := keyValues(f.kv, s.Set); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
 func (a *app) submitCmd() *cobra.Command {
 	var (
-		s          jobclient.Spec
-		cpu        bool
-		requireGPU bool
-		count      int
-		wait       bool
-		asJSON     bool
-		intVals    = make([]int, len(paramFlags))
-		kv         []string
+		f  *submitFlags
+		cf *commandFlags
 	)
 	kinds := registry().Names()
 	cmd := &cobra.Command{
@@ -77,57 +142,42 @@ func (a *app) submitCmd() *cobra.Command {
   starter submit neural_network --epochs 3 --device cpu
   starter submit --params '{"job_type": "vector_addition", "size": 1000000, "prefer_gpu": true}'
   starter submit image_processing --count 4 --wait --json
-  starter submit monte_carlo_pi --param samples=50000000 --param seed=7 --wait`,
-		Args: cobra.MaximumNArgs(1),
+  starter submit monte_carlo_pi --param samples=50000000 --param seed=7 --wait
+  starter submit command --gpus 1 --output '*.pt' -- python3 train.py --epochs 3
+  starter submit command --memory 4GiB --input job-3f2a9c1b7e04 -- sh -c 'wc -l "$GPUJOBS_INPUT_DIR"/*/*'`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				args = args[:dash]
+			}
+			return cobra.MaximumNArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				s.JobType = args[0]
+			var argv []string
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				args, argv = args[:dash], args[dash:]
 			}
-			for _, short := range []struct {
-				set          bool
-				flag, device string
-			}{{cpu, "--cpu", jobs.DeviceCPU}, {requireGPU, "--require-gpu", jobs.DeviceRequireGPU}} {
-				if !short.set {
-					continue
-				}
-				if s.Device != "" && s.Device != short.device {
-					return fmt.Errorf("%s and --device %s contradict each other", short.flag, s.Device)
-				}
-				s.Device = short.device
-			}
-			if err := jobs.ValidateDevice(s.Device); err != nil {
+			s, err := f.spec(cmd, args)
+			if err != nil {
 				return err
 			}
-			if count < 1 || count > 10000 {
-				return fmt.Errorf("invalid --count %d: allowed 1..10000", count)
+			if s.JobType == builtin.CommandKind {
+				if err := cf.set(cmd, argv, s.Set); err != nil {
+					return err
+				}
+				if s.Timeout > 0 { // for a command, --timeout bounds the program's run
+					s.Set["timeout"] = s.Timeout.String()
+					s.Timeout = 0
+				}
+			} else if len(argv) > 0 {
+				return fmt.Errorf("a program after -- is for command jobs: starter submit command -- %s", strings.Join(argv, " "))
+			} else if flag := cf.usedWithoutCommand(cmd); flag != "" {
+				return fmt.Errorf("%s is a flag of command jobs, not of %s", flag, s.JobType)
 			}
-			if count > 1 && s.JobID != "" {
-				return errors.New("--id names one job: it cannot be combined with --count")
-			}
-			if cmd.Flags().Changed("priority") && (s.Priority < jobs.MinPriority || s.Priority > jobs.MaxPriority) {
-				return fmt.Errorf("invalid --priority %d: allowed %d (dispatched first) .. %d (last)", s.Priority, jobs.MinPriority, jobs.MaxPriority)
-			}
-			s.Set = setParams(cmd, intVals)
-			if err := keyValues(kv, s.Set); err != nil {
-				return err
-			}
-			return a.submit(cmd, s, count, wait, asJSON)
+			return a.submit(cmd, s, f.count, f.wait, f.asJSON)
 		},
 	}
-	addParamFlags(cmd, intVals)
-	fs := cmd.Flags()
-	fs.StringArrayVar(&kv, "param", nil, "set one param, key=value (repeatable); the value is read as JSON when it is JSON, else as a string")
-	fs.StringVar(&s.Params, "params", "", `params as a JSON object, e.g. '{"size": 1000, "iterations": 10}' (the seed's job JSON with job_type and prefer_gpu is accepted)`)
-	fs.StringVar(&s.Device, "device", "", "auto (default: whichever device is expected to finish first), gpu (prefer a GPU, fall back to CPU, labelled), gpu! (GPU only) or cpu")
-	fs.BoolVar(&cpu, "cpu", false, "run on a CPU worker (same as --device cpu)")
-	fs.BoolVar(&requireGPU, "require-gpu", false, "run on a GPU worker only, waiting for one (same as --device gpu!)")
-	fs.IntVar(&s.Priority, "priority", 0, "1 (dispatched first) .. 5 (last); default 3")
-	fs.StringVar(&s.Tenant, "tenant", "", "tenant name for fair sharing of the workers")
-	fs.DurationVar(&s.Timeout, "timeout", 0, "per-attempt timeout (default: derived from the job's estimate)")
-	fs.StringVar(&s.JobID, "id", "", "job ID (default a fresh job-<12 hex>); resubmitting the same ID is rejected, so retries are safe")
-	fs.IntVar(&count, "count", 1, "submit N identical jobs")
-	fs.BoolVar(&wait, "wait", false, "wait for the jobs and print their results")
-	fs.BoolVar(&asJSON, "json", false, "print JSON lines instead of text")
+	f = addSubmitFlags(cmd)
+	cf = addCommandFlags(cmd)
 	return cmd
 }
 
@@ -205,7 +255,7 @@ func (a *app) submit(cmd *cobra.Command, s jobclient.Spec, count int, wait, asJS
 		return nil
 	}
 	if len(accepted) > 1 && !asJSON {
-		results, err := watch(cmd.Context(), c, accepted, cmd.ErrOrStderr(), true)
+		results, err := watch(cmd.Context(), c, a.temporal.Namespace, accepted, cmd.ErrOrStderr(), true)
 		if err != nil {
 			return err
 		}
@@ -240,12 +290,19 @@ func (a *app) printOutcome(out io.Writer, results []jobs.Result, asJSON bool, ok
 	return outcome(results, ok...)
 }
 
+// timedOut says whether err is result --timeout's deadline (which may reach the server first and
+// come back as its error), not the user's interrupt.
+func timedOut(ctx, parent context.Context, err error) bool {
+	return err != nil && parent.Err() == nil &&
+		(ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || status.Code(errors.Unwrap(err)) == codes.DeadlineExceeded)
+}
+
 func (a *app) resultCmd() *cobra.Command {
 	var asJSON bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "result <job-id>...",
-		Short: "Wait for jobs and print their results",
+		Use:   "result <job-or-sweep-id>...",
+		Short: "Wait for jobs and print their results (a sweep's as its table)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJobs(cmd, args, func(c client.Client) error {
@@ -255,14 +312,29 @@ func (a *app) resultCmd() *cobra.Command {
 					ctx, cancel = context.WithTimeout(ctx, timeout)
 					defer cancel()
 				}
-				results, err := jobclient.AwaitAll(ctx, c, args)
-				if err != nil && ctx.Err() != nil && cmd.Context().Err() == nil {
-					return stillRunning(args, results, timeout)
+				ids, sweeps := splitSweeps(ctx, c, args)
+				var failed error
+				for _, id := range sweeps {
+					res, err := jobclient.AwaitSweep(ctx, c, id)
+					if timedOut(ctx, cmd.Context(), err) {
+						return stillRunning([]string{id}, nil, timeout)
+					}
+					if err != nil {
+						return err
+					}
+					failed = worse(failed, printSweep(cmd.OutOrStdout(), res, asJSON, jobs.StatusCompleted))
+				}
+				if len(ids) == 0 {
+					return failed
+				}
+				results, err := jobclient.AwaitAll(ctx, c, ids)
+				if timedOut(ctx, cmd.Context(), err) {
+					return stillRunning(ids, results, timeout)
 				}
 				if err != nil {
 					return err
 				}
-				return a.printResults(cmd.OutOrStdout(), results, asJSON)
+				return worse(failed, a.printResults(cmd.OutOrStdout(), results, asJSON))
 			})
 		},
 	}

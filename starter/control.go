@@ -34,16 +34,23 @@ func (a *app) withJobs(cmd *cobra.Command, ids []string, fn func(c client.Client
 func (a *app) statusCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status <job-id>...",
-		Short: "Show a job's state, device, progress and Web UI link",
+		Use:   "status <job-or-sweep-id>...",
+		Short: "Show a job's state, device, progress and Web UI link (a sweep's: how many of its jobs are done)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJobs(cmd, args, func(c client.Client) error {
 				for _, id := range args {
+					if sweep, _ := jobclient.IsSweep(cmd.Context(), c, id); sweep {
+						if err := a.sweepStatus(cmd, c, id, asJSON); err != nil {
+							return err
+						}
+						continue
+					}
 					st, err := jobclient.GetStatus(cmd.Context(), c, id)
 					if err != nil {
 						return err
 					}
+					st = jobclient.WithPrediction(cmd.Context(), c, a.temporal.Namespace, st)
 					if asJSON {
 						writeJSON(cmd.OutOrStdout(), st)
 					} else {
@@ -77,6 +84,10 @@ func (a *app) printStatus(w io.Writer, st jobclient.Status) {
 		}
 		fmt.Fprintln(w)
 	}
+	if p := st.Prediction; p != nil {
+		fmt.Fprintf(w, "  queue:     position %d of %d waiting on %s (%d running, %d worker(s)); predicted start %s, end %s\n",
+			p.Position, p.Waiting, p.Queue, p.Running, p.Pollers, p.PredictedStart.Local().Format("15:04:05"), p.PredictedEnd.Local().Format("15:04:05"))
+	}
 	if p := st.Publish; p != nil {
 		fmt.Fprintf(w, "  publish:   attempt %d, last failure: %s\n", p.Attempt, jobs.Dash(p.LastFailure))
 	}
@@ -106,6 +117,28 @@ func (a *app) printStatus(w io.Writer, st jobclient.Status) {
 		}
 	}
 	fmt.Fprintf(w, "  web UI:    %s\n", a.temporal.WorkflowURL(st.JobID))
+}
+
+// predictions are the queue predictions of the running jobs listed, by job ID.
+func predictions(cmd *cobra.Command, c client.Client, namespace string, list []jobclient.Summary) map[string]*jobclient.Prediction {
+	out := map[string]*jobclient.Prediction{}
+	for _, q := range []struct{ queue, workerType string }{{jobs.CPUQueue, jobs.WorkerTypeCPU}, {jobs.GPUQueue, jobs.WorkerTypeGPU}} {
+		any := false
+		for _, j := range list {
+			any = any || (j.State == jobclient.StateRunning && (j.WorkerType == q.workerType || j.WorkerType == ""))
+		}
+		if !any {
+			continue
+		}
+		preds, err := jobclient.Predict(cmd.Context(), c, namespace, q.queue, time.Now())
+		if err != nil {
+			continue
+		}
+		for id, p := range preds {
+			out[id] = &p
+		}
+	}
+	return out
 }
 
 // stageText says what a job's stage means, for status.
@@ -152,21 +185,29 @@ func (a *app) listCmd() *cobra.Command {
 					f.JobType, strings.Join(registry().Names(), ", "))
 			}
 			out := cmd.OutOrStdout()
+			preds := predictions(cmd, c, a.temporal.Namespace, list)
 			if asJSON {
 				for _, j := range list {
-					writeJSON(out, j)
+					writeJSON(out, struct {
+						jobclient.Summary
+						Prediction *jobclient.Prediction `json:"prediction,omitempty"`
+					}{j, preds[j.JobID]})
 				}
 				return nil
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "JOB\tTYPE\tSTATE\tDEVICE\tSENT TO\tPRIORITY\tTENANT\tSTARTED\tDURATION")
+			fmt.Fprintln(tw, "JOB\tTYPE\tSTATE\tDEVICE\tSENT TO\tPRIORITY\tTENANT\tSTARTED\tDURATION\tQUEUE")
 			for _, j := range list {
 				end := j.CloseTime
 				if end.IsZero() {
 					end = time.Now()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", j.JobID, j.JobType, j.State, jobs.Dash(j.Device), jobs.Dash(j.WorkerType),
-					j.Priority, jobs.Dash(j.Tenant), j.StartTime.Local().Format("15:04:05"), end.Sub(j.StartTime).Round(time.Millisecond))
+				queue := "-"
+				if p := preds[j.JobID]; p != nil && p.Position > 0 {
+					queue = fmt.Sprintf("#%d, starts ~%s", p.Position, p.PredictedStart.Local().Format("15:04:05"))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", j.JobID, j.JobType, j.State, jobs.Dash(j.Device), jobs.Dash(j.WorkerType),
+					j.Priority, jobs.Dash(j.Tenant), j.StartTime.Local().Format("15:04:05"), end.Sub(j.StartTime).Round(time.Millisecond), queue)
 			}
 			return tw.Flush()
 		},
@@ -184,8 +225,8 @@ func (a *app) listCmd() *cobra.Command {
 func (a *app) cancelCmd() *cobra.Command {
 	var wait bool
 	cmd := &cobra.Command{
-		Use:   "cancel <job-id>...",
-		Short: "Cancel running jobs: the kernel stops within one step and the result says canceled",
+		Use:   "cancel <job-or-sweep-id>...",
+		Short: "Cancel running jobs (the kernel stops within one step and the result says canceled) or sweeps (with their running jobs)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJobs(cmd, args, func(c client.Client) error {
@@ -198,12 +239,25 @@ func (a *app) cancelCmd() *cobra.Command {
 				if !wait {
 					return nil
 				}
-				results, err := jobclient.AwaitAll(cmd.Context(), c, args)
+				ids, sweeps := splitSweeps(cmd.Context(), c, args)
+				// A job that stopped did what cancel asked, and one that completed first is fine too.
+				ok := []string{jobs.StatusCanceled, jobs.StatusCompleted}
+				var failed error
+				for _, id := range sweeps {
+					res, err := jobclient.AwaitSweep(cmd.Context(), c, id)
+					if err != nil {
+						return err
+					}
+					failed = worse(failed, printSweep(cmd.OutOrStdout(), res, false, ok...))
+				}
+				if len(ids) == 0 {
+					return failed
+				}
+				results, err := jobclient.AwaitAll(cmd.Context(), c, ids)
 				if err != nil {
 					return err
 				}
-				// A job that stopped did what cancel asked, and one that completed first is fine too.
-				return a.printOutcome(cmd.OutOrStdout(), results, false, jobs.StatusCanceled, jobs.StatusCompleted)
+				return worse(failed, a.printOutcome(cmd.OutOrStdout(), results, false, ok...))
 			})
 		},
 	}
@@ -218,7 +272,7 @@ func (a *app) watchCmd() *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJobs(cmd, args, func(c client.Client) error {
-				results, err := watch(cmd.Context(), c, args, cmd.ErrOrStderr(), true)
+				results, err := watch(cmd.Context(), c, a.temporal.Namespace, args, cmd.ErrOrStderr(), true)
 				if err != nil {
 					return err
 				}
@@ -271,7 +325,7 @@ func (a *app) compareCmd() *cobra.Command {
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "submitted %s on %s: %s\n", reqs[i].JobID, reqs[i].Device, a.temporal.WorkflowURL(reqs[i].JobID))
 			}
-			results, err := watch(cmd.Context(), c, []string{gpuReq.JobID, cpuReq.JobID}, cmd.ErrOrStderr(), !asJSON)
+			results, err := watch(cmd.Context(), c, a.temporal.Namespace, []string{gpuReq.JobID, cpuReq.JobID}, cmd.ErrOrStderr(), !asJSON)
 			if err != nil {
 				return err
 			}

@@ -19,7 +19,9 @@ import (
 // watch shows one progress bar for the jobs until all have ended and returns their results in
 // the order of ids. With one job the bar counts its iterations or epochs; with several it counts
 // finished jobs, each running job adding its fraction. The bar is drawn only on a terminal.
-func watch(ctx context.Context, c client.Client, ids []string, w io.Writer, show bool) ([]jobs.Result, error) {
+// The line of a single job waiting for a worker says its place in the queue and its predicted
+// start (namespace: where to ask; "" leaves that out).
+func watch(ctx context.Context, c client.Client, namespace string, ids []string, w io.Writer, show bool) ([]jobs.Result, error) {
 	const scale = 1000
 	if f, ok := w.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
 		show = false
@@ -35,6 +37,8 @@ func watch(ctx context.Context, c client.Client, ids []string, w io.Writer, show
 	)
 	results := make([]*jobs.Result, len(ids))
 	period := 300*time.Millisecond + time.Duration(len(ids))*10*time.Millisecond
+	var predicted time.Time
+	queueNote := ""
 	for {
 		statuses, err := describeAll(ctx, c, ids, results)
 		if err != nil {
@@ -77,7 +81,17 @@ func watch(ctx context.Context, c client.Client, ids []string, w io.Writer, show
 			desc += fmt.Sprintf(", %d not completed", failed)
 		}
 		if len(ids) == 1 {
-			desc = ids[0] + " " + detail
+			if st := statuses[0]; st != nil && namespace != "" {
+				if _, queued := st.Queued(); !queued {
+					queueNote = ""
+				} else if time.Since(predicted) > 3*time.Second {
+					predicted = time.Now()
+					if p := jobclient.WithPrediction(ctx, c, namespace, *st).Prediction; p != nil {
+						queueNote = fmt.Sprintf("waiting: position %d of %d, starts ~%s", p.Position, p.Waiting, p.PredictedStart.Local().Format("15:04:05"))
+					}
+				}
+			}
+			desc = ids[0] + " " + detail + queueNote
 		}
 		bar.Describe(desc)
 		bar.Set(int(progress * scale)) //nolint:errcheck // drawing only

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/gpujobs/gpujobs/internal/bridge"
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/hostmem"
 	"github.com/gpujobs/gpujobs/internal/logging"
@@ -35,11 +36,12 @@ func Command(c Config) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   name,
-		Short: "Run a gpujobs worker: scheduler (workflows), cpu or gpu (kernels)",
+		Short: "Run a gpujobs worker: scheduler (workflows), cpu or gpu (kernels), bridge (RabbitMQ jobs)",
 		Long: `Run a gpujobs worker in one role:
   scheduler  runs JobWorkflow and its local activities on job_queue, publishes results to RabbitMQ
   cpu        runs jobs' kernels on this machine's CPU, from cpu_queue
-  gpu        runs jobs' kernels on this machine's GPUs, from gpu_queue (the worker-gpu binary)`,
+  gpu        runs jobs' kernels on this machine's GPUs, from gpu_queue (the worker-gpu binary)
+  bridge     starts the jobs that the original system's clients publish to RabbitMQ's job_queue`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -57,7 +59,7 @@ func Command(c Config) *cobra.Command {
 	}
 	hostname, _ := os.Hostname()
 	fs := cmd.Flags()
-	fs.StringVar(&o.Role, "role", config.Env("WORKER_TYPE", defaultRole), "scheduler, cpu or gpu (env WORKER_TYPE)")
+	fs.StringVar(&o.Role, "role", config.Env("WORKER_TYPE", defaultRole), "scheduler, cpu, gpu or bridge (env WORKER_TYPE)")
 	fs.StringVar(&o.WorkerID, "id", config.Env("WORKER_ID", fmt.Sprintf("%s-%d", hostname, os.Getpid())), "worker identity shown in results and the Web UI (env WORKER_ID)")
 	fs.IntVar(&o.Concurrency, "concurrency", config.EnvInt("WORKER_CONCURRENCY", 0), "jobs run at once (env WORKER_CONCURRENCY; default 1 for cpu, GPUs × --jobs-per-gpu for gpu)")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", config.EnvDuration("WORKER_STOP_TIMEOUT", 30*time.Second), "on SIGTERM, how long running jobs may finish before they are handed back (env WORKER_STOP_TIMEOUT)")
@@ -72,6 +74,9 @@ func Command(c Config) *cobra.Command {
 	fs.StringVar(&o.MemoryLedger, "memory-ledger", config.Env("WORKER_MEMORY_LEDGER", hostmem.DefaultPath), "cpu: the file through which the host's workers share the memory budget (env WORKER_MEMORY_LEDGER)")
 	fs.IntVar(&o.Scheduler.GPUJobsPerGPU, "jobs-per-gpu", config.EnvInt("GPU_JOBS_PER_GPU", 0), "gpu: most jobs that share one GPU at once, while their memory estimates fit (1: one job per GPU); scheduler: the GPU workers' limit, for its wait estimates (env GPU_JOBS_PER_GPU; default 4)")
 	fs.StringVar(&o.EstimatesFile, "estimates-file", config.Env("ESTIMATES_FILE", ""), "scheduler: keep the learned run-time estimates in this file across restarts (env ESTIMATES_FILE; default: in memory)")
+	fs.StringVar(&o.Bridge.Queue, "job-queue", config.Env("JOB_QUEUE", "job_queue"), "bridge: the RabbitMQ queue the original clients publish jobs to (env JOB_QUEUE; their code says gpu_jobs)")
+	fs.IntVar(&o.Bridge.Prefetch, "bridge-prefetch", config.EnvInt("BRIDGE_PREFETCH", 32), "bridge: messages being started at once (env BRIDGE_PREFETCH)")
+	o.Commands.AddFlags(fs)
 	tc.AddFlags(fs)
 	o.RabbitMQ.AddFlags(fs)
 	lc.AddFlags(fs)
@@ -86,20 +91,24 @@ func start(ctx context.Context, c Config, o Options, tc config.Temporal, logger 
 	o.Kinds, o.Strategy = kinds, c.Strategy
 	// Health first: /healthz answers while the worker waits for its device or for Temporal.
 	h := newHealth()
+	if o.Role == RoleBridge {
+		o.Bridge.metrics = bridge.NewMetrics(h.metrics)
+	}
 	stopHealth, err := h.serve(o.HealthAddr, logger)
 	if err != nil {
 		return err
 	}
 	defer stopHealth()
-	if o.Role != RoleScheduler {
-		runner, closeRunner, err := c.runner(o, cpuImpls, logger)
+	if o.Role != RoleScheduler && o.Role != RoleBridge {
+		a := &assembly{c: c, o: o, logger: logger}
+		runner, closeRunner, err := a.runner(cpuImpls)
 		if err != nil {
 			return err
 		}
 		defer closeRunner()
 		o.Runner = runner
 		if s, ok := runner.(interface{ Slots() int }); ok && o.Concurrency <= 0 {
-			o.Concurrency = s.Slots() // the GPU runner: GPUs × jobs per GPU
+			o.Concurrency = s.Slots() // the GPU runner: GPUs × jobs per GPU; command GPUs: one each
 		}
 		dev := runner.Device()
 		logger.Info("kernel runner ready", zap.String("device", dev.Name), zap.String("memory", formatMem(dev.Memory)))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gpujobs/gpujobs/activities"
 	"github.com/gpujobs/gpujobs/internal/cli"
+	"github.com/gpujobs/gpujobs/internal/command"
 	"github.com/gpujobs/gpujobs/internal/hostmem"
 	"github.com/gpujobs/gpujobs/internal/sysinfo"
 	"github.com/gpujobs/gpujobs/jobs"
@@ -75,24 +76,81 @@ func (c Config) registries() (*jobs.Kinds, *jobs.Impls[jobs.Impl], error) {
 	return kinds, cpu, nil
 }
 
-// runner opens the kernel runner of an executing role.
-func (c Config) runner(o Options, cpu *jobs.Impls[jobs.Impl], logger *zap.Logger) (activities.Runner, func(), error) {
-	switch role := o.Role; role {
-	case RoleCPU:
-		budget := int64(o.MemoryBudget)
-		if budget <= 0 {
-			budget = activities.DefaultMemoryBudget()
-		}
-		ledger := &hostmem.Ledger{Path: o.MemoryLedger, Budget: budget, Available: sysinfo.MemoryAvailable, Margin: 256 << 20}
-		if _, err := ledger.Entries(); err != nil {
-			return nil, nil, err // an unusable ledger path is a configuration mistake
-		}
-		return activities.CPURunner{Impls: cpu, MemLimit: int64(o.MemoryLimit), Ledger: ledger}, func() {}, nil
-	case RoleGPU:
-		if c.GPU == nil {
-			return nil, nil, errors.New("this worker binary has no CUDA support: run bin/worker-gpu (built by make build-gpu) on a GPU node")
-		}
-		return c.GPU(logger)
+// assembly is what an executing worker is built of, beyond its options: the artifact store and
+// the log publisher that command jobs use (nil until configured).
+type assembly struct {
+	c      Config
+	o      Options
+	logger *zap.Logger
+	store  command.Store
+	logs   func(jobID string, attempt int) command.LogWriter
+}
+
+// ledger is the host's memory ledger.
+func (a *assembly) ledger() (*hostmem.Ledger, error) {
+	budget := int64(a.o.MemoryBudget)
+	if budget <= 0 {
+		budget = activities.DefaultMemoryBudget()
 	}
-	return nil, nil, fmt.Errorf("unknown role %q: use scheduler, cpu or gpu", o.Role)
+	l := &hostmem.Ledger{Path: a.o.MemoryLedger, Budget: budget, Available: sysinfo.MemoryAvailable, Margin: 256 << 20}
+	if _, err := l.Entries(); err != nil {
+		return nil, err // an unusable ledger path is a configuration mistake
+	}
+	return l, nil
+}
+
+// runner opens the kernel runner of an executing role. Command jobs are run by the command
+// runner on every executing worker; one without --allow-commands refuses them and says how to
+// allow them.
+func (a *assembly) runner(cpu *jobs.Impls[jobs.Impl]) (activities.Runner, func(), error) {
+	ledger, err := a.ledger()
+	if err != nil {
+		return nil, nil, err
+	}
+	switch role := a.o.Role; role {
+	case RoleCPU:
+		cmd, err := a.commandRunner(nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := cpu.Add(builtin.CommandKind, cmd.Impl()); err != nil {
+			return nil, nil, err
+		}
+		return activities.CPURunner{Impls: cpu, MemLimit: int64(a.o.MemoryLimit), Ledger: ledger}, func() {}, nil
+	case RoleGPU:
+		var base activities.Runner
+		closeBase := func() {}
+		var devices []command.Device
+		switch {
+		case a.o.Commands.GPUDevices != "":
+			if devices, err = command.ParseDevices(a.o.Commands.GPUDevices); err != nil {
+				return nil, nil, fmt.Errorf("--gpu-devices: %w", err)
+			}
+			base = kernelsNone{devices: devices}
+		case a.c.GPU != nil:
+			if base, closeBase, err = a.c.GPU(a.logger); err != nil {
+				return nil, nil, err
+			}
+			if l, ok := base.(interface{ GPUs() []jobs.DeviceInfo }); ok {
+				for _, d := range l.GPUs() {
+					devices = append(devices, command.Device{Index: d.Index, Memory: d.Memory})
+				}
+			}
+		default:
+			return nil, nil, errors.New("this worker binary has no CUDA support: run bin/worker-gpu (built by make build-gpu) on a GPU node, or give --gpu-devices to run only command jobs on the GPUs")
+		}
+		cmd, err := a.commandRunner(command.NewDevices(devices))
+		if err != nil {
+			closeBase()
+			return nil, nil, err
+		}
+		impls := jobs.NewImpls[jobs.Impl](jobs.WorkerTypeGPU)
+		if err := impls.Add(builtin.CommandKind, cmd.Impl()); err != nil {
+			closeBase()
+			return nil, nil, err
+		}
+		own := ownKinds{CPURunner: activities.CPURunner{Impls: impls, MemLimit: int64(a.o.MemoryLimit), Ledger: ledger}, device: base.Device()}
+		return withKinds{Runner: base, own: own, slots: len(devices)}, closeBase, nil
+	}
+	return nil, nil, fmt.Errorf("unknown role %q: use scheduler, cpu, gpu or bridge", a.o.Role)
 }

@@ -22,7 +22,9 @@ type health struct {
 	client  atomic.Pointer[client.Client] // set once connected
 	polling atomic.Bool
 	wedged  func() int64 // executing roles: kernels that would not stop
-	metrics *prometheus.Registry
+	// consuming, when set, must also hold for readiness (the bridge: consuming its queue).
+	consuming func() bool
+	metrics   *prometheus.Registry
 }
 
 func newHealth() *health {
@@ -48,6 +50,10 @@ func (h *health) handler() http.Handler {
 		}
 		if h.wedged != nil && h.wedged() > 0 {
 			http.Error(w, fmt.Sprintf("%d stalled kernel(s) did not stop: restart the worker", h.wedged()), http.StatusServiceUnavailable)
+			return
+		}
+		if h.consuming != nil && !h.consuming() {
+			http.Error(w, "not consuming the job queue (RabbitMQ unreachable?)", http.StatusServiceUnavailable)
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

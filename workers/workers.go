@@ -57,8 +57,10 @@ type Options struct {
 	EstimatesFile string
 	// HealthAddr serves /healthz and /readyz when set, e.g. ":8081".
 	HealthAddr string
+	// Bridge configures the bridge role.
+	Bridge BridgeOptions
 	// HeartbeatThrottle caps how long a heartbeat (and so the notice of a cancel) is held back by
-	// the SDK. Default 1s.
+	// the SDK. Default 500ms: a cancel reaches a running job within about a second.
 	HeartbeatThrottle time.Duration
 	// MemoryLimit is the most memory one job of a CPU worker may use; 0 means the host's budget.
 	MemoryLimit config.Bytes
@@ -66,6 +68,8 @@ type Options struct {
 	// through the ledger at MemoryLedger; 0 means 80% of the machine's (or container's) memory.
 	MemoryBudget config.Bytes
 	MemoryLedger string
+	// Commands are the command kind's settings (cpu and gpu roles).
+	Commands CommandOptions
 }
 
 // run polls the role's task queue until ctx is done, then drains: it stops polling and gives
@@ -78,7 +82,10 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 		o.Concurrency = 1
 	}
 	if o.HeartbeatThrottle <= 0 {
-		o.HeartbeatThrottle = time.Second
+		o.HeartbeatThrottle = 500 * time.Millisecond
+	}
+	if o.Role == RoleBridge {
+		return runBridge(ctx, c, o, h, logger)
 	}
 	wo := worker.Options{Identity: o.WorkerID, WorkerStopTimeout: o.StopTimeout, MaxHeartbeatThrottleInterval: o.HeartbeatThrottle}
 	var w worker.Worker
@@ -90,6 +97,7 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 		defer pub.Close()
 		w = worker.New(c, jobs.JobQueue, wo)
 		w.RegisterWorkflowWithOptions(workflows.JobWorkflow, workflow.RegisterOptions{Name: workflows.JobWorkflowName})
+		w.RegisterWorkflowWithOptions(workflows.SweepWorkflow, workflow.RegisterOptions{Name: workflows.SweepWorkflowName})
 		model := estimate.NewModel()
 		if o.EstimatesFile != "" {
 			if err := model.Load(o.EstimatesFile); err != nil {
@@ -113,14 +121,15 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 		}
 		wo.MaxConcurrentActivityExecutionSize = o.Concurrency
 		w = worker.New(c, queue, wo)
-		ex := &activities.Executor{Kinds: o.Kinds, Runner: o.Runner, WorkerID: o.WorkerID, Logger: logger}
+		ex := &activities.Executor{Kinds: o.Kinds, Runner: o.Runner, WorkerID: o.WorkerID, Logger: logger,
+			Notify: func(jobID string, hb jobs.Heartbeat) { notifyJob(c, jobID, hb, logger) }}
 		h.wedged = ex.Wedged
 		promauto.With(h.metrics).NewGaugeFunc(prometheus.GaugeOpts{Name: "gpujobs_worker_wedged_kernels",
 			Help: "Kernels that did not stop when told to (stalled) and still run; the worker is not ready while there is one."},
 			func() float64 { return float64(ex.Wedged()) })
 		w.RegisterActivityWithOptions(ex.Execute, activity.RegisterOptions{Name: workflows.ExecuteActivity})
 	default:
-		return fmt.Errorf("unknown role %q: use scheduler, cpu or gpu", o.Role)
+		return fmt.Errorf("unknown role %q: use scheduler, cpu, gpu or bridge", o.Role)
 	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start %s worker: %w", o.Role, err)
@@ -133,4 +142,13 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 		w.Stop()
 		logger.Info("worker stopped")
 	}, logger)
+}
+
+// notifyJob signals a job's workflow with its worker's progress, for the Web UI; best effort.
+func notifyJob(c client.Client, jobID string, hb jobs.Heartbeat, logger *zap.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.SignalWorkflow(ctx, jobID, "", workflows.ProgressSignal, hb); err != nil {
+		logger.Debug("progress not signalled", zap.String("job_id", jobID), zap.Error(err))
+	}
 }

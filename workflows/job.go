@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -29,6 +30,11 @@ type ExecuteInput struct {
 // StateQuery is the query that returns a running job's JobState.
 const StateQuery = "state"
 
+// ProgressSignal carries a worker's jobs.Heartbeat to the job's workflow now and then (when a
+// job starts on a worker, and when its progress moved), so the workflow's current details in the
+// Web UI say where it runs and how far it is.
+const ProgressSignal = "progress"
+
 // Stages of a job, as StateQuery reports them.
 const (
 	StageScheduling    = "scheduling"
@@ -50,6 +56,15 @@ type JobState struct {
 	// did not (invalid params, unknown kind): what a client that does not know the kind waits for.
 	Scheduled bool   `json:"scheduled,omitempty"`
 	Rejected  string `json:"rejected,omitempty"`
+	// Worker is the worker's last word on the job (who runs it, its progress), from its signals;
+	// StartedAt is when the first came.
+	Worker    *jobs.Heartbeat `json:"worker,omitempty"`
+	StartedAt time.Time       `json:"started_at,omitzero"`
+	// Queue, Priority and Total place the job for predictions of when queued jobs start: the
+	// task queue it is on, its priority, and the time it is expected to take there.
+	Queue    string        `json:"queue,omitempty"`
+	Priority int           `json:"priority,omitempty"`
+	Total    time.Duration `json:"total,omitempty"`
 }
 
 // Timeouts and retries of the steps around the kernel.
@@ -88,6 +103,7 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 		RequestedDevice: req.EffectiveDevice(),
 		Priority:        req.EffectivePriority(),
 		Tenant:          req.Tenant,
+		SweepID:         req.SweepID,
 	}
 	if res.SubmitTime.IsZero() {
 		res.SubmitTime = info.WorkflowStartTime
@@ -96,6 +112,7 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 	if err := workflow.SetQueryHandler(ctx, StateQuery, func() (JobState, error) { return j.state, nil }); err != nil {
 		return res, err
 	}
+	j.listen()
 	if decodeErr != nil {
 		j.state.Rejected = decodeErr.Error()
 		return j.finish(res, temporal.NewNonRetryableApplicationError(decodeErr.Error(), jobs.ErrInvalidParams, nil))
@@ -103,6 +120,7 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 
 	var d scheduling.Decision
 	sctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		Summary:                fmt.Sprintf("validate %s and choose a device (policy %s)", req.JobType, req.EffectiveDevice()),
 		ScheduleToCloseTimeout: scheduleWindow,
 		StartToCloseTimeout:    30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -121,9 +139,12 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 	res.Fallback = d.Fallback
 	res.ScheduleReason = d.Reason
 	res.EstimatedTime = d.EstimatedTime
+	res.PredictedStart = workflow.Now(ctx).Add(d.Wait)
+	res.PredictedEnd = res.PredictedStart.Add(d.Total)
 	upsertWorkerType(ctx, d.WorkerType)
 
-	j.enter(StageExecuting, "on "+d.Queue)
+	j.state.Queue, j.state.Priority, j.state.Total = d.Queue, req.EffectivePriority(), d.Total
+	j.enter(StageExecuting, fmt.Sprintf("sent to %s: %s", d.Queue, d.Reason))
 	out, err := j.execute(req, d)
 	if err != nil && d.WorkerType == jobs.WorkerTypeGPU && req.EffectiveDevice() != jobs.DeviceRequireGPU {
 		if why := gpuFallbackReason(err, d); why != "" {
@@ -132,6 +153,7 @@ func JobWorkflow(ctx workflow.Context, input json.RawMessage) (jobs.Result, erro
 			res.Fallback, res.ScheduleReason, res.EstimatedTime = d.Fallback, d.Reason, d.EstimatedTime
 			workflow.GetLogger(ctx).Info("falling back to CPU", "reason", d.Fallback)
 			upsertWorkerType(ctx, d.WorkerType)
+			j.state.Queue, j.state.Total, j.state.Worker = d.Queue, d.Total, nil
 			j.enter(StageExecuting, "on "+d.Queue)
 			out, err = j.execute(req, d)
 		}
@@ -163,6 +185,44 @@ type job struct {
 
 func (j *job) enter(stage, detail string) {
 	j.state.Stage, j.state.Detail, j.state.Since = stage, detail, workflow.Now(j.ctx)
+	j.showDetails()
+}
+
+// showDetails sets the workflow's current details, the Web UI's account of where the job
+// stands, from its state.
+func (j *job) showDetails() {
+	line := "**" + strings.ReplaceAll(j.state.Stage, "_", " ") + "**"
+	if j.state.Detail != "" {
+		line += ": " + j.state.Detail
+	}
+	if w := j.state.Worker; w != nil && j.state.Stage == StageExecuting {
+		line += fmt.Sprintf("\n\nrunning on **%s** (%s, %s)", w.WorkerID, w.WorkerType, w.Device)
+		if w.Total > 0 {
+			line += fmt.Sprintf(", step %d of %d", w.Iteration, w.Total)
+		}
+		if w.Loss != nil {
+			line += fmt.Sprintf(", loss %.4g", *w.Loss)
+		}
+	}
+	workflow.SetCurrentDetails(j.ctx, line)
+}
+
+// listen keeps the state up to date with the workers' progress signals.
+func (j *job) listen() {
+	ch := workflow.GetSignalChannel(j.ctx, ProgressSignal)
+	workflow.Go(j.ctx, func(ctx workflow.Context) {
+		for {
+			var hb jobs.Heartbeat
+			if !ch.Receive(ctx, &hb) {
+				return
+			}
+			if j.state.Worker == nil {
+				j.state.StartedAt = workflow.Now(ctx)
+			}
+			j.state.Worker = &hb
+			j.showDetails()
+		}
+	})
 }
 
 // DecodeRequest reads the workflow's input. Its errors name what could not be read; the request
@@ -274,7 +334,7 @@ func (j *job) execute(req jobs.Request, d scheduling.Decision) (jobs.Result, err
 				jobs.ErrNoImplementation, jobs.ErrResourceBusy},
 		},
 		Priority: temporal.Priority{PriorityKey: req.EffectivePriority(), FairnessKey: req.Tenant},
-		Summary:  fmt.Sprintf("%s on %s", req.JobType, d.Queue),
+		Summary:  fmt.Sprintf("run %s on a %s worker (%s)", req.JobType, strings.ToUpper(d.WorkerType), d.Queue),
 	})
 	in := ExecuteInput{JobID: req.JobID, JobType: req.JobType, Params: d.Params, EstimatedTime: d.EstimatedTime}
 	wait := busyWaitFirst
@@ -299,6 +359,8 @@ func withJob(r, job jobs.Result) jobs.Result {
 	r.JobID, r.JobType, r.Params = job.JobID, job.JobType, job.Params
 	r.SubmitTime, r.RequestedDevice, r.Priority, r.Tenant = job.SubmitTime, job.RequestedDevice, job.Priority, job.Tenant
 	r.Fallback, r.ScheduleReason, r.EstimatedTime = job.Fallback, job.ScheduleReason, job.EstimatedTime
+	r.PredictedStart, r.PredictedEnd = job.PredictedStart, job.PredictedEnd
+	r.SweepID = job.SweepID
 	return r
 }
 
@@ -396,6 +458,25 @@ func (j *job) publish(res jobs.Result) {
 		err = workflow.ExecuteActivity(actx, PublishActivity, res).Get(ctx, nil)
 	}
 	j.enter(StageDone, res.Status)
+}
+
+// PublishedResult returns the result that a JobWorkflow's error carries (the one it published),
+// if it does.
+func PublishedResult(err error) (res jobs.Result, ok bool) {
+	defer func() {
+		if recover() != nil { // details of another type, from a workflow that is not a JobWorkflow
+			res, ok = jobs.Result{}, false
+		}
+	}()
+	var appErr *temporal.ApplicationError
+	var canceled *temporal.CanceledError
+	switch {
+	case errors.As(err, &appErr) && appErr.HasDetails():
+		ok = appErr.Details(&res) == nil
+	case errors.As(err, &canceled) && canceled.HasDetails():
+		ok = canceled.Details(&res) == nil
+	}
+	return res, ok && res.JobID != ""
 }
 
 // Message is an error's innermost message, without Temporal's wrapping.

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // Env returns the environment variable name, or def when it is unset or empty.
@@ -90,26 +92,8 @@ func envParse[T any](name string, def T, parse func(string) (T, error), want str
 	return v
 }
 
-// ParseBytes reads a size: a number of bytes, or a number with a unit B, KiB, MiB, GiB, TiB (or
-// K, M, G, T, KB, MB, GB, TB, all binary).
-func ParseBytes(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	num, unit := s, ""
-	if i >= 0 {
-		num, unit = s[:i], strings.ToUpper(strings.TrimSpace(s[i:]))
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v < 0 || num == "" {
-		return 0, fmt.Errorf("size %q: want a number of bytes or a number with a unit such as 8GiB", s)
-	}
-	shift, ok := map[string]uint{"": 0, "B": 0, "K": 10, "KB": 10, "KIB": 10, "M": 20, "MB": 20, "MIB": 20,
-		"G": 30, "GB": 30, "GIB": 30, "T": 40, "TB": 40, "TIB": 40}[unit]
-	if !ok {
-		return 0, fmt.Errorf("size %q: unknown unit %q, use B, KiB, MiB, GiB or TiB", s, unit)
-	}
-	return int64(v * float64(uint64(1)<<shift)), nil
-}
+// ParseBytes reads a size such as 8GiB (see jobs.ParseBytes).
+func ParseBytes(s string) (int64, error) { return jobs.ParseBytes(s) }
 
 // Bytes is a flag value holding a size, e.g. --memory-limit 8GiB.
 type Bytes int64
@@ -168,6 +152,11 @@ func (t *Temporal) AddFlags(fs *pflag.FlagSet) {
 // WorkflowURL links to a workflow in the Web UI.
 func (t Temporal) WorkflowURL(workflowID string) string {
 	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", t.UIURL, url.PathEscape(t.Namespace), url.PathEscape(workflowID))
+}
+
+// ScheduleURL links to a schedule in the Web UI.
+func (t Temporal) ScheduleURL(scheduleID string) string {
+	return fmt.Sprintf("%s/namespaces/%s/schedules/%s", t.UIURL, url.PathEscape(t.Namespace), url.PathEscape(scheduleID))
 }
 
 // RabbitMQ says where the result queue lives.

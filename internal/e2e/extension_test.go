@@ -51,7 +51,7 @@ func TestAJobKindAddedOutsideTheRepository(t *testing.T) {
 		t.Errorf("invalid params: exit %d, stderr %q", code, stderr)
 	}
 	_, stderr, code = e.starter(t, "submit", "monte_carl_pi")
-	if code != 1 || !strings.Contains(stderr, `unknown job type "monte_carl_pi": known types are image_processing, matrix_multiply, monte_carlo_pi`) {
+	if code != 1 || !strings.Contains(stderr, `unknown job type "monte_carl_pi": known types are command, image_processing, matrix_multiply, monte_carlo_pi`) {
 		t.Errorf("a misspelt kind: exit %d, stderr %q", code, stderr)
 	}
 

@@ -92,7 +92,16 @@ func (e *environment) startWorker(t testing.TB, role, id string, extra ...string
 // starter runs the starter binary to completion and returns its stdout, stderr and exit code.
 func (e *environment) starter(t testing.TB, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	return e.starterRaw(t, append(args, "--temporal-address", e.address)...)
+	// The address goes before a "--", after which a command job's program begins.
+	at := len(args)
+	for i, a := range args {
+		if a == "--" {
+			at = i
+			break
+		}
+	}
+	full := append(append(append([]string{}, args[:at]...), "--temporal-address", e.address), args[at:]...)
+	return e.starterRaw(t, full...)
 }
 
 // dial returns a Temporal client for the test's dev server.

@@ -22,7 +22,7 @@ import (
 // submitJSON runs `starter submit ... --wait --json` and returns the one result it prints.
 func (e *environment) submitJSON(t *testing.T, args ...string) jobs.Result {
 	t.Helper()
-	out, stderr, code := e.starter(t, append(append([]string{"submit"}, args...), "--wait", "--json")...)
+	out, stderr, code := e.starter(t, append([]string{"submit", "--wait", "--json"}, args...)...)
 	var r jobs.Result
 	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &r); err != nil {
 		t.Fatalf("starter submit %v: exit %d, stdout %q, stderr %q: %v", args, code, out, stderr, err)
@@ -209,7 +209,7 @@ func TestStarterErrorsAreOneClearLine(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"submit", "sorting"}, `unknown job type "sorting": known types are image_processing, matrix_multiply, neural_network, vector_addition`},
+		{[]string{"submit", "sorting"}, `unknown job type "sorting": known types are command, image_processing, matrix_multiply, neural_network, vector_addition`},
 		{[]string{"submit", "matrix_multiply", "--params", "{nope"}, "--params is not a JSON object"},
 		{[]string{"submit", "matrix_multiply", "--epochs", "3"}, "invalid epochs: unknown field, known fields are size, iterations, precision, seed"},
 		{[]string{"submit", "matrix_multiply", "--device", "tpu"}, `invalid device "tpu": allowed gpu, gpu!, cpu, auto`},

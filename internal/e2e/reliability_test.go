@@ -99,7 +99,7 @@ func gauge(addr, name string) (float64, bool) {
 // submitIDs runs `starter submit ... --json` and returns the accepted job IDs.
 func (e *environment) submitIDs(t *testing.T, args ...string) []string {
 	t.Helper()
-	out, stderr, code := e.starter(t, append(append([]string{"submit"}, args...), "--json")...)
+	out, stderr, code := e.starter(t, append([]string{"submit", "--json"}, args...)...)
 	if code != 0 {
 		t.Fatalf("starter submit %v: exit %d, %s", args, code, stderr)
 	}

@@ -98,6 +98,10 @@ func Build(s Spec, known *jobs.Kinds) (jobs.Request, error) {
 	return req, req.Validate()
 }
 
+// ErrJobExists is Submit's error for a job ID that was used before: job IDs are never reused, so
+// a client that retries a submission (the RabbitMQ bridge after a redelivery) starts nothing twice.
+var ErrJobExists = errors.New("job IDs are never reused")
+
 // Submit starts the job's workflow. A job ID that exists already is an error: job IDs are never
 // reused, so resubmitting with the same --id is safe.
 func Submit(ctx context.Context, c client.Client, req jobs.Request) error {
@@ -109,10 +113,11 @@ func Submit(ctx context.Context, c client.Client, req jobs.Request) error {
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		Priority:                                 temporal.Priority{PriorityKey: req.EffectivePriority(), FairnessKey: req.Tenant},
 		TypedSearchAttributes:                    SearchAttributes(req),
+		StaticSummary:                            workflows.Summary(req),
 	}, workflows.JobWorkflowName, req)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
-		return fmt.Errorf("job %s exists already: job IDs are never reused", req.JobID)
+		return fmt.Errorf("job %s exists already: %w", req.JobID, ErrJobExists)
 	}
 	if err != nil {
 		return fmt.Errorf("submit %s: %w", req.JobID, err)
@@ -163,13 +168,9 @@ func Await(ctx context.Context, c client.Client, jobID string) (jobs.Result, err
 		return res, fmt.Errorf("wait for %s: %w", jobID, err)
 	}
 	// The workflow's error carries the result it published: show that one, as the monitor does.
-	if appErr != nil && appErr.HasDetails() && appErr.Details(&res) == nil && res.JobID != "" {
-		return res, nil
+	if pub, ok := workflows.PublishedResult(err); ok {
+		return pub, nil
 	}
-	if canceled != nil && canceled.HasDetails() && canceled.Details(&res) == nil && res.JobID != "" {
-		return res, nil
-	}
-	res = jobs.Result{}
 	// Terminated from outside (or by an older gpujobs): rebuild what can be known.
 	res.JobID, res.Status = jobID, jobs.StatusFailed
 	res.ErrorType, res.Error = workflows.Classify(err)

@@ -29,6 +29,9 @@ const (
 	StateTimedOut   = "timed_out"
 )
 
+// State names a workflow's execution status as a job state.
+func State(s enumspb.WorkflowExecutionStatus) string { return state(s) }
+
 func state(s enumspb.WorkflowExecutionStatus) string {
 	switch s {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
@@ -69,6 +72,9 @@ type Status struct {
 	Activity *ActivityStatus `json:"activity,omitempty"`
 	// Publish is the publishing of the result while the broker has not taken it, if it is so.
 	Publish *ActivityStatus `json:"publish,omitempty"`
+	// Prediction is where a job waiting for a worker stands, and when it should start and end
+	// (see Predict; set by the caller).
+	Prediction *Prediction `json:"prediction,omitempty"`
 	// Result is set once the job ended.
 	Result *jobs.Result `json:"result,omitempty"`
 }
@@ -128,6 +134,30 @@ func GetStatus(ctx context.Context, c client.Client, jobID string) (Status, erro
 		st.Result = &res
 	}
 	return st, nil
+}
+
+// Queued says whether the job waits for a worker, and on which queue.
+func (st Status) Queued() (string, bool) {
+	if st.Stage == nil || st.Stage.Queue == "" || st.Stage.Worker != nil {
+		return "", false
+	}
+	return st.Stage.Queue, st.Stage.Stage == workflows.StageExecuting || st.Stage.Stage == workflows.StageWaitingMemory
+}
+
+// WithPrediction adds the job's prediction to st when it waits for a worker.
+func WithPrediction(ctx context.Context, c client.Client, namespace string, st Status) Status {
+	queue, ok := st.Queued()
+	if !ok {
+		return st
+	}
+	preds, err := Predict(ctx, c, namespace, queue, time.Now())
+	if err != nil {
+		return st
+	}
+	if p, ok := preds[st.JobID]; ok {
+		st.Prediction = &p
+	}
+	return st
 }
 
 // stage asks the job's workflow what it is doing; nil when it cannot say within a second (no
@@ -254,20 +284,5 @@ func Cancel(ctx context.Context, c client.Client, jobID string) error {
 
 // SearchAttributes are the ones a job is submitted with.
 func SearchAttributes(req jobs.Request) temporal.SearchAttributes {
-	updates := []temporal.SearchAttributeUpdate{
-		workflows.SearchJobType.ValueSet(req.JobType),
-		workflows.SearchDevice.ValueSet(req.EffectiveDevice()),
-		workflows.SearchPriority.ValueSet(int64(req.EffectivePriority())),
-	}
-	if req.Tenant != "" {
-		updates = append(updates, workflows.SearchTenant.ValueSet(req.Tenant))
-	}
-	// Where the job goes is known up front for these policies; the others learn it when scheduled.
-	switch req.EffectiveDevice() {
-	case jobs.DeviceCPU:
-		updates = append(updates, workflows.SearchWorkerType.ValueSet(jobs.WorkerTypeCPU))
-	case jobs.DeviceRequireGPU:
-		updates = append(updates, workflows.SearchWorkerType.ValueSet(jobs.WorkerTypeGPU))
-	}
-	return temporal.NewSearchAttributes(updates...)
+	return workflows.SearchAttributes(req)
 }

@@ -30,6 +30,7 @@ type Aggregator struct {
 	counters  Counters
 	// rejectedAtLoad counts the lines of the store that were skipped at start.
 	rejectedAtLoad int
+	prices         Prices // for the usage's cost
 }
 
 // Counters count the deliveries that did not become results. The consumer keeps them beside

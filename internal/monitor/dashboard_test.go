@@ -329,3 +329,30 @@ func TestDashboardShowsAnUnknownKindsHeadlineMetric(t *testing.T) {
 		t.Errorf("groups %+v: want the kind's rate unit", g)
 	}
 }
+
+// The dashboard's usage table shows /api/usage's numbers per tenant.
+func TestDashboardShowsUsagePerTenant(t *testing.T) {
+	bin := chromiumPath(t)
+	ts, agg := dashboardServer(t)
+	doc, err := html.Parse(bytes.NewReader(headless(t, bin, ts.URL+"/", "--dump-dom")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := agg.Usage(time.Time{}, time.Time{})
+	if len(u.Tenants) == 0 {
+		t.Fatal("the fixture has no usage")
+	}
+	for _, tu := range u.Tenants {
+		row := find(doc, func(n *html.Node) bool {
+			return n.Data == "tr" && hasClass(n, "usage-tenant") && attr(n, "data-tenant") == tu.Tenant
+		})
+		if row == nil {
+			t.Errorf("no usage row for tenant %q", tu.Tenant)
+			continue
+		}
+		cells := findAll(row, func(n *html.Node) bool { return n.Data == "td" && attr(n, "data-value") != "" })
+		if len(cells) < 3 || num(t, attr(cells[0], "data-value")) != float64(tu.Jobs) || !roughly(num(t, attr(cells[2], "data-value")), tu.GPUSeconds, 1e-9) {
+			t.Errorf("tenant %q row %q, API %+v", tu.Tenant, text(row), tu.UsageCounts)
+		}
+	}
+}

@@ -72,7 +72,7 @@ func FuzzParseRecord(f *testing.F) {
 			}
 		}
 		var md strings.Builder
-		if err := writeMarkdown(&md, "fuzz", a.Stats(), a.Speedup(), nil); err != nil {
+		if err := writeMarkdown(&md, "fuzz", a.Stats(), a.Speedup(), a.Usage(time.Time{}, time.Time{}), nil); err != nil {
 			t.Fatal(err)
 		}
 		if s := md.String(); strings.Contains(s, "Inf") || strings.Contains(s, "NaN") {

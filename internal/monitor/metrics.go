@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"cmp"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -20,6 +22,8 @@ type Metrics struct {
 	rejected   prometheus.Counter
 	batches    prometheus.Histogram
 	connected  prometheus.Gauge
+	usageSecs  *prometheus.CounterVec
+	tenantJobs *prometheus.CounterVec
 	gpuUtil    *prometheus.HistogramVec
 	gpuMem     *prometheus.HistogramVec
 
@@ -69,6 +73,14 @@ func NewMetrics() *Metrics {
 			Name: "gpujobs_monitor_rabbitmq_connected",
 			Help: "1 while the monitor consumes the result queue.",
 		}),
+		usageSecs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpujobs_tenant_device_seconds_total",
+			Help: "Device-seconds used per tenant (\"none\": jobs without one) and job type: kind processing is completed jobs' kernel time, occupancy the time a worker held its device for a job.",
+		}, []string{"tenant", "job_type", "device", "kind"}),
+		tenantJobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpujobs_tenant_jobs_total",
+			Help: "Jobs per tenant, job type and status (failures and cancellations included).",
+		}, []string{"tenant", "job_type", "status"}),
 		gpuUtil: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gpujobs_gpu_utilization_percent",
 			Help:    "Mean GPU utilisation (NVML: percent of time a kernel ran) of completed GPU jobs, device-wide.",
@@ -81,7 +93,7 @@ func NewMetrics() *Metrics {
 		}, []string{"job_type"}),
 	}
 	m.Registry.MustRegister(m.results, m.processing, m.fallbacks, m.duplicates, m.malformed, m.rejected, m.storeRejected, m.batches, m.connected,
-		m.gpuUtil, m.gpuMem,
+		m.gpuUtil, m.gpuMem, m.usageSecs, m.tenantJobs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -91,6 +103,14 @@ func (m *Metrics) observe(r jobs.Result, workerType string) {
 	m.processing.WithLabelValues(r.JobType, workerType, r.Status).Observe(r.ProcessingTime)
 	if r.Fallback != "" {
 		m.fallbacks.WithLabelValues(r.JobType).Inc()
+	}
+	tenant := cmp.Or(r.Tenant, "none")
+	m.tenantJobs.WithLabelValues(tenant, r.JobType, r.Status).Inc()
+	if r.WorkerType != "" {
+		if r.Status == jobs.StatusCompleted {
+			m.usageSecs.WithLabelValues(tenant, r.JobType, r.WorkerType, "processing").Add(r.ProcessingTime)
+		}
+		m.usageSecs.WithLabelValues(tenant, r.JobType, r.WorkerType, "occupancy").Add(occupancy(r))
 	}
 	if r.Status == jobs.StatusCompleted && r.GPUUtilizationMean != nil {
 		m.gpuUtil.WithLabelValues(r.JobType).Observe(*r.GPUUtilizationMean)

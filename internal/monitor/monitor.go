@@ -41,6 +41,8 @@ type Options struct {
 	// proxy stands in front.
 	Token          string
 	InsecureNoAuth bool
+	// Prices turn the usage's device-hours into cost (--price gpu=2.50,cpu=0.04).
+	Prices Prices
 }
 
 // Serve runs the monitor until ctx ends: it loads the store, then consumes the result queue and
@@ -92,6 +94,7 @@ func Serve(ctx context.Context, o Options, logger *zap.Logger) error {
 	var consumer *Consumer
 	srv := NewServer(agg, metrics, func() bool { return consumer.Connected() }, o.StorePath, logger)
 	srv.SetLogs(logStore, logConsumer.Connected)
+	agg.SetPrices(o.Prices)
 	consumer = NewConsumer(o.Consumer, store, agg, logger, srv.Notify)
 	handler := srv.Handler()
 	if o.Token != "" {

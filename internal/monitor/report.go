@@ -52,7 +52,9 @@ func WriteReport(dir, source string, agg *Aggregator, charts ...Chart) ([]string
 		written = append(written, path)
 		return nil
 	}
-	if err := write(ReportMarkdown, func(w io.Writer) error { return writeMarkdown(w, source, stats, speed, charts) }); err != nil {
+	if err := write(ReportMarkdown, func(w io.Writer) error {
+		return writeMarkdown(w, source, stats, speed, agg.Usage(time.Time{}, time.Time{}), charts)
+	}); err != nil {
 		return written, err
 	}
 	if err := write(ReportCSV, func(w io.Writer) error { return writeCSV(w, results) }); err != nil {
@@ -66,7 +68,7 @@ func WriteReport(dir, source string, agg *Aggregator, charts ...Chart) ([]string
 	return written, nil
 }
 
-func writeMarkdown(w io.Writer, source string, s Stats, sp Speedups, charts []Chart) error {
+func writeMarkdown(w io.Writer, source string, s Stats, sp Speedups, u Usage, charts []Chart) error {
 	var b strings.Builder
 	t := s.Totals
 	fmt.Fprintf(&b, "# gpujobs results report\n\nGenerated %s from `%s`.\n\n", s.GeneratedAt.Format(time.RFC3339), source)
@@ -120,6 +122,7 @@ func writeMarkdown(w io.Writer, source string, s Stats, sp Speedups, charts []Ch
 		fmt.Fprintf(&b, "\n![%s](%s)\n", c.Caption, c.File)
 	}
 
+	writeUsage(&b, u)
 	b.WriteString("\n## Failures by error type\n\n")
 	if len(s.Failures) == 0 {
 		b.WriteString("None.\n")
@@ -192,4 +195,28 @@ func writeCSV(w io.Writer, results []jobs.Result) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// writeUsage is the report's usage section: device-hours and jobs per tenant and job type.
+func writeUsage(b *strings.Builder, u Usage) {
+	b.WriteString("\n## Usage per tenant\n\nDevice-hours: processing is completed jobs' kernel time, occupancy the time a worker held its device for a job (any end).")
+	if len(u.Prices) > 0 {
+		fmt.Fprintf(b, " Cost prices the occupancy at %s per GPU-hour and %s per CPU-hour.", secs(u.Prices[jobs.WorkerTypeGPU]), secs(u.Prices[jobs.WorkerTypeCPU]))
+	}
+	b.WriteString("\n\n| tenant | job type | jobs | completed | failed | canceled | GPU h | CPU h | GPU occupancy h | CPU occupancy h | cost |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	row := func(tenant, jobType string, c UsageCounts) {
+		fmt.Fprintf(b, "| %s | %s | %d | %d | %d | %d | %s | %s | %s | %s | %s |\n", tenant, jobType, c.Jobs, c.Completed, c.Failed, c.Canceled,
+			secs(c.GPUSeconds/3600), secs(c.CPUSeconds/3600), secs(c.GPUOccupancySeconds/3600), secs(c.CPUOccupancySeconds/3600), secs(c.Cost))
+	}
+	for _, t := range u.Tenants {
+		name := t.Tenant
+		if name == "" {
+			name = "(none)"
+		}
+		row("**"+name+"**", "all", t.UsageCounts)
+		for _, jt := range t.JobTypes {
+			row("", jt.JobType, jt.UsageCounts)
+		}
+	}
+	row("**total**", "", u.Total)
 }

@@ -39,6 +39,7 @@ type Server struct {
 
 	logs          *LogStore   // job logs (SetLogs); nil: no log endpoints
 	logsConnected func() bool // the log consumer's state
+	sweeps sweepIndex // /api/sweeps (sweeps.go)
 
 	// SummaryEvery is the least time between two summary events of one stream.
 	SummaryEvery time.Duration
@@ -90,6 +91,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/results", s.results)
 	mux.HandleFunc("GET /api/speedup", s.speedup)
 	mux.HandleFunc("GET /api/failed", s.failed)
+	mux.HandleFunc("GET /api/sweeps", s.sweepsAPI)
+	mux.HandleFunc("GET /api/usage", s.usage)
 	mux.HandleFunc("GET /api/events", s.events)
 	mux.HandleFunc("GET /healthz", s.health)
 	if s.logs != nil {

@@ -95,7 +95,7 @@ func TestGPUTelemetryAggregates(t *testing.T) {
 	}
 
 	var md strings.Builder
-	if err := writeMarkdown(&md, "r.jsonl", s, agg.Speedup(), nil); err != nil {
+	if err := writeMarkdown(&md, "r.jsonl", s, agg.Speedup(), Usage{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(md.String(), "| 50 % / 90 % | 3.0 GiB |") {

@@ -153,7 +153,54 @@ func Validate(r jobs.Result, now time.Time) error {
 	if p := bytes.TrimSpace(r.Params); len(p) > 0 && p[0] != '{' && !bytes.Equal(p, []byte("null")) {
 		return fmt.Errorf("params %.40s: want a JSON object", p)
 	}
+	if err := validateCommandFields(r); err != nil {
+		return err
+	}
 	return validateTimes(r, now)
+}
+
+// latestPrediction bounds the scheduler's predictions (a huge job's end may lie far ahead).
+var latestPrediction = time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// validateCommandFields checks what command jobs and predictions add to a result.
+func validateCommandFields(r jobs.Result) error {
+	if len(r.Artifacts) > 10000 {
+		return fmt.Errorf("%d artifacts: want at most 10000", len(r.Artifacts))
+	}
+	for _, a := range r.Artifacts {
+		if err := checkName("artifact name", a.Name, true); err != nil {
+			return err
+		}
+		if a.Size < 0 || len(a.SHA256) != 64 || strings.Trim(a.SHA256, "0123456789abcdef") != "" {
+			return fmt.Errorf("artifact %q: want a size of 0 or more and a sha256 of 64 hex digits", a.Name)
+		}
+	}
+	if r.ExitCode != nil && (*r.ExitCode < -1 || *r.ExitCode > 255) {
+		return fmt.Errorf("exit_code %d: want -1..255", *r.ExitCode)
+	}
+	if len(r.GPUs) > 64 {
+		return fmt.Errorf("%d gpus: want at most 64", len(r.GPUs))
+	}
+	for _, g := range r.GPUs {
+		if g < 0 || g > 1023 {
+			return fmt.Errorf("gpu %d: want a device ordinal 0..1023", g)
+		}
+	}
+	if err := checkName("resumed_from", r.ResumedFrom, false); err != nil {
+		return err
+	}
+	for _, p := range []struct {
+		name string
+		t    time.Time
+	}{{"predicted_start", r.PredictedStart}, {"predicted_end", r.PredictedEnd}} {
+		if !p.t.IsZero() && (p.t.Before(EarliestTime) || p.t.After(latestPrediction)) {
+			return fmt.Errorf("%s %s: want a time between %s and %s", p.name, p.t.Format(time.RFC3339), EarliestTime.Format(time.RFC3339), latestPrediction.Format(time.RFC3339))
+		}
+	}
+	if !r.PredictedStart.IsZero() && r.PredictedEnd.Before(r.PredictedStart) {
+		return fmt.Errorf("predicted_end %s is before predicted_start %s", r.PredictedEnd.Format(time.RFC3339), r.PredictedStart.Format(time.RFC3339))
+	}
+	return nil
 }
 
 func validateTimes(r jobs.Result, now time.Time) error {

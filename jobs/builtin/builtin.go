@@ -1,4 +1,5 @@
-// Package builtin holds the params of gpujobs's four built-in job kinds: their fields and
+// Package builtin holds the params of gpujobs's built-in job kinds (the four benchmarks and
+// command, a program of the user's): their fields and
 // defaults, validation, work estimates and seeded inputs. It is pure Go with no numeric library,
 // so a client validates a built-in job before submitting it without linking any kernel; the
 // implementations are registered per device in kernels (CPU) and kernels/cuda (GPU).
@@ -12,7 +13,7 @@ import (
 
 // Specs returns the specs of the built-in kinds.
 func Specs() []jobs.Spec {
-	return []jobs.Spec{matrixMultiplySpec(), neuralNetworkSpec(), vectorAdditionSpec(), imageProcessingSpec()}
+	return []jobs.Spec{matrixMultiplySpec(), neuralNetworkSpec(), vectorAdditionSpec(), imageProcessingSpec(), commandSpec()}
 }
 
 // Kinds returns a registry of the built-in kinds.

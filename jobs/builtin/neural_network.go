@@ -38,7 +38,8 @@ func neuralNetworkSpec() jobs.Spec {
 		New: func() jobs.Params {
 			return &NeuralNetwork{Epochs: 5, BatchSize: 64, InputSize: 784, HiddenSize: 256, OutputSize: 10, LearningRate: 1e-3, Seed: 42}
 		},
-		Headline: gflops,
+		Headline:    gflops,
+		Checkpoints: true,
 	}
 }
 

@@ -18,6 +18,8 @@ func main() { cli.Main("monitor report", newRoot()) }
 
 func newRoot() *cobra.Command {
 	var store, out string
+	var prices monitor.Prices
+	var sweeps int
 	cmd := &cobra.Command{
 		Use:           "monitor-report",
 		Short:         "Write report.md, results.csv and PNG charts from the results file",
@@ -26,6 +28,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			agg := monitor.NewAggregator(nil)
+			agg.SetPrices(prices)
 			st, err := monitor.ReadStore(store, func(r monitor.Record) { agg.Add(r.Result) })
 			if err != nil {
 				return fmt.Errorf("read results: %w", err)
@@ -42,6 +45,11 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			more, err := monitor.WriteSweepReport(out, agg, sweeps, charts.SweepCurve)
+			paths = append(paths, more...)
+			if err != nil {
+				return err
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d results from %s\n", st.Results, store)
 			for _, p := range paths {
 				fmt.Fprintln(cmd.OutOrStdout(), "wrote", p)
@@ -50,6 +58,8 @@ func newRoot() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&store, "store", config.Env("RESULTS_FILE", monitor.DefaultStorePath), "the results file written by serve (env RESULTS_FILE)")
+	monitor.AddPriceFlag(cmd.Flags(), &prices)
 	cmd.Flags().StringVar(&out, "out", "results", "directory for report.md, results.csv and the charts")
+	cmd.Flags().IntVar(&sweeps, "sweeps", 20, "the report shows this many sweeps, the most recent first, each with its chart (0: all)")
 	return cmd
 }

@@ -80,3 +80,12 @@ func (g gpuRunner) Device() jobs.DeviceInfo {
 func (gpuRunner) Admit(string, jobs.Work) (func() error, error) {
 	return func() error { return nil }, nil
 }
+
+// GPUs lists the node's GPUs, which command jobs get from the worker's book of devices.
+func (g gpuRunner) GPUs() []jobs.DeviceInfo {
+	var out []jobs.DeviceInfo
+	for _, d := range g.Devices() {
+		out = append(out, jobs.DeviceInfo{WorkerType: jobs.WorkerTypeGPU, Name: d.Name, Index: d.Index, ComputeCapability: d.ComputeCapability, Memory: d.Memory})
+	}
+	return out
+}
