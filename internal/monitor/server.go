@@ -39,7 +39,7 @@ type Server struct {
 
 	logs          *LogStore   // job logs (SetLogs); nil: no log endpoints
 	logsConnected func() bool // the log consumer's state
-	sweeps sweepIndex // /api/sweeps (sweeps.go)
+	sweeps        sweepIndex  // /api/sweeps (sweeps.go)
 
 	// SummaryEvery is the least time between two summary events of one stream.
 	SummaryEvery time.Duration
