@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -246,21 +245,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// ParseMessageID splits a message_id of ID into job, attempt and the rest, for logs and tests.
-func ParseMessageID(id string) (job string, attempt int, rest string, ok bool) {
-	i := strings.LastIndexByte(id, '/')
-	if i < 0 {
-		return "", 0, "", false
-	}
-	j := strings.LastIndexByte(id[:i], '/')
-	if j < 0 {
-		return "", 0, "", false
-	}
-	a, err := strconv.Atoi(id[j+1 : i])
-	if err != nil {
-		return "", 0, "", false
-	}
-	return id[:j], a, id[i+1:], true
 }

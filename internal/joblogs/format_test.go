@@ -38,9 +38,6 @@ func TestMessageRoundTrip(t *testing.T) {
 	if id := (Message{JobID: "a/b", Attempt: 1, End: &End{EndSeq: 3}}).ID(); id != "a/b/1/end-3" {
 		t.Errorf("ID of an end %q", id)
 	}
-	if job, a, rest, ok := ParseMessageID("a/b/1/end-3"); !ok || job != "a/b" || a != 1 || rest != "end-3" {
-		t.Errorf("ParseMessageID: %q %d %q %v", job, a, rest, ok)
-	}
 }
 
 func TestDecodeMessageRejects(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 // Limits bound one job attempt's log; zero values mean the defaults.
 type Limits struct {
 	// MaxBytes is the most text kept per job attempt (default 64 MiB); past it the rest is
-	// counted, not kept, and one notice says how much.
+	// counted, not kept, and one notice at Close says how much.
 	MaxBytes int64
 	// MaxLineBytes is the longest line (default 16 KiB, at most MaxLineBytesLimit); a longer
 	// one is split into several lines.
