@@ -24,8 +24,9 @@ type Learner struct {
 	SaveEvery time.Duration
 
 	mu     sync.Mutex
-	timer  *time.Timer // a save is pending
-	saving sync.Mutex  // one save at a time
+	timer  *time.Timer          // a save is pending
+	ends   map[string]time.Time // worker → the end of its last job, for the dispatch gaps
+	saving sync.Mutex           // one save at a time
 	saves  atomic.Int64
 }
 
@@ -34,6 +35,17 @@ func (l *Learner) Learn(r jobs.Result) {
 	if r.Status != jobs.StatusCompleted {
 		return
 	}
+	if r.WorkerID != "" && !r.StartTime.IsZero() {
+		l.mu.Lock()
+		if l.ends == nil {
+			l.ends = map[string]time.Time{}
+		}
+		if prev, ok := l.ends[r.WorkerID]; ok && r.StartTime.After(prev) {
+			l.Model.ObserveGap(r.WorkerType, r.StartTime.Sub(prev).Seconds())
+		}
+		l.ends[r.WorkerID] = r.EndTime
+		l.mu.Unlock()
+	}
 	p, err := l.Kinds.Decode(r.JobType, r.Params)
 	if err != nil {
 		return
@@ -41,6 +53,7 @@ func (l *Learner) Learn(r jobs.Result) {
 	l.Model.Observe(estimate.Observation{
 		JobType: r.JobType, Device: r.WorkerType, Work: p.Work(),
 		Processing: r.ProcessingTime, Transfer: r.TransferTime, DeviceMemory: r.DeviceMemory,
+		Occupancy: occupancy(r),
 	})
 	if l.Path == "" {
 		return
@@ -78,4 +91,12 @@ func (l *Learner) save() {
 	if err := l.Model.Save(l.Path); err != nil {
 		l.Logger.Warn("estimates not saved", zap.Error(err))
 	}
+}
+
+// occupancy is how long r held its worker, seconds (0 when its times do not say).
+func occupancy(r jobs.Result) float64 {
+	if r.StartTime.IsZero() || r.EndTime.Before(r.StartTime) {
+		return 0
+	}
+	return r.EndTime.Sub(r.StartTime).Seconds()
 }

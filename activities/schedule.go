@@ -52,8 +52,11 @@ func (s *Scheduler) Schedule(ctx context.Context, req jobs.Request) (scheduling.
 	}
 	in.CPU.Prediction = model.Predict(req.JobType, estimate.CPU, in.Work)
 	in.GPU.Prediction = model.Predict(req.JobType, estimate.GPU, in.Work)
-	in.CPU.MeanJob, _ = model.MeanProcessing(estimate.CPU)
-	in.GPU.MeanJob, _ = model.MeanProcessing(estimate.GPU)
+	// A job ahead in the queue costs its worker its own time and the dispatch to the next.
+	in.CPU.MeanJob, _ = model.MeanJob(estimate.CPU)
+	in.GPU.MeanJob, _ = model.MeanJob(estimate.GPU)
+	in.CPU.MeanJob += model.Gap(estimate.CPU)
+	in.GPU.MeanJob += model.Gap(estimate.GPU)
 	in.GPU.Share = scheduling.GPUShare(in.Work, model.DeviceMemory(estimate.GPU), s.Options)
 	if req.EffectiveDevice() != jobs.DeviceCPU && req.EffectiveDevice() != jobs.DeviceRequireGPU {
 		// Only policies that choose need the queues' load.

@@ -45,7 +45,8 @@ start() {
 		wait_tcp 127.0.0.1 "$TEMPORAL_PORT" 60 || die "Temporal dev server not up: see run/devserver.log"
 	fi
 	spawn scheduler "$BIN_DIR/worker" --role scheduler --id scheduler-1 --estimates-file "$ROOT/data/estimates.json"
-	spawn cpu-worker "$BIN_DIR/worker" --role cpu --id "cpu-$(hostname)"
+	# The dev stack runs command jobs of python3 and sh, so the examples in examples/commands work at once.
+	spawn cpu-worker "$BIN_DIR/worker" --role cpu --id "cpu-$(hostname)" --allow-commands python3,sh
 	spawn bridge "$BIN_DIR/worker" --role bridge --id bridge-1
 	spawn monitor "$BIN_DIR/monitor" serve --addr "$MONITOR_ADDR" --store "$ROOT/results/results.jsonl"
 	wait_log scheduler "worker polling" 30

@@ -15,7 +15,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/gpujobs/gpujobs/internal/jobclient"
+	"github.com/gpujobs/gpujobs/internal/testutil"
 	"github.com/gpujobs/gpujobs/jobs"
+	"github.com/gpujobs/gpujobs/jobs/builtin"
 )
 
 // The benchmarks run against the same dev server as the e2e tests (make bench sets
@@ -192,7 +194,7 @@ func BenchmarkEstimateError(b *testing.B) {
 		}
 		return r
 	}
-	kinds := kernelsRegistry().Names()
+	kinds := benchKinds()
 	for b.Loop() {
 		for range 20 { // warm-up, interleaved so every type sees the same machine load
 			for _, k := range kinds {
@@ -212,5 +214,82 @@ func BenchmarkEstimateError(b *testing.B) {
 			b.ReportMetric(100*(s[len(s)/2-1]+s[len(s)/2])/2, k+"-median-err-%")
 		}
 		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// benchKinds are the built-in kinds that run kernels (command runs programs).
+func benchKinds() []string {
+	var out []string
+	for _, k := range kernelsRegistry().Names() {
+		if k != builtin.CommandKind {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// BenchmarkPredictionError measures how well a job's predicted end, made when the scheduler
+// placed it, matches its real end, on a mixed backlog of 200 jobs submitted at once, with one
+// and with two CPU workers: |predicted end − actual end| / (actual end − submit), the median and
+// the 90th percentile. The model is warmed up first with 8 jobs of each kind.
+func BenchmarkPredictionError(b *testing.B) {
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("%d-workers", workers), func(b *testing.B) {
+			e := env.isolated(b, env.rabbitURL)
+			b.Cleanup(func() { testutil.DeleteQueues(e.rabbitURL, e.resultQueue) })
+			c := e.dial(b)
+			e.startWorker(b, "scheduler", "sched-pred")
+			for i := range workers {
+				e.startWorker(b, "cpu", fmt.Sprintf("cpu-pred-%d", i))
+			}
+			rng := rand.New(rand.NewPCG(3, 4))
+			params := map[string]func() string{
+				"matrix_multiply": func() string { return fmt.Sprintf(`{"size": %d, "iterations": 3}`, 200+rng.IntN(400)) },
+				"vector_addition": func() string { return fmt.Sprintf(`{"size": %d, "iterations": 10}`, 500_000+rng.IntN(2_000_000)) },
+				"image_processing": func() string {
+					return fmt.Sprintf(`{"batch_size": %d, "image_size": %d, "filters": 16, "iterations": 2}`, 1+rng.IntN(3), 48+rng.IntN(64))
+				},
+				"neural_network": func() string {
+					return fmt.Sprintf(`{"epochs": 1, "batch_size": 64, "samples": %d, "hidden_size": 64}`, 512+64*rng.IntN(24))
+				},
+			}
+			spec := func(kind string) jobclient.Spec {
+				return jobclient.Spec{JobType: kind, Params: params[kind](), Device: "cpu"}
+			}
+			for b.Loop() {
+				var warm []jobclient.Spec
+				for range 8 {
+					for _, k := range benchKinds() {
+						warm = append(warm, spec(k))
+					}
+				}
+				for _, s := range warm { // one at a time: the model learns each kind's rate
+					awaitAll(b, c, submitAll(b, c, []jobclient.Spec{s}))
+				}
+				var backlog []jobclient.Spec
+				for range 50 {
+					for _, k := range benchKinds() {
+						backlog = append(backlog, spec(k))
+					}
+				}
+				rng.Shuffle(len(backlog), func(i, j int) { backlog[i], backlog[j] = backlog[j], backlog[i] })
+				results := awaitAll(b, c, submitAll(b, c, backlog))
+				var errs, signed []float64
+				for _, r := range results {
+					if r.Status != jobs.StatusCompleted || r.PredictedEnd.IsZero() {
+						b.Fatalf("%s: %s, predicted end %s", r.JobID, r.Status, r.PredictedEnd)
+					}
+					actual := r.EndTime.Sub(r.SubmitTime).Seconds()
+					errs = append(errs, math.Abs(r.PredictedEnd.Sub(r.EndTime).Seconds())/actual)
+					signed = append(signed, r.PredictedEnd.Sub(r.EndTime).Seconds()/actual)
+				}
+				sort.Float64s(signed)
+				sort.Float64s(errs)
+				b.ReportMetric(100*errs[len(errs)/2], "median-err-%")
+				b.ReportMetric(100*errs[len(errs)*9/10], "p90-err-%")
+				b.ReportMetric(100*signed[len(signed)/2], "median-bias-%") // < 0: predicted too early
+				b.ReportMetric(0, "ns/op")
+			}
+		})
 	}
 }

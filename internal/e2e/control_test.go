@@ -15,7 +15,7 @@ import (
 )
 
 // submitAll builds and submits jobs through the starter's own code path.
-func submitAll(t *testing.T, c client.Client, specs []jobclient.Spec) []jobs.Request {
+func submitAll(t testing.TB, c client.Client, specs []jobclient.Spec) []jobs.Request {
 	t.Helper()
 	reqs := make([]jobs.Request, len(specs))
 	for i, s := range specs {
@@ -34,7 +34,7 @@ func submitAll(t *testing.T, c client.Client, specs []jobclient.Spec) []jobs.Req
 }
 
 // awaitAll returns the results of reqs, in order.
-func awaitAll(t *testing.T, c client.Client, reqs []jobs.Request) []jobs.Result {
+func awaitAll(t testing.TB, c client.Client, reqs []jobs.Request) []jobs.Result {
 	t.Helper()
 	ids := make([]string, len(reqs))
 	for i, r := range reqs {

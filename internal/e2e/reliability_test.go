@@ -28,7 +28,7 @@ import (
 
 // isolated returns an environment of the test's own: a fresh dev server (so that no other
 // test's workers share its task queues) and a fresh result queue on the broker at rabbitURL.
-func (e *environment) isolated(t *testing.T, rabbitURL string) *environment {
+func (e *environment) isolated(t testing.TB, rabbitURL string) *environment {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(e.logDir, strings.ReplaceAll(t.Name(), "/", "_")+"-devserver.log"))
 	if err != nil {

@@ -100,6 +100,8 @@ type Observation struct {
 	Work       jobs.Work `json:"work"`
 	Processing float64   `json:"processing"` // seconds
 	Transfer   float64   `json:"transfer"`   // seconds
+	// Occupancy is how long the job held its worker, start to end (setup included), seconds.
+	Occupancy float64 `json:"occupancy,omitempty"`
 	// DeviceMemory is the memory of the device that ran it (GPU results), bytes.
 	DeviceMemory int64 `json:"device_memory,omitempty"`
 }
@@ -109,8 +111,37 @@ type Model struct {
 	// Window is how many recent observations per (job type, device) are kept; default 64.
 	Window int
 
-	mu  sync.Mutex
-	obs map[key][]Observation
+	mu   sync.Mutex
+	obs  map[key][]Observation
+	gaps map[string][]float64 // device → recent dispatch gaps, seconds
+}
+
+// ObserveGap records the time a busy worker of device spent between two jobs: from one job's end
+// to the next one's start (Temporal's dispatch and the activity's start and completion).
+func (m *Model) ObserveGap(device string, gap float64) {
+	if !(gap >= 0) || gap > 5 {
+		return // not a busy worker's gap
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gaps == nil {
+		m.gaps = map[string][]float64{}
+	}
+	g := append(m.gaps[device], gap)
+	if n := len(g) - m.window(); n > 0 {
+		g = append([]float64(nil), g[n:]...)
+	}
+	m.gaps[device] = g
+}
+
+// Gap is the median dispatch gap of device's busy workers, 0 before any was seen.
+func (m *Model) Gap(device string) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.gaps[device]) == 0 {
+		return 0
+	}
+	return seconds(median(m.gaps[device]))
 }
 
 type key struct{ jobType, device string }
@@ -164,11 +195,26 @@ func (m *Model) Predict(jobType, device string, w jobs.Work) Prediction {
 		p.Transfer = seconds(fitPredict(tobs, tbase, func(o Observation) (float64, float64) {
 			return float64(o.Work.TransferBytes) / (DefaultPCIe * 1e9), o.Transfer
 		}))
-		p.Total = p.Processing + p.Transfer + seconds(GPUSetup)
+		p.Total = p.Processing + p.Transfer + overhead(obs, GPUSetup)
 	} else {
-		p.Total = p.Processing
+		p.Total = p.Processing + overhead(obs, 0)
 	}
 	return p
+}
+
+// overhead is what a job holds its worker for beyond its kernel and copies (input generation,
+// allocation, a warm-up): the median over the observations that say, else def seconds.
+func overhead(obs []Observation, def float64) time.Duration {
+	var extra []float64
+	for _, o := range obs {
+		if o.Occupancy > 0 {
+			extra = append(extra, max(0, o.Occupancy-o.Processing-o.Transfer))
+		}
+	}
+	if len(extra) == 0 {
+		return seconds(def)
+	}
+	return seconds(median(extra))
 }
 
 // fitPredict predicts y for baseline x0 from (baseline, actual) pairs: a log-log least-squares
@@ -220,9 +266,10 @@ func median(s []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// MeanProcessing is the mean processing time of the recent jobs of any type on device, the
-// figure a backlog is multiplied by; ok is false before any job completed there.
-func (m *Model) MeanProcessing(device string) (d time.Duration, ok bool) {
+// MeanJob is the mean time the recent jobs of any type held a worker of device (their
+// occupancy, or their processing time when that is all they say), the figure a backlog is
+// multiplied by; ok is false before any job completed there.
+func (m *Model) MeanJob(device string) (d time.Duration, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var sum float64
@@ -232,7 +279,7 @@ func (m *Model) MeanProcessing(device string) (d time.Duration, ok bool) {
 			continue
 		}
 		for _, o := range s {
-			sum += o.Processing
+			sum += max(o.Occupancy, o.Processing)
 			n++
 		}
 	}

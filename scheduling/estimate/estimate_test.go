@@ -110,7 +110,7 @@ func TestWindowAndPersistence(t *testing.T) {
 	if err := NewModel().Load(filepath.Join(t.TempDir(), "missing.json")); err != nil {
 		t.Errorf("missing file: %v", err)
 	}
-	if mean, ok := m2.MeanProcessing(CPU); !ok || mean != 8500*time.Millisecond {
+	if mean, ok := m2.MeanJob(CPU); !ok || mean != 8500*time.Millisecond {
 		t.Errorf("mean processing %s %v, want 8.5s", mean, ok)
 	}
 }
@@ -134,5 +134,31 @@ func TestDeviceMemory(t *testing.T) {
 	}
 	if got := l.DeviceMemory(GPU); got != 80<<30 {
 		t.Errorf("GPU memory %d after a reload, want the largest GPU's 80 GiB", got)
+	}
+}
+
+// A job's occupancy beyond its kernel (input generation, allocation) is part of what it costs
+// its worker: the prediction and the mean job include it, and the busy workers' dispatch gap
+// is learned apart, ignoring idle pauses.
+func TestOverheadAndGap(t *testing.T) {
+	m := NewModel()
+	w := jobs.Work{FLOPs: 1e9}
+	for i := 0; i < 5; i++ {
+		m.Observe(Observation{JobType: "k", Device: CPU, Work: w, Processing: 2, Occupancy: 3})
+	}
+	if p := m.Predict("k", CPU, w); p.Total != 3*time.Second {
+		t.Errorf("total %s, want 3s (2s kernel + 1s overhead)", p.Total)
+	}
+	if mean, _ := m.MeanJob(CPU); mean != 3*time.Second {
+		t.Errorf("mean job %s, want 3s", mean)
+	}
+	if g := m.Gap(CPU); g != 0 {
+		t.Errorf("gap before any %s, want 0", g)
+	}
+	for _, g := range []float64{0.1, 0.2, 0.3, 60, -1} {
+		m.ObserveGap(CPU, g)
+	}
+	if g := m.Gap(CPU); g != 200*time.Millisecond {
+		t.Errorf("gap %s, want the median of the busy gaps, 200ms", g)
 	}
 }
