@@ -71,6 +71,8 @@ test-unit: cuda-check
 	$(GO) test -count=1 ./...
 	@# a few seconds of fuzzing the monitor's result parsing (hostile results must not poison it)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime 10s ./internal/monitor/
+	@# and of the job-log messages from workers: the monitor stores only valid, bounded lines
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime 10s ./internal/joblogs/
 	$(GO) test -count=1 -tags openblas ./kernels/... ./activities/... ./workflows/...
 	@# what clients send, fuzzed briefly: params, and JobWorkflow inputs from other clients
 	$(GO) test -run '^$$' -fuzz FuzzDecodeParams -fuzztime 10s ./jobs/builtin/
@@ -86,6 +88,9 @@ test-e2e: # the whole log goes to run/e2e.log; the console gets test names and f
 	@# the monitor against the real broker (kill/restart, duplicates, dead letters) and in chromium
 	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -timeout 10m -v ./internal/monitor/ 2>&1 \
 		| tee run/e2e-monitor.log | grep --line-buffered -E '^(\s*--- |PASS|FAIL|ok|\s+\S+_test\.go:)'
+	@# the job-log Writer against the real broker, and a private node stopped while a job writes
+	GPUJOBS_E2E=1 $(GO) test -count=1 -timeout 5m -v ./internal/joblogs/ 2>&1 \
+		| tee run/e2e-joblogs.log | grep --line-buffered -E '^(\s*--- |PASS|FAIL|ok|\s+\S+_test\.go:)'
 
 # Its own module (compose-go, kustomize, k8s.io), so none of that reaches the binaries.
 test-deploy: ## check docker-compose.yml, the Kubernetes overlays and the Dockerfiles (no Docker or cluster needed)

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/internal/joblogs"
 	"github.com/gpujobs/gpujobs/internal/logging"
 	"github.com/gpujobs/gpujobs/internal/monitor"
 )
@@ -30,8 +31,12 @@ tail and report read from it.`,
 
 func serveCmd() *cobra.Command {
 	var (
-		o  monitor.Options
-		lc config.Log
+		o        monitor.Options
+		lc       config.Log
+		token    config.MonitorToken
+		logQueue string
+		maxTotal = config.Bytes(config.EnvBytes("MONITOR_LOG_MAX_TOTAL", monitor.DefaultLogMaxTotal))
+		maxJob   = config.Bytes(config.EnvBytes("MONITOR_LOG_MAX_JOB", monitor.DefaultLogMaxJob))
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -43,6 +48,12 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			defer logger.Sync() //nolint:errcheck // stderr
+			if o.Token, err = token.Resolve(); err != nil {
+				return err
+			}
+			o.Logs.Consumer.RabbitMQ = o.Consumer.RabbitMQ
+			o.Logs.Consumer.RabbitMQ.Queue = logQueue
+			o.Logs.MaxTotal, o.Logs.MaxJob = int64(maxTotal), int64(maxJob)
 			return monitor.Serve(cmd.Context(), o, logger.With(zap.String("component", "monitor")))
 		},
 	}
@@ -54,6 +65,13 @@ func serveCmd() *cobra.Command {
 	fs.DurationVar(&o.Consumer.FlushInterval, "flush-interval", config.EnvDuration("MONITOR_FLUSH_INTERVAL", monitor.DefaultFlushInterval), "longest wait for a batch to fill before it is written (env MONITOR_FLUSH_INTERVAL)")
 	monitor.AddPriceFlag(fs, &o.Prices)
 	o.Consumer.RabbitMQ.AddFlags(fs)
+	token.AddFlags(fs)
+	fs.BoolVar(&o.InsecureNoAuth, "insecure-no-auth", false, "serve a non-loopback --addr without a token (only behind a proxy that authenticates)")
+	joblogs.QueueFlag(fs, &logQueue)
+	fs.StringVar(&o.Logs.Dir, "log-dir", config.Env("MONITOR_LOG_DIR", ""), "directory of the job logs, one file per job (env MONITOR_LOG_DIR; default logs/ beside --store)")
+	fs.Var(&maxTotal, "log-max-total", "disk all job logs may use; past it the oldest are deleted (env MONITOR_LOG_MAX_TOTAL)")
+	fs.Var(&maxJob, "log-max-job", "disk one job's log may use, all attempts; later lines are dropped (env MONITOR_LOG_MAX_JOB)")
+	fs.IntVar(&o.Logs.Consumer.Prefetch, "log-prefetch", config.EnvInt("MONITOR_LOG_PREFETCH", monitor.DefaultLogPrefetch), "unacknowledged log messages RabbitMQ may send ahead (env MONITOR_LOG_PREFETCH)")
 	lc.AddFlags(fs)
 	return cmd
 }

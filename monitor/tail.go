@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -18,11 +16,13 @@ import (
 
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/monitor"
+	"github.com/gpujobs/gpujobs/internal/monitorclient"
 	"github.com/gpujobs/gpujobs/jobs"
 )
 
 type tailOptions struct {
 	api          string
+	token        config.MonitorToken
 	asJSON       bool
 	follow       bool
 	lines        int
@@ -39,18 +39,23 @@ monitor (monitor serve) stores it, and a running summary line. tail reads the mo
 stream; it does not consume the result queue, so it can run anywhere, any number of times.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.api = strings.TrimRight(o.api, "/")
+			token, err := o.token.Resolve()
+			if err != nil {
+				return err
+			}
+			c := monitorclient.New(o.api, token)
 			p := newPrinter(cmd.OutOrStdout(), o.asJSON, o.summaryEvery)
 			if !o.follow {
-				return printStored(cmd.Context(), o.api, p)
+				return printStored(cmd.Context(), c, p)
 			}
-			err := followStream(cmd.Context(), o.api, o.lines, p, cmd.ErrOrStderr())
+			err = followStream(cmd.Context(), c, o.lines, p, cmd.ErrOrStderr())
 			p.close()
 			return err
 		},
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.api, "api", config.Env("MONITOR_API", "http://127.0.0.1:8000"), "base URL of the running monitor (env MONITOR_API)")
+	o.token.AddFlags(fs)
 	fs.BoolVar(&o.asJSON, "json", false, "print each result as a JSON line (and no summary)")
 	fs.BoolVarP(&o.follow, "follow", "f", true, "keep printing results as they arrive; --follow=false prints what is stored and exits")
 	fs.IntVarP(&o.lines, "lines", "n", 10, "with --follow, start with the last N stored results")
@@ -159,9 +164,9 @@ func summaryLine(s monitor.Summary) string {
 	return line
 }
 
-func printStored(ctx context.Context, api string, p *printer) error {
+func printStored(ctx context.Context, c monitorclient.Client, p *printer) error {
 	var page monitor.ResultsPage
-	if err := getJSON(ctx, api+"/api/results?order=asc&limit=0", &page); err != nil {
+	if err := c.GetJSON(ctx, "/api/results?order=asc&limit=0", &page); err != nil {
 		return err
 	}
 	for _, r := range page.Results {
@@ -169,7 +174,7 @@ func printStored(ctx context.Context, api string, p *printer) error {
 		p.result(r, raw)
 	}
 	var st monitor.Stats
-	if err := getJSON(ctx, api+"/api/stats", &st); err != nil {
+	if err := c.GetJSON(ctx, "/api/stats", &st); err != nil {
 		return err
 	}
 	p.summary = summaryLine(monitor.Summary{Totals: st.Totals, ThroughputOverall: st.Throughput.Overall, ThroughputLastMinute: st.Throughput.LastMinute})
@@ -178,52 +183,10 @@ func printStored(ctx context.Context, api string, p *printer) error {
 	return nil
 }
 
-func getJSON(ctx context.Context, u string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the monitor (is monitor serve running?): %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, oneLine(b))
-	}
-	// Keep the start of the body, to say what came back when it is not the JSON expected.
-	head := &prefixWriter{max: 200}
-	if err := json.NewDecoder(io.TeeReader(resp.Body, head)).Decode(v); err != nil {
-		got := "an empty body"
-		if len(head.b) > 0 {
-			got = fmt.Sprintf("%q", oneLine(head.b))
-		}
-		return fmt.Errorf("GET %s: %s, but the body is not the JSON expected (%v): got %s", u, resp.Status, err, got)
-	}
-	return nil
-}
-
-// prefixWriter keeps the first max bytes written to it.
-type prefixWriter struct {
-	b   []byte
-	max int
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	if n := p.max - len(p.b); n > 0 {
-		p.b = append(p.b, b[:min(n, len(b))]...)
-	}
-	return len(b), nil
-}
-
-// oneLine joins a body's lines, for a one-line error.
-func oneLine(b []byte) string { return strings.Join(strings.Fields(string(b)), " ") }
-
 // followStream reads the monitor's SSE stream until ctx ends. When the monitor goes away, it
 // reconnects with backoff and resumes after the last result it printed (sequence numbers follow
 // the store's order, which survives a monitor restart).
-func followStream(ctx context.Context, api string, replay int, p *printer, errw io.Writer) error {
+func followStream(ctx context.Context, c monitorclient.Client, replay int, p *printer, errw io.Writer) error {
 	last := -1 // sequence number of the last result printed; -1: none yet
 	backoff := 250 * time.Millisecond
 	for attempt := 0; ; attempt++ {
@@ -233,34 +196,37 @@ func followStream(ctx context.Context, api string, replay int, p *printer, errw 
 		} else {
 			q.Set("replay", strconv.Itoa(replay))
 		}
-		got, err := readStream(ctx, api+"/api/events?"+q.Encode(), func(ev sseEvent) {
-			switch ev.name {
+		got, err := c.Stream(ctx, "/api/events?"+q.Encode(), "", func(ev monitorclient.Event) {
+			switch ev.Name {
 			case "result":
 				var r jobs.Result
-				if json.Unmarshal(ev.data, &r) != nil {
+				if json.Unmarshal(ev.Data, &r) != nil {
 					return
 				}
-				if id, err := strconv.Atoi(ev.id); err == nil {
+				if id, err := strconv.Atoi(ev.ID); err == nil {
 					last = id
 				}
-				p.result(r, ev.data)
+				p.result(r, ev.Data)
 			case "summary":
 				var s monitor.Summary
-				if json.Unmarshal(ev.data, &s) == nil {
+				if json.Unmarshal(ev.Data, &s) == nil {
 					p.setSummary(s)
 				}
 			case "monitor_error": // the monitor could not encode an event
-				if id, err := strconv.Atoi(ev.id); err == nil {
+				if id, err := strconv.Atoi(ev.ID); err == nil {
 					last = id
 				}
-				fmt.Fprintf(errw, "monitor %s: %s\n", api, oneLine(ev.data))
+				fmt.Fprintf(errw, "monitor %s: %s\n", c.API, monitorclient.OneLine(ev.Data))
 			}
 		})
 		if ctx.Err() != nil {
 			return nil
 		}
 		if attempt == 0 && !got {
-			return fmt.Errorf("cannot follow the monitor at %s (is monitor serve running?): %w", api, err)
+			if errors.Is(err, monitorclient.ErrUnauthorized) {
+				return err
+			}
+			return fmt.Errorf("cannot follow the monitor at %s (is monitor serve running?): %w", c.API, err)
 		}
 		if got {
 			backoff = 250 * time.Millisecond
@@ -273,59 +239,4 @@ func followStream(ctx context.Context, api string, replay int, p *printer, errw 
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
-}
-
-type sseEvent struct {
-	id, name string
-	data     []byte
-}
-
-// readStream reads one SSE connection; connected says whether the server answered 200.
-func readStream(ctx context.Context, u string, fn func(sseEvent)) (connected bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return false, err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return false, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	var ev sseEvent
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if ev.name != "" || len(ev.data) > 0 {
-				fn(ev)
-			}
-			ev = sseEvent{}
-		case strings.HasPrefix(line, ":"):
-		default:
-			field, value, _ := strings.Cut(line, ":")
-			value = strings.TrimPrefix(value, " ")
-			switch field {
-			case "id":
-				ev.id = value
-			case "event":
-				ev.name = value
-			case "data":
-				if len(ev.data) > 0 {
-					ev.data = append(ev.data, '\n')
-				}
-				ev.data = append(ev.data, value...)
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return true, err
-	}
-	return true, errors.New("stream closed")
 }

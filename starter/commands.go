@@ -48,7 +48,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.log.Format, "log-format", config.Env("LOG_FORMAT", "console"), "console or json (env LOG_FORMAT)")
 	root.PersistentFlags().StringVar(&a.log.Level, "log-level", config.Env("LOG_LEVEL", "warn"), "SDK log level: debug, info, warn or error (env LOG_LEVEL)")
 	root.AddCommand(a.submitCmd(), a.resultCmd(), a.statusCmd(), a.listCmd(), a.cancelCmd(), a.watchCmd(), a.compareCmd(),
-		a.sweepCmd(), a.scheduleCmd(), artifactsCmd(), downloadCmd())
+		a.sweepCmd(), a.scheduleCmd(), artifactsCmd(), downloadCmd(), a.logsCmd())
 	return root
 }
 

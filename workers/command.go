@@ -13,8 +13,10 @@ import (
 
 	"github.com/gpujobs/gpujobs/internal/artifacts"
 	"github.com/gpujobs/gpujobs/internal/bridge"
+	"github.com/gpujobs/gpujobs/internal/command"
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/hostmem"
+	"github.com/gpujobs/gpujobs/internal/joblogs"
 	"github.com/gpujobs/gpujobs/internal/logging"
 	"github.com/gpujobs/gpujobs/internal/temporalx"
 )
@@ -79,6 +81,7 @@ func Command(c Config) *cobra.Command {
 	fs.IntVar(&o.Bridge.Prefetch, "bridge-prefetch", config.EnvInt("BRIDGE_PREFETCH", 32), "bridge: messages being started at once (env BRIDGE_PREFETCH)")
 	o.Commands.AddFlags(fs)
 	o.Artifacts.AddFlags(fs)
+	joblogs.QueueFlag(fs, &o.LogQueue)
 	tc.AddFlags(fs)
 	o.RabbitMQ.AddFlags(fs)
 	lc.AddFlags(fs)
@@ -107,6 +110,11 @@ func start(ctx context.Context, c Config, o Options, tc config.Temporal, logger 
 			return err
 		}
 		o.checkpoints = a.checkpoints
+		logCfg := o.RabbitMQ
+		logCfg.Queue = o.LogQueue
+		logs := joblogs.NewPublisher(logCfg, "gpujobs-worker-logs "+o.WorkerID, logger.Named("joblogs"))
+		defer logs.Close() // after the runner: its jobs' writers are closed by then
+		a.logs = func(jobID string, attempt int) command.LogWriter { return logs.Job(jobID, attempt, joblogs.Limits{}) }
 		runner, closeRunner, err := a.runner(cpuImpls)
 		if err != nil {
 			return err

@@ -41,7 +41,7 @@ type Options struct {
 	Role      string
 	WorkerID  string
 	Namespace string
-	RabbitMQ  config.RabbitMQ // scheduler only: where results are published
+	RabbitMQ  config.RabbitMQ // scheduler: where results are published; cpu and gpu: the broker of the log queue
 	// Concurrency is the number of jobs an executing worker runs at once. Default 1: one kernel
 	// already uses every core (or the whole GPU).
 	Concurrency int
@@ -71,6 +71,8 @@ type Options struct {
 	MemoryLedger string
 	// Commands are the command kind's settings (cpu and gpu roles).
 	Commands CommandOptions
+	// LogQueue is the queue that carries command jobs' output lines to the monitor (cpu and gpu).
+	LogQueue string
 	// Artifacts is the artifact store of command jobs' inputs and outputs and of every job's
 	// checkpoints (cpu and gpu roles).
 	Artifacts artifacts.Config

@@ -26,6 +26,7 @@ var testSecrets = map[string]string{
 	"POSTGRES_PASSWORD": "compose-test-postgres-secret",
 	"S3_ACCESS_KEY":     "compose-test-s3-key",
 	"S3_SECRET_KEY":     "compose-test-s3-secret",
+	"MONITOR_TOKEN":     "compose-test-monitor-token",
 }
 
 // exampleEnv is .env.example with the test passwords filled in.
@@ -300,7 +301,7 @@ func TestComposeNoInlineSecrets(t *testing.T) {
 			}
 		}
 	}
-	for _, v := range []string{"RABBITMQ_PASS", "POSTGRES_PASSWORD"} {
+	for _, v := range []string{"RABBITMQ_PASS", "POSTGRES_PASSWORD", "MONITOR_TOKEN"} {
 		if !required[v] {
 			t.Errorf("%s is not required by docker-compose.yml", v)
 		}

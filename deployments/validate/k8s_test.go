@@ -132,6 +132,7 @@ func inMemoryK8s(t *testing.T) filesys.FileSystem {
 		}
 		if example, ok := strings.CutSuffix(dst, ".env.example"); ok {
 			filled := bytes.ReplaceAll(b, []byte("password=\n"), []byte("password=k8s-test-secret\n"))
+			filled = bytes.ReplaceAll(filled, []byte("token=\n"), []byte("token=k8s-test-monitor-token\n"))
 			return mem.WriteFile(example+".env", filled)
 		}
 		return nil
@@ -348,10 +349,10 @@ func checkWorker(t *testing.T, r *rendered, d *appsv1.Deployment) {
 	if grace < stopGrace(stop) {
 		t.Errorf("%s: terminationGracePeriodSeconds %v, want at least %v (WORKER_STOP_TIMEOUT %v + hand-back)", where, grace, stopGrace(stop), stop)
 	}
-	// Only the scheduler publishes results; executing workers get no RabbitMQ credentials.
-	needsRabbit := role == "scheduler"
+	// The scheduler publishes results, executing workers their command jobs' log lines.
+	needsRabbit := role == "scheduler" || role == "cpu" || role == "gpu"
 	if hasCreds := envSecret(c, "RABBITMQ_PASS") != ""; hasCreds != needsRabbit {
-		t.Errorf("%s: RabbitMQ credentials: got %v, want %v (only the scheduler publishes)", where, hasCreds, needsRabbit)
+		t.Errorf("%s: RabbitMQ credentials: got %v, want %v (the scheduler and the executing workers publish)", where, hasCreds, needsRabbit)
 	}
 	if needsRabbit {
 		for _, v := range []string{"RABBITMQ_USER", "RABBITMQ_PASS"} {
@@ -447,6 +448,36 @@ func checkMonitor(t *testing.T, r *rendered) {
 	svc, ok := r.services["monitor"]
 	if !ok || svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8000 {
 		t.Errorf("%s: want Service monitor of type LoadBalancer on port 8000", r.overlay)
+	}
+	checkMonitorToken(t, r, d, c)
+}
+
+// checkMonitorToken: a monitor served beyond the pod requires a token, read from the Secret
+// monitor-token (key token) mounted as MONITOR_TOKEN_FILE; the dev overlay generates that Secret,
+// prod has it created by hand (docs/DEPLOY.md), never from the repository.
+func checkMonitorToken(t *testing.T, r *rendered, d *appsv1.Deployment, c corev1.Container) {
+	where := r.overlay + ": Deployment/monitor"
+	file, _ := envValue(c, "MONITOR_TOKEN_FILE")
+	var fromSecret bool
+	for _, m := range c.VolumeMounts {
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == m.Name && v.Secret != nil && v.Secret.SecretName == "monitor-token" && file == m.MountPath+"/token" {
+				fromSecret = v.Secret.Optional == nil || !*v.Secret.Optional
+			}
+		}
+	}
+	if !fromSecret {
+		t.Errorf("%s: MONITOR_TOKEN_FILE %q is not the key token of the (required) Secret monitor-token", where, file)
+	}
+	if _, inline := envValue(c, "MONITOR_TOKEN"); inline {
+		t.Errorf("%s: sets MONITOR_TOKEN inline", where)
+	}
+	s, generated := r.secrets["monitor-token"]
+	switch {
+	case r.overlay == "dev" && (!generated || string(s.Data["token"]) != "k8s-test-monitor-token"):
+		t.Errorf("dev: the Secret monitor-token is not generated from monitor.env")
+	case r.overlay == "prod" && generated:
+		t.Errorf("prod: the Secret monitor-token comes from the repository; it must be created in the cluster")
 	}
 }
 
@@ -653,7 +684,8 @@ func TestK8sReferences(t *testing.T) {
 			for _, c := range pod.Spec.Containers {
 				for _, e := range c.Env {
 					if e.ValueFrom == nil {
-						if secretName.MatchString(e.Name) && e.Value != "" {
+						// NAME_FILE holds the path of a mounted secret, not the secret.
+						if secretName.MatchString(e.Name) && !strings.HasSuffix(e.Name, "_FILE") && e.Value != "" {
 							t.Errorf("%s: %s sets %s inline", overlay, name, e.Name)
 						}
 						continue

@@ -33,13 +33,13 @@ func (tc *testCluster) watchResults(tb testing.TB) *arrivals {
 	a := &arrivals{at: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 	ctl := tc.Net.Host("ctl")
 	dial := ctl.Dialer()
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+	client := &http.Client{Transport: bearer{tc.vars["MONITOR_TOKEN"], &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		r, err := ctl.Resolve(addr)
 		if err != nil {
 			return nil, err
 		}
 		return dial(ctx, network, r)
-	}}}
+	}}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	tb.Cleanup(func() { cancel(); <-done })

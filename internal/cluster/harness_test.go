@@ -121,6 +121,7 @@ func newTestCluster(tb testing.TB, workers int, extraPlacements ...Placement) *t
 	tc.vars["POSTGRES_PASSWORD"] = "pg-" + randomHex(8)
 	tc.vars["S3_ACCESS_KEY"] = "GJ" + randomHex(8)
 	tc.vars["S3_SECRET_KEY"] = "s3-" + randomHex(16)
+	tc.vars["MONITOR_TOKEN"] = "mon-" + randomHex(12)
 	file, err := compose.Load(filepath.Join(repo, "docker-compose.yml"), tc.vars)
 	if err != nil {
 		tb.Fatal(err)
@@ -173,7 +174,7 @@ func newTestCluster(tb testing.TB, workers int, extraPlacements ...Placement) *t
 
 	ctl := n.Host("ctl")
 	dial := ctl.Dialer()
-	tc.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	tc.http = &http.Client{Timeout: 10 * time.Second, Transport: bearer{tc.vars["MONITOR_TOKEN"], &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			a, err := ctl.Resolve(addr)
 			if err != nil {
@@ -182,7 +183,7 @@ func newTestCluster(tb testing.TB, workers int, extraPlacements ...Placement) *t
 			return dial(ctx, network, a)
 		},
 		DisableKeepAlives: true,
-	}}
+	}}}
 	env := file.Services["starter"].Environment
 	if tc.temporal, err = ctl.TemporalClient(ctx, env["TEMPORAL_ADDRESS"], env["TEMPORAL_NAMESPACE"]); err != nil {
 		tb.Fatal(err)
@@ -279,6 +280,19 @@ func (tc *testCluster) getJSON(url string, v any) error {
 		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
 	}
 	return json.Unmarshal(b, v)
+}
+
+// bearer sends the monitor's token (MONITOR_TOKEN of the compose file's variables) with each
+// request: the compose monitor serves beyond its host, so its API requires it.
+type bearer struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.base.RoundTrip(r)
 }
 
 // monitorURL is where the ctl host reaches the monitor's API.

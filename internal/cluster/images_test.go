@@ -15,7 +15,7 @@ func TestEveryComposeImageRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars["RABBITMQ_PASS"], vars["POSTGRES_PASSWORD"] = "x", "y"
+	vars["RABBITMQ_PASS"], vars["POSTGRES_PASSWORD"], vars["MONITOR_TOKEN"] = "x", "y", "z"
 	vars["S3_ACCESS_KEY"], vars["S3_SECRET_KEY"] = "k", "s"
 	f, err := compose.Load(filepath.Join(repo, "docker-compose.yml"), vars)
 	if err != nil {

@@ -45,7 +45,7 @@ func TestLoadFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars["RABBITMQ_PASS"], vars["POSTGRES_PASSWORD"] = "rabbit-secret", "pg-secret"
+	vars["RABBITMQ_PASS"], vars["POSTGRES_PASSWORD"], vars["MONITOR_TOKEN"] = "rabbit-secret", "pg-secret", "monitor-token-secret"
 	vars["S3_ACCESS_KEY"], vars["S3_SECRET_KEY"] = "s3-key", "s3-secret"
 	c, err := Load(filepath.Join(root, "docker-compose.yml"), vars)
 	if err != nil {

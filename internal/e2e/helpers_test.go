@@ -80,8 +80,12 @@ func (p *process) signal(s syscall.Signal) {
 }
 
 func (e *environment) commonArgs() []string {
-	return []string{"--temporal-address", e.address, "--rabbitmq-url", e.rabbitURL, "--result-queue", e.resultQueue}
+	return []string{"--temporal-address", e.address, "--rabbitmq-url", e.rabbitURL, "--result-queue", e.resultQueue,
+		"--log-queue", e.logQueue()}
 }
+
+// logQueue carries the environment's job logs, from its workers to its monitors.
+func (e *environment) logQueue() string { return e.resultQueue + "_logs" }
 
 // startWorker runs `worker --role role` with extra flags.
 func (e *environment) startWorker(t testing.TB, role, id string, extra ...string) *process {

@@ -95,6 +95,7 @@ func start() (*environment, error) {
 func (e *environment) stop() {
 	e.server.Stop()
 	testutil.DeleteQueues(e.rabbitURL, e.resultQueue)
+	testutil.DeleteQueues(e.rabbitURL, e.logQueue())
 }
 
 func envOr(name, def string) string {

@@ -234,8 +234,9 @@ func TestMonitorTailPrintsResults(t *testing.T) {
 	e.startWorker(t, "cpu", "cpu-6")
 	// serve owns the queue; tail follows serve over HTTP.
 	api := "http://" + testutil.FreeAddr(t)
+	t.Cleanup(func() { testutil.DeleteQueues(e.rabbitURL, queue+"_logs") })
 	e.startProcess(t, "monitor", "monitor", "serve", "--addr", strings.TrimPrefix(api, "http://"),
-		"--store", filepath.Join(t.TempDir(), "results.jsonl"), "--rabbitmq-url", e.rabbitURL, "--result-queue", queue)
+		"--store", filepath.Join(t.TempDir(), "results.jsonl"), "--rabbitmq-url", e.rabbitURL, "--result-queue", queue, "--log-queue", queue+"_logs")
 	testutil.WaitFor(t, "monitor serve to answer", 15*time.Second, func() bool {
 		resp, err := http.Get(api + "/healthz")
 		if err == nil {

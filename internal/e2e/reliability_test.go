@@ -41,16 +41,21 @@ func (e *environment) isolated(t testing.TB, rabbitURL string) *environment {
 		t.Fatalf("start a dev server: %v", err)
 	}
 	t.Cleanup(func() { srv.Stop(); logf.Close() })
-	return &environment{bin: e.bin, server: srv, address: srv.FrontendHostPort(), rabbitURL: rabbitURL,
+	iso := &environment{bin: e.bin, server: srv, address: srv.FrontendHostPort(), rabbitURL: rabbitURL,
 		resultQueue: "e2e_results_" + testutil.RandomHex(4), logDir: e.logDir}
+	t.Cleanup(func() { testutil.DeleteQueues(rabbitURL, iso.logQueue()) })
+	return iso
 }
 
 // startMonitor runs `monitor serve` on the environment's result queue and returns its API URL.
 func (e *environment) startMonitor(t *testing.T) string {
 	t.Helper()
 	api := "http://" + testutil.FreeAddr(t)
+	// Its log queue is the test's own too, never the shared broker's log_queue.
+	t.Cleanup(func() { testutil.DeleteQueues(e.rabbitURL, e.resultQueue+"_logs") })
 	e.startProcess(t, "monitor", "monitor", "serve", "--addr", strings.TrimPrefix(api, "http://"),
-		"--store", filepath.Join(t.TempDir(), "results.jsonl"), "--rabbitmq-url", e.rabbitURL, "--result-queue", e.resultQueue)
+		"--store", filepath.Join(t.TempDir(), "results.jsonl"), "--rabbitmq-url", e.rabbitURL, "--result-queue", e.resultQueue,
+		"--log-queue", e.logQueue())
 	testutil.WaitFor(t, "monitor serve to answer", 30*time.Second, func() bool {
 		resp, err := http.Get(api + "/healthz")
 		if err == nil {

@@ -148,8 +148,9 @@ type Speedups struct {
 
 // Health is the body of GET /healthz.
 type Health struct {
-	Status   string `json:"status"`   // ok
-	RabbitMQ string `json:"rabbitmq"` // connected or disconnected
+	Status   string `json:"status"`              // ok
+	RabbitMQ string `json:"rabbitmq"`            // connected or disconnected
+	LogQueue string `json:"log_queue,omitempty"` // the log consumer: connected or disconnected
 	Results  int    `json:"results"`
 	Store    string `json:"store"`
 	// RejectedAtLoad counts the lines of the store skipped at start (not valid results).

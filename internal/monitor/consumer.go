@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/internal/joblogs"
 	"github.com/gpujobs/gpujobs/internal/rabbit"
 )
 
@@ -343,17 +344,21 @@ const maxReasonBytes = 1000
 // deadLetterAll publishes copies of the messages, with the reason, to the dead-letter exchange
 // and waits until the broker has confirmed every one.
 func (c *Consumer) deadLetterAll(ch *amqp.Channel, dead []deadLetter) error {
+	return deadLetterTo(ch, c.opts.RabbitMQ.Queue, dead, c.logger)
+}
+
+// deadLetterTo dead-letters messages of queue (the result queue or the log queue).
+func deadLetterTo(ch *amqp.Channel, queue string, dead []deadLetter, logger *zap.Logger) error {
 	if len(dead) == 0 {
 		return nil
 	}
-	queue := c.opts.RabbitMQ.Queue
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(dead))
 	for _, dl := range dead {
 		d := dl.d
 		kind := "malformed"
-		if errors.Is(dl.reason, ErrRejected) {
+		if errors.Is(dl.reason, ErrRejected) || errors.Is(dl.reason, joblogs.ErrInvalid) {
 			kind = "rejected"
 		}
 		reason := dl.reason.Error()
@@ -369,7 +374,7 @@ func (c *Consumer) deadLetterAll(ch *amqp.Channel, dead []deadLetter) error {
 		if len(body) > 200 {
 			body = body[:200]
 		}
-		c.logger.Warn("dead-lettering a message", zap.String("kind", kind),
+		logger.Warn("dead-lettering a message", zap.String("kind", kind),
 			zap.String("dead_letter_queue", rabbit.DeadLetterQueue(queue)),
 			zap.String("message_id", d.MessageId), zap.String("reason", reason), zap.ByteString("body", body))
 		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, rabbit.DeadLetterExchange(queue), queue, false, false, amqp.Publishing{

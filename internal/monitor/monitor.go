@@ -10,6 +10,9 @@
 // stays finite, and what fails is dead-lettered with the reason. It is the only consumer of the
 // result queue; everything else (tail, the dashboard) reads from it over HTTP. It does not
 // publish results (only dead letters), and it never requeues a message it cannot read.
+//
+// It also consumes the log queue and keeps each job's log in a file of its own (LogStore),
+// with the same rules: fsynced before the ack, duplicates dropped, bounded per job and in all.
 package monitor
 
 import (
@@ -24,7 +27,7 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// DefaultAddr is where serve listens: loopback only, since the API has no authentication.
+// DefaultAddr is where serve listens: loopback only, unless a token protects the API.
 const DefaultAddr = "127.0.0.1:8000"
 
 // Options configure serve.
@@ -32,6 +35,12 @@ type Options struct {
 	Addr      string // host:port of the HTTP API and dashboard
 	StorePath string
 	Consumer  ConsumerOptions
+	Logs      LogOptions
+	// Token, when set, is the bearer token that /api/... and /metrics require (RequireToken).
+	// Without it serve listens on loopback only, unless InsecureNoAuth says an authenticating
+	// proxy stands in front.
+	Token          string
+	InsecureNoAuth bool
 	// Prices turn the usage's device-hours into cost (--price gpu=2.50,cpu=0.04).
 	Prices Prices
 }
@@ -44,6 +53,9 @@ func Serve(ctx context.Context, o Options, logger *zap.Logger) error {
 	}
 	if o.StorePath == "" {
 		o.StorePath = DefaultStorePath
+	}
+	if err := checkExposure(o.Addr, o.Token, o.InsecureNoAuth); err != nil {
+		return err
 	}
 	metrics := NewMetrics()
 	agg := NewAggregator(metrics)
@@ -69,24 +81,35 @@ func Serve(ctx context.Context, o Options, logger *zap.Logger) error {
 			zap.Int("lines", n), zap.Int("listed", len(st.Skipped)))
 	}
 
+	logStore, logConsumer, err := openLogs(o, metrics, logger)
+	if err != nil {
+		return err
+	}
+	defer logStore.Close()
+
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Addr, err)
 	}
 	var consumer *Consumer
 	srv := NewServer(agg, metrics, func() bool { return consumer.Connected() }, o.StorePath, logger)
+	srv.SetLogs(logStore, logConsumer.Connected)
 	agg.SetPrices(o.Prices)
 	consumer = NewConsumer(o.Consumer, store, agg, logger, srv.Notify)
+	handler := srv.Handler()
+	if o.Token != "" {
+		handler = RequireToken(handler, o.Token)
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		// Streams end with the monitor: their request contexts derive from this one.
 		BaseContext: func(net.Listener) context.Context { return gctx },
 	}
 	g.Go(func() error {
-		logger.Info("monitor listening", zap.String("url", "http://"+ln.Addr().String()+"/"))
+		logger.Info("monitor listening", zap.String("url", "http://"+ln.Addr().String()+"/"), zap.Bool("token_required", o.Token != ""))
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
@@ -103,6 +126,12 @@ func Serve(ctx context.Context, o Options, logger *zap.Logger) error {
 			return err
 		}
 		return gctx.Err() // ctx ended: stop the HTTP side too
+	})
+	g.Go(func() error {
+		if err := logConsumer.Run(gctx); err != nil {
+			return err
+		}
+		return gctx.Err()
 	})
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {

@@ -323,7 +323,11 @@ func startServe(t *testing.T, bin string, rc config.RabbitMQ, store string, extr
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"serve", "--addr", addr, "--store", store, "--rabbitmq-url", rc.URL, "--result-queue", rc.Queue, "--log-format", "json"}, extra...)
+	// The log queue too is the test's own, never the shared broker's log_queue.
+	logQueue := rc.Queue + "_logs"
+	t.Cleanup(func() { testutil.DeleteQueues(rc.URL, logQueue) })
+	args := append([]string{"serve", "--addr", addr, "--store", store, "--rabbitmq-url", rc.URL, "--result-queue", rc.Queue,
+		"--log-queue", logQueue, "--log-format", "json"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -350,7 +354,7 @@ func startServe(t *testing.T, bin string, rc config.RabbitMQ, store string, extr
 		default:
 		}
 		var h Health
-		return getJSONErr(p.api+"/healthz", &h) == nil && h.RabbitMQ == "connected"
+		return getJSONErr(p.api+"/healthz", &h) == nil && h.RabbitMQ == "connected" && h.LogQueue == "connected"
 	})
 	return p
 }

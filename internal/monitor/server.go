@@ -37,7 +37,9 @@ type Server struct {
 	mu   sync.Mutex
 	subs map[chan struct{}]struct{}
 
-	sweeps sweepIndex // /api/sweeps (sweeps.go)
+	logs          *LogStore   // job logs (SetLogs); nil: no log endpoints
+	logsConnected func() bool // the log consumer's state
+	sweeps        sweepIndex  // /api/sweeps (sweeps.go)
 
 	// SummaryEvery is the least time between two summary events of one stream.
 	SummaryEvery time.Duration
@@ -93,6 +95,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/usage", s.usage)
 	mux.HandleFunc("GET /api/events", s.events)
 	mux.HandleFunc("GET /healthz", s.health)
+	if s.logs != nil {
+		s.logRoutes(mux)
+	}
 	if s.metrics != nil {
 		prom := promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{})
 		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -187,6 +192,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	h := Health{Status: "ok", RabbitMQ: "disconnected", Results: s.agg.Len(), Store: s.store, RejectedAtLoad: s.agg.RejectedAtLoad()}
 	if s.connected() {
 		h.RabbitMQ = "connected"
+	}
+	if s.logsConnected != nil {
+		h.LogQueue = map[bool]string{true: "connected", false: "disconnected"}[s.logsConnected()]
 	}
 	s.reply(w, http.StatusOK, h)
 }

@@ -51,7 +51,11 @@ func Dial(c config.RabbitMQ, name string) (*amqp.Connection, error) {
 
 // Declare creates (or checks) the result queue and its dead-letter queue. c.QueueType is
 // "classic" or "quorum"; a RabbitMQ cluster should use quorum queues.
-func Declare(ch *amqp.Channel, c config.RabbitMQ) error {
+func Declare(ch *amqp.Channel, c config.RabbitMQ) error { return DeclareWith(ch, c, nil) }
+
+// DeclareWith is Declare with more arguments for the queue c.Queue (not its dead-letter queue),
+// such as a length limit. Every declarer of that queue must pass the same ones.
+func DeclareWith(ch *amqp.Channel, c config.RabbitMQ, extra amqp.Table) error {
 	queue, queueType := c.Queue, c.QueueType
 	if queue == "" {
 		queue = DefaultQueue
@@ -76,6 +80,9 @@ func Declare(ch *amqp.Channel, c config.RabbitMQ) error {
 		return fmt.Errorf("bind %s: %w", dlq, err)
 	}
 	args := amqp.Table{amqp.QueueTypeArg: queueType, "x-dead-letter-exchange": dlx}
+	for k, v := range extra {
+		args[k] = v
+	}
 	if _, err := ch.QueueDeclare(queue, true, false, false, false, args); err != nil {
 		return fmt.Errorf("declare queue %s (declared elsewhere with other arguments? delete it or match RABBITMQ_QUEUE_TYPE): %w", queue, err)
 	}

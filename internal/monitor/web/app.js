@@ -1,5 +1,6 @@
 // gpujobs dashboard: renders /api/stats, /api/speedup and /api/results as inline SVG and tables,
 // refreshed when the monitor's SSE stream says results arrived (and every 10 s regardless).
+// getJSON and streamEvents (api.js) send the monitor's token; the log view is logs.js.
 // Elements that show API numbers carry data-value with the exact number, for tests.
 "use strict";
 
@@ -223,12 +224,6 @@ function rateOf(r) {
   return "–";
 }
 
-async function getJSON(url) {
-  const r = await fetch(url, { cache: "no-store" });
-  if (!r.ok) throw new Error(`${url}: ${r.status}`);
-  return r.json();
-}
-
 let refreshing = false, again = false;
 async function refresh() {
   if (refreshing) { again = true; return; }
@@ -248,7 +243,7 @@ async function refresh() {
     document.body.dataset.results = String(stats.totals.results);
     document.body.dataset.loaded = "1";
   } catch (e) {
-    $("updated").textContent = "API unreachable: " + e.message;
+    $("updated").textContent = (e instanceof Unauthorized ? "token required: " : "API unreachable: ") + e.message;
   } finally {
     refreshing = false;
     if (again) { again = false; setTimeout(refresh, 0); }
@@ -263,21 +258,22 @@ function schedule() {
 }
 
 function live() {
-  const es = new EventSource("/api/events?results=0");
   // A stream may end and reconnect at once (the server can bound its age): say "reconnecting"
   // only when it stays down.
   let down = null;
-  es.addEventListener("open", () => {
-    clearTimeout(down); down = null;
-    $("live").classList.remove("off"); $("live-text").textContent = "live";
-  });
-  es.addEventListener("error", () => {
-    if (down) return;
-    down = setTimeout(() => { $("live").classList.add("off"); $("live-text").textContent = "reconnecting…"; }, 3000);
-  });
-  es.addEventListener("summary", (ev) => {
+  streamEvents("/api/events?results=0", (name, ev) => {
+    if (name !== "summary") return;
     const s = JSON.parse(ev.data);
     if (String(s.results) !== document.body.dataset.results) schedule();
+  }, {
+    onOpen: () => {
+      clearTimeout(down); down = null;
+      $("live").classList.remove("off"); $("live-text").textContent = "live";
+    },
+    onDown: () => {
+      if (down) return;
+      down = setTimeout(() => { $("live").classList.add("off"); $("live-text").textContent = "reconnecting…"; }, 3000);
+    },
   });
 }
 
