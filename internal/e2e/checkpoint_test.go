@@ -92,6 +92,11 @@ func TestACommandJobResumesOnAnotherWorker(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dst, "model.json")); err != nil || shaHex(b) != r.Artifacts[0].SHA256 {
 		t.Errorf("downloaded model.json: %v, sha256 %s, the result says %s", err, shaHex(b), r.Artifacts[0].SHA256)
 	}
+	// Its log shows both attempts: the first from scratch, the second from the checkpoint.
+	stdout, stderr, code := e.starterRaw(t, "logs", job, "--monitor", api)
+	if code != 0 || !strings.Contains(stdout, "starting from scratch") || !strings.Contains(stdout, "resuming from the checkpoint of epoch ") {
+		t.Errorf("starter logs: exit %d\n%s%s", code, stdout, stderr)
+	}
 	e.assertCountedOnce(t, api)
 }
 
