@@ -35,6 +35,18 @@ func TestDecode(t *testing.T) {
 		{"neural_network", `{"learning_rate": 0}`, []string{"learning_rate", "(0, 1]"}},
 		{"neural_network", `{"output_size": 1}`, []string{"output_size", "2..65536"}},
 		{"neural_network", `{"epochs": 2, "batch_size": 8}`, nil},
+		{"command", `{"argv": ["python3", "train.py"], "resources": {"gpus": 1, "gpu_memory": "16GiB", "memory": "4GiB"}, "outputs": ["*.pt", "plots/**"], "inputs": [{"job": "job-0123456789ab", "name": "*.csv"}], "timeout": "2h"}`, nil},
+		{"command", `{}`, []string{"argv", "empty"}},
+		{"command", `{"argv": ["sh"], "env": {"GPUJOBS_JOB_ID": "x"}}`, []string{"env", "GPUJOBS_JOB_ID is set by the worker"}},
+		{"command", `{"argv": ["sh"], "env": {"CUDA_VISIBLE_DEVICES": "3"}}`, []string{"env", "CUDA_VISIBLE_DEVICES is set by the worker"}},
+		{"command", `{"argv": ["sh"], "env": {"LD_PRELOAD": "/tmp/x.so"}}`, []string{"env", "LD_PRELOAD is not allowed"}},
+		{"command", `{"argv": ["sh"], "resources": {"gpus": 65}}`, []string{"resources.gpus", "0..64"}},
+		{"command", `{"argv": ["sh"], "resources": {"memory": "1MiB"}}`, []string{"resources.memory", "16MiB..1TiB"}},
+		{"command", `{"argv": ["sh"], "resources": {"gpu_memory": "8GiB"}}`, []string{"resources.gpu_memory", "only with resources.gpus > 0"}},
+		{"command", `{"argv": ["sh"], "timeout": "900h"}`, []string{"timeout", "out of range"}},
+		{"command", `{"argv": ["sh"], "outputs": ["../etc/passwd"]}`, []string{"outputs", "without .."}},
+		{"command", `{"argv": ["sh"], "outputs": ["/abs"]}`, []string{"outputs", "relative"}},
+		{"command", `{"argv": ["sh"], "inputs": [{"job": ""}]}`, []string{"inputs"}},
 		{"sorting", `{}`, []string{`unknown job type "sorting"`, "command, image_processing, matrix_multiply, neural_network, vector_addition"}},
 	}
 	for _, tt := range tests {

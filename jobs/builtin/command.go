@@ -96,6 +96,10 @@ func (p *Command) Validate() error {
 		if strings.HasPrefix(k, "GPUJOBS_") || k == "CUDA_VISIBLE_DEVICES" {
 			return bad("env", "%s is set by the worker", k)
 		}
+		if strings.HasPrefix(k, "LD_") {
+			// The dynamic loader's variables would load code the allowlist never saw.
+			return bad("env", "%s is not allowed: LD_* variables would make an allowed program load other code", k)
+		}
 	}
 	r := p.Resources
 	if err := jobs.CheckRange(CommandKind, "resources.gpus", r.GPUs, 0, 64); err != nil {
