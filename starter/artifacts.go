@@ -31,14 +31,7 @@ func artifactsCmd() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			if err := jobs.ValidateJobID(id); err != nil {
-				return err
-			}
-			s, err := openStore(cmd, store)
-			if err != nil {
-				return err
-			}
-			objs, err := s.List(cmd.Context(), artifacts.OutputPrefix(id))
+			_, objs, err := listOutputs(cmd, store, id)
 			if err != nil {
 				return err
 			}
@@ -85,14 +78,7 @@ func downloadCmd() *cobra.Command {
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, names := args[0], args[1:]
-			if err := jobs.ValidateJobID(id); err != nil {
-				return err
-			}
-			s, err := openStore(cmd, store)
-			if err != nil {
-				return err
-			}
-			objs, err := s.List(cmd.Context(), artifacts.OutputPrefix(id))
+			s, objs, err := listOutputs(cmd, store, id)
 			if err != nil {
 				return err
 			}
@@ -164,4 +150,17 @@ func selectArtifacts(id string, objs []artifacts.Object, names []string) ([]arti
 		}
 	}
 	return out, nil
+}
+
+// listOutputs opens the store and lists job id's outputs.
+func listOutputs(cmd *cobra.Command, store artifacts.Config, id string) (artifacts.Store, []artifacts.Object, error) {
+	if err := jobs.ValidateJobID(id); err != nil {
+		return nil, nil, err
+	}
+	s, err := openStore(cmd, store)
+	if err != nil {
+		return nil, nil, err
+	}
+	objs, err := s.List(cmd.Context(), artifacts.OutputPrefix(id))
+	return s, objs, err
 }

@@ -120,26 +120,11 @@ var errTopology = errors.New("job queue topology mismatch")
 
 // Run consumes until ctx ends, reconnecting with exponential backoff when RabbitMQ goes away.
 func (b *Bridge) Run(ctx context.Context) error {
-	backoff := b.opts.MinBackoff
-	for {
-		consumed, err := b.session(ctx)
-		if errors.Is(err, errTopology) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if consumed {
-			backoff = b.opts.MinBackoff
-		}
-		b.logger.Warn("job queue unavailable, reconnecting", zap.String("queue", b.opts.Queue), zap.Error(err), zap.Duration("backoff", backoff))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, b.opts.MaxBackoff)
-	}
+	return rabbit.Reconnect(ctx, b.opts.MinBackoff, b.opts.MaxBackoff, b.session,
+		func(err error) bool { return errors.Is(err, errTopology) },
+		func(err error, wait time.Duration) {
+			b.logger.Warn("job queue unavailable, reconnecting", zap.String("queue", b.opts.Queue), zap.Error(err), zap.Duration("backoff", wait))
+		})
 }
 
 // Declare declares the job queue as the original clients do (durable, no arguments) and the

@@ -101,26 +101,11 @@ func (c *Consumer) Ingested() int64 { return c.ingested.Load() }
 
 // Run consumes until ctx ends (then it returns nil) or the store fails.
 func (c *Consumer) Run(ctx context.Context) error {
-	backoff := c.opts.MinBackoff
-	for {
-		consumed, err := c.session(ctx)
-		if errors.Is(err, errStore) || errors.Is(err, errTopology) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if consumed {
-			backoff = c.opts.MinBackoff
-		}
-		c.logger.Warn("result queue unavailable, reconnecting", zap.Error(err), zap.Duration("backoff", backoff))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, c.opts.MaxBackoff)
-	}
+	return rabbit.Reconnect(ctx, c.opts.MinBackoff, c.opts.MaxBackoff, c.session,
+		func(err error) bool { return errors.Is(err, errStore) || errors.Is(err, errTopology) },
+		func(err error, wait time.Duration) {
+			c.logger.Warn("result queue unavailable, reconnecting", zap.Error(err), zap.Duration("backoff", wait))
+		})
 }
 
 // session runs one connection; consumed says whether it got as far as consuming.

@@ -93,31 +93,16 @@ func (c *LogConsumer) Settled() int64 { return c.settled.Load() }
 // or a log queue declared with other arguments, is retried with backoff: logs must never stop
 // the monitor's results.
 func (c *LogConsumer) Run(ctx context.Context) error {
-	backoff := c.opts.MinBackoff
-	for {
-		consumed, err := c.session(ctx)
-		if errors.Is(err, errStore) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if consumed {
-			backoff = c.opts.MinBackoff
-		}
-		var aerr *amqp.Error
-		if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed {
-			c.logger.Error("the log queue exists with other arguments: delete it (it holds only logs) or fix LOG_QUEUE", zap.Error(err))
-		} else {
-			c.logger.Warn("log queue unavailable, reconnecting", zap.Error(err), zap.Duration("backoff", backoff))
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, c.opts.MaxBackoff)
-	}
+	return rabbit.Reconnect(ctx, c.opts.MinBackoff, c.opts.MaxBackoff, c.session,
+		func(err error) bool { return errors.Is(err, errStore) },
+		func(err error, wait time.Duration) {
+			var aerr *amqp.Error
+			if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed {
+				c.logger.Error("the log queue exists with other arguments: delete it (it holds only logs) or fix LOG_QUEUE", zap.Error(err))
+				return
+			}
+			c.logger.Warn("log queue unavailable, reconnecting", zap.Error(err), zap.Duration("backoff", wait))
+		})
 }
 
 func (c *LogConsumer) setConnected(v bool) {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -143,21 +142,8 @@ func (s *Server) jobLogStream(w http.ResponseWriter, r *http.Request) {
 	}
 	wake, unsubscribe := s.logs.Subscribe(q.jobID)
 	defer unsubscribe()
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	fmt.Fprint(w, "retry: 1000\n\n")
-
-	keepAlive := time.NewTicker(s.KeepAlive)
-	defer keepAlive.Stop()
-	var expired <-chan time.Time
-	if s.MaxStreamAge > 0 {
-		t := time.NewTimer(s.MaxStreamAge)
-		defer t.Stop()
-		expired = t.C
-	}
+	keepAlive, expired, stop := s.startStream(w)
+	defer stop()
 	var cursor LogCursor
 	for {
 		cursor, err = s.logs.Read(q.jobID, cursor, func(pos int64, l *joblogs.Line, e *joblogs.End) bool {

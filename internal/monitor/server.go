@@ -233,21 +233,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		cursor = max(cursor-n, 0)
 	}
 
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	fmt.Fprint(w, "retry: 1000\n\n")
-
-	keepAlive := time.NewTicker(s.KeepAlive)
-	defer keepAlive.Stop()
-	var expired <-chan time.Time
-	if s.MaxStreamAge > 0 {
-		t := time.NewTimer(s.MaxStreamAge)
-		defer t.Stop()
-		expired = t.C
-	}
+	keepAlive, expired, stop := s.startStream(w)
+	defer stop()
 	summaryTimer := time.NewTimer(0) // the first summary goes out at once
 	defer summaryTimer.Stop()
 	var lastSummary time.Time
@@ -390,4 +377,27 @@ func writeJSON(w http.ResponseWriter, code int, v any) error {
 
 func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, map[string]string{"error": err.Error()}) //nolint:errcheck // a string map
+}
+
+// startStream begins a server-sent-event response: its headers, the client's retry delay, the
+// keep-alive ticker and the channel that ends a stream older than MaxStreamAge (nil: never).
+func (s *Server) startStream(w http.ResponseWriter) (keepAlive *time.Ticker, expired <-chan time.Time, stop func()) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, "retry: 1000\n\n")
+	keepAlive = time.NewTicker(s.KeepAlive)
+	var t *time.Timer
+	if s.MaxStreamAge > 0 {
+		t = time.NewTimer(s.MaxStreamAge)
+		expired = t.C
+	}
+	return keepAlive, expired, func() {
+		keepAlive.Stop()
+		if t != nil {
+			t.Stop()
+		}
+	}
 }

@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/spf13/pflag"
+
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // Prices are what a device-hour costs, by worker type (gpu, cpu), for the usage's cost.
