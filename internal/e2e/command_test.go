@@ -109,7 +109,9 @@ func TestCommandJobsNeedAllowCommands(t *testing.T) {
 // Two GPU command jobs on a worker with two GPUs get a GPU each (here a worker of command jobs
 // only, on a fake device list: no GPU is needed to check the book-keeping), and a third waits.
 func TestGPUCommandJobsGetDevicesOfTheirOwn(t *testing.T) {
-	e := env
+	// A dev server of its own: the GPU worker it polls with must not outlive the test in the
+	// shared server's poller list, where other tests would take it for a GPU worker.
+	e := env.isolated(t, env.rabbitURL)
 	e.startWorker(t, "scheduler", "sched-cmd3")
 	e.startWorker(t, "gpu", "gpu-cmd3", "--gpu-devices", "0,1", "--allow-commands", "sh")
 	var (
