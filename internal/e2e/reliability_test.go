@@ -43,7 +43,10 @@ func (e *environment) isolated(t testing.TB, rabbitURL string) *environment {
 	t.Cleanup(func() { srv.Stop(); logf.Close() })
 	iso := &environment{bin: e.bin, server: srv, address: srv.FrontendHostPort(), rabbitURL: rabbitURL,
 		resultQueue: "e2e_results_" + testutil.RandomHex(4), logDir: e.logDir}
-	t.Cleanup(func() { testutil.DeleteQueues(rabbitURL, iso.resultQueue); testutil.DeleteQueues(rabbitURL, iso.logQueue()) })
+	t.Cleanup(func() {
+		testutil.DeleteQueues(rabbitURL, iso.resultQueue)
+		testutil.DeleteQueues(rabbitURL, iso.logQueue())
+	})
 	return iso
 }
 
