@@ -81,9 +81,9 @@ test-unit: cuda-check
 	scripts/tests/seaweedfs-lifecycle.sh
 	cd devserver && $(GO) test -count=1 ./...
 
-test-e2e: # the whole log goes to run/e2e.log; the console gets test names and failures
+test-e2e: # the tests with a dev server of their own run side by side (-parallel: they mostly wait); the whole log goes to run/e2e.log; the console gets test names and failures
 	@mkdir -p run
-	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -tags openblas -timeout 20m -v ./internal/e2e/ 2>&1 \
+	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -tags openblas -timeout 20m -parallel 8 -v ./internal/e2e/ 2>&1 \
 		| tee run/e2e.log | grep --line-buffered -E '^(\s*--- |PASS|FAIL|ok|e2e:|\s+\S+_test\.go:)'
 	@# the monitor against the real broker (kill/restart, duplicates, dead letters) and in chromium
 	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -timeout 10m -v ./internal/monitor/ 2>&1 \

@@ -60,6 +60,7 @@ func (e *environment) killMidJob(t *testing.T, c client.Client, jobID string, do
 // epoch instead of starting over. The job completes once, counted once by the monitor, and its
 // output downloads with the sha256 its result states.
 func TestACommandJobResumesOnAnotherWorker(t *testing.T) {
+	t.Parallel() // its own dev server and queues: it runs beside the other such tests
 	e := env.isolated(t, env.rabbitURL)
 	api := e.startMonitor(t)
 	e.startWorker(t, "scheduler", "sched-ck", "--heartbeat-timeout", "3s")
@@ -103,6 +104,7 @@ func TestACommandJobResumesOnAnotherWorker(t *testing.T) {
 // The built-in neural_network keeps its weights and Adam state per epoch through the same
 // checkpoints: SIGKILL its worker and the retry resumes from the last completed epoch, saying so.
 func TestNeuralNetworkResumesOnAnotherWorker(t *testing.T) {
+	t.Parallel() // its own dev server and queues: it runs beside the other such tests
 	e := env.isolated(t, env.rabbitURL)
 	api := e.startMonitor(t)
 	e.startWorker(t, "scheduler", "sched-nn", "--heartbeat-timeout", "3s")

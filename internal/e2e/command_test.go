@@ -109,6 +109,7 @@ func TestCommandJobsNeedAllowCommands(t *testing.T) {
 // Two GPU command jobs on a worker with two GPUs get a GPU each (here a worker of command jobs
 // only, on a fake device list: no GPU is needed to check the book-keeping), and a third waits.
 func TestGPUCommandJobsGetDevicesOfTheirOwn(t *testing.T) {
+	t.Parallel() // its own dev server and queues: it runs beside the other such tests
 	// A dev server of its own: the GPU worker it polls with must not outlive the test in the
 	// shared server's poller list, where other tests would take it for a GPU worker.
 	e := env.isolated(t, env.rabbitURL)

@@ -19,6 +19,7 @@ import (
 // starter that was not built with it: params as --param, validation errors from the cluster,
 // its headline metric in the result and the monitor.
 func TestAJobKindAddedOutsideTheRepository(t *testing.T) {
+	t.Parallel() // its own dev server and queues: it runs beside the other such tests
 	if _, err := os.Stat(filepath.Join(env.bin, "example-worker")); err != nil {
 		t.Fatal("bin/example-worker is missing: make build builds it")
 	}

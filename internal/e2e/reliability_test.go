@@ -125,6 +125,7 @@ func (e *environment) submitIDs(t *testing.T, args ...string) []string {
 // wait (visibly: the job's status and the scheduler's gauge say so) and reach the monitor once
 // the broker is back, each counted once. Before the fix, a 17 s outage lost a quarter of them.
 func TestBrokerOutagesLoseNoResult(t *testing.T) {
+	t.Parallel() // its own dev server and queues: it runs beside the other such tests
 	for _, tc := range []struct {
 		name   string
 		jobs   int

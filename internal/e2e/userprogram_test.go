@@ -61,6 +61,7 @@ func (e *environment) follow(t *testing.T, api, jobID string) (lines func() []se
 // `starter logs --follow` while it runs (the first epoch's line long before the job ends), its
 // output listed in the result and downloaded with the sha256 the result states.
 func TestThePythonExampleRunsAsAUserWouldRunIt(t *testing.T) {
+	t.Parallel() // its own dev server and queues: it runs beside the other such tests
 	e := env.isolated(t, env.rabbitURL)
 	api := e.startMonitor(t)
 	e.startWorker(t, "scheduler", "sched-py")
@@ -110,6 +111,7 @@ func TestThePythonExampleRunsAsAUserWouldRunIt(t *testing.T) {
 // A job that prints a gigabyte: its log is cut at the bound with a notice, the job itself is not
 // harmed, and the next job on the same worker runs and logs as usual.
 func TestAJobPrintingAGigabyteIsCut(t *testing.T) {
+	t.Parallel() // its own dev server and queues: it runs beside the other such tests
 	e := env.isolated(t, env.rabbitURL)
 	api := e.startMonitor(t)
 	e.startWorker(t, "scheduler", "sched-gb")
