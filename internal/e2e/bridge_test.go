@@ -229,7 +229,10 @@ func TestBridgeStartsSeedMessagesOnceThroughAKill(t *testing.T) {
 	}
 	t.Logf("published %d messages (%d jobs, %d repeats, %d invalid); the monitor counted %d results (%d completed, %d duplicates), %d fallbacks; lost %d, unexpected %d, counted twice %d",
 		published, total, total/20, len(bad), st.Results, st.Completed, st.Duplicates, fallbacks, lost, extra, twice)
-	if lost != 0 || extra != 0 || twice != 0 || st.Results != total || st.Completed != total || st.Duplicates != 0 {
+	// st.Duplicates is not checked: a result is delivered at least once (a confirm that comes
+	// after the publisher gave up on it is published again), and the monitor counts it once.
+	// That each message started one job is checked below, on Temporal's visibility.
+	if lost != 0 || extra != 0 || twice != 0 || st.Results != total || st.Completed != total {
 		t.Errorf("want every one of the %d jobs counted once and nothing else: lost %d, unexpected %d, twice %d, monitor %+v", total, lost, extra, twice, st)
 	}
 
