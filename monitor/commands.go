@@ -51,6 +51,11 @@ func serveCmd() *cobra.Command {
 			if o.Token, err = token.Resolve(); err != nil {
 				return err
 			}
+			if o.SchedulerURL != "" {
+				if o.SchedulerURL, err = monitor.ParseSchedulerURL(o.SchedulerURL); err != nil {
+					return err
+				}
+			}
 			o.Logs.Consumer.RabbitMQ = o.Consumer.RabbitMQ
 			o.Logs.Consumer.RabbitMQ.Queue = logQueue
 			o.Logs.MaxTotal, o.Logs.MaxJob = int64(maxTotal), int64(maxJob)
@@ -64,6 +69,7 @@ func serveCmd() *cobra.Command {
 	fs.IntVar(&o.Consumer.BatchSize, "batch", config.EnvInt("MONITOR_BATCH", 0), "results per fsync and ack (env MONITOR_BATCH; default prefetch/2)")
 	fs.DurationVar(&o.Consumer.FlushInterval, "flush-interval", config.EnvDuration("MONITOR_FLUSH_INTERVAL", monitor.DefaultFlushInterval), "longest wait for a batch to fill before it is written (env MONITOR_FLUSH_INTERVAL)")
 	monitor.AddPriceFlag(fs, &o.Prices)
+	fs.StringVar(&o.SchedulerURL, "scheduler-url", config.Env("MONITOR_SCHEDULER_URL", ""), "http://HOST:PORT of a scheduler worker's --health-addr, where /api/queue gets queued jobs' positions and predicted starts (env MONITOR_SCHEDULER_URL)")
 	o.Consumer.RabbitMQ.AddFlags(fs)
 	token.AddFlags(fs)
 	fs.BoolVar(&o.InsecureNoAuth, "insecure-no-auth", false, "serve a non-loopback --addr without a token (only behind a proxy that authenticates)")

@@ -12,6 +12,8 @@ export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$(nproc)}
 # The workers and a starter run from the checkout share one artifact store.
 export GPUJOBS_ARTIFACTS=${GPUJOBS_ARTIFACTS:-file://$ROOT/run/artifacts}
 MONITOR_ADDR=${MONITOR_ADDR:-127.0.0.1:8000}
+# The scheduler's health address; the monitor's /api/queue asks it where queued jobs stand.
+SCHEDULER_HEALTH=${SCHEDULER_HEALTH:-127.0.0.1:8091}
 SERVICES=(devserver scheduler cpu-worker bridge monitor)
 
 # spawn NAME CMD...: run CMD in its own session, detached, unless NAME already runs.
@@ -46,11 +48,13 @@ start() {
 			--ui-port "$UI_PORT" --db-filename "$ROOT/data/temporal.db"
 		wait_tcp 127.0.0.1 "$TEMPORAL_PORT" 60 || die "Temporal dev server not up: see run/devserver.log"
 	fi
-	spawn scheduler "$BIN_DIR/worker" --role scheduler --id scheduler-1 --estimates-file "$ROOT/data/estimates.json"
+	spawn scheduler "$BIN_DIR/worker" --role scheduler --id scheduler-1 --estimates-file "$ROOT/data/estimates.json" \
+		--health-addr "$SCHEDULER_HEALTH"
 	# The dev stack runs command jobs of python3 and sh, so the examples in examples/commands work at once.
 	spawn cpu-worker "$BIN_DIR/worker" --role cpu --id "cpu-$(hostname)" --allow-commands python3,sh
 	spawn bridge "$BIN_DIR/worker" --role bridge --id bridge-1
-	spawn monitor "$BIN_DIR/monitor" serve --addr "$MONITOR_ADDR" --store "$ROOT/results/results.jsonl"
+	spawn monitor "$BIN_DIR/monitor" serve --addr "$MONITOR_ADDR" --store "$ROOT/results/results.jsonl" \
+		--scheduler-url "http://$SCHEDULER_HEALTH"
 	wait_log scheduler "worker polling" 30
 	wait_log cpu-worker "worker polling" 30
 	wait_log bridge "consuming jobs" 30

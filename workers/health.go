@@ -2,10 +2,12 @@ package workers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,12 +16,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/gpujobs/gpujobs/internal/jobclient"
+	"github.com/gpujobs/gpujobs/jobs"
 )
 
 // health serves /healthz (the process is alive), /readyz (it is connected to Temporal, polling,
-// and not draining) for container orchestrators, and /metrics (Prometheus).
+// and not draining) for container orchestrators, /metrics (Prometheus), and on a scheduler
+// worker /api/queue (every queued job's position and predicted start and end, for the monitor).
 type health struct {
 	client  atomic.Pointer[client.Client] // set once connected
+	queue   atomic.Pointer[queueSource]   // set by a scheduler worker
 	polling atomic.Bool
 	wedged  func() int64 // executing roles: kernels that would not stop
 	// consuming, when set, must also hold for readiness (the bridge: consuming its queue).
@@ -65,7 +73,74 @@ func (h *health) handler() http.Handler {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/queue", func(w http.ResponseWriter, r *http.Request) {
+		q := h.queue.Load()
+		if q == nil {
+			http.Error(w, "no queue predictions here: a scheduler worker serves them, once it polls", http.StatusNotFound)
+			return
+		}
+		snap, err := q.snapshot(r.Context())
+		if err != nil {
+			http.Error(w, "queue predictions: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		body, err := json.Marshal(snap)
+		if err != nil {
+			http.Error(w, "encode queue predictions: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(append(body, '\n')) //nolint:errcheck // the client went away
+	})
 	return mux
+}
+
+// queueCacheFor is how long one queue snapshot answers: computing it queries every open job's
+// workflow, so a dashboard polling every second costs one computation per interval, not one
+// per viewer.
+const queueCacheFor = 2 * time.Second
+
+// queueSource computes queue snapshots from Temporal, one at a time, and keeps the last one for
+// queueCacheFor.
+type queueSource struct {
+	c         client.Client
+	namespace string
+	group     singleflight.Group
+
+	mu     sync.Mutex
+	last   jobs.QueueSnapshot
+	lastAt time.Time
+}
+
+func (q *queueSource) snapshot(ctx context.Context) (jobs.QueueSnapshot, error) {
+	q.mu.Lock()
+	if !q.lastAt.IsZero() && time.Since(q.lastAt) < queueCacheFor {
+		s := q.last
+		q.mu.Unlock()
+		return s, nil
+	}
+	q.mu.Unlock()
+	ch := q.group.DoChan("", func() (any, error) {
+		// Not the first caller's context: the callers that joined it would fail with it.
+		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		s, err := jobclient.Snapshot(sctx, q.c, q.namespace, time.Now())
+		if err == nil {
+			q.mu.Lock()
+			q.last, q.lastAt = s, time.Now()
+			q.mu.Unlock()
+		}
+		return s, err
+	})
+	select {
+	case <-ctx.Done():
+		return jobs.QueueSnapshot{}, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return jobs.QueueSnapshot{}, r.Err
+		}
+		return r.Val.(jobs.QueueSnapshot), nil
+	}
 }
 
 // serve listens on addr until ctx is done; an empty addr serves nothing.

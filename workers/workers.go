@@ -120,6 +120,7 @@ func run(ctx context.Context, c client.Client, o Options, h *health, logger *zap
 		w.RegisterActivityWithOptions(sched.Schedule, activity.RegisterOptions{Name: workflows.ScheduleActivity})
 		publisher := &activities.Publisher{Broker: pub, Published: learner.Learn, Waiting: func(n int) { waiting.Set(float64(n)) }}
 		w.RegisterActivityWithOptions(publisher.PublishResult, activity.RegisterOptions{Name: workflows.PublishActivity})
+		h.queue.Store(&queueSource{c: c, namespace: o.Namespace})
 	case RoleCPU, RoleGPU:
 		if o.Runner == nil {
 			return fmt.Errorf("role %s needs a kernel runner", o.Role)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -365,5 +366,28 @@ func checkDynamicConfig(t *testing.T, where string, doc []byte) {
 		if len(s) != 1 || s[0].Value != value || len(s[0].Constraints) != 0 {
 			t.Errorf("%s: %s = %+v, want one unconstrained value %v", where, key, s, value)
 		}
+	}
+}
+
+// The monitor's /api/queue asks the scheduler's health address over the compose network.
+func TestComposeMonitorReachesTheScheduler(t *testing.T) {
+	p := mustLoadCompose(t)
+	mon, sched := p.Services["monitor"], p.Services["scheduler"]
+	raw := deref(mon.Environment["MONITOR_SCHEDULER_URL"])
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Hostname() != "scheduler" {
+		t.Fatalf("monitor MONITOR_SCHEDULER_URL %q, want http://scheduler:PORT", raw)
+	}
+	if h := deref(sched.Environment["HEALTH_ADDR"]); h != ":"+u.Port() {
+		t.Errorf("MONITOR_SCHEDULER_URL port %s, but the scheduler's HEALTH_ADDR is %q", u.Port(), h)
+	}
+	shared := false
+	for n := range mon.Networks {
+		if _, ok := sched.Networks[n]; ok {
+			shared = true
+		}
+	}
+	if !shared {
+		t.Error("the monitor and the scheduler share no network")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -777,6 +778,43 @@ func TestK8sTemporalSetup(t *testing.T) {
 		}
 		if img := job.Spec.Template.Spec.Containers[0].Image; !strings.HasPrefix(img, "temporalio/admin-tools:") {
 			t.Errorf("%s: temporal-setup runs %s, want temporalio/admin-tools", overlay, img)
+		}
+	}
+}
+
+// The monitor's /api/queue asks the scheduler's health address: MONITOR_SCHEDULER_URL names a
+// Service whose port reaches the scheduler pod's health port, the one HEALTH_ADDR listens on.
+func TestK8sMonitorReachesTheScheduler(t *testing.T) {
+	for _, overlay := range overlays {
+		r := render(t, overlay)
+		mon, sched := r.deployments["monitor"], r.deployments["scheduler"]
+		if mon == nil || sched == nil {
+			t.Fatalf("%s: monitor or scheduler Deployment missing", overlay)
+		}
+		raw, _ := envValue(mon.Spec.Template.Spec.Containers[0], "MONITOR_SCHEDULER_URL")
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "http" || u.Port() == "" {
+			t.Fatalf("%s: monitor MONITOR_SCHEDULER_URL %q, want http://SERVICE:PORT", overlay, raw)
+		}
+		svc := r.services[u.Hostname()]
+		if svc == nil || !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(sched.Spec.Template.Labels)) {
+			t.Fatalf("%s: MONITOR_SCHEDULER_URL names Service %q, which does not select the scheduler", overlay, u.Hostname())
+		}
+		c := sched.Spec.Template.Spec.Containers[0]
+		health, _ := envValue(c, "HEALTH_ADDR")
+		var reached bool
+		for _, p := range svc.Spec.Ports {
+			if fmt.Sprint(p.Port) != u.Port() {
+				continue
+			}
+			for _, cp := range c.Ports {
+				if (cp.Name == p.TargetPort.String() || cp.ContainerPort == p.TargetPort.IntVal) && ":"+fmt.Sprint(cp.ContainerPort) == health {
+					reached = true
+				}
+			}
+		}
+		if !reached {
+			t.Errorf("%s: Service %s port %s does not reach the scheduler's HEALTH_ADDR %s", overlay, svc.Name, u.Port(), health)
 		}
 	}
 }

@@ -477,6 +477,14 @@ func (tc *testCluster) steadyState(t *testing.T) faultRow {
 	if !slices.Contains(names, "default") {
 		t.Errorf("the Web UI lists namespaces %v, want default", names)
 	}
+	// The monitor's /api/queue reaches the scheduler host's health address, as compose wires it.
+	var queue struct {
+		Jobs   []jobs.Prediction `json:"jobs"`
+		Source string            `json:"source"`
+	}
+	if err := tc.getJSON(tc.monitorURL("/api/queue"), &queue); err != nil || queue.Source == "" {
+		t.Errorf("the monitor's /api/queue: %v (source %q)", err, queue.Source)
+	}
 	r.note = fmt.Sprintf("no fault; the first job by the starter binary on ctl; jobs per host %v; the Web UI lists %v; 'recovery' = submit -> all counted", hosts, names)
 	return r
 }

@@ -50,15 +50,17 @@ func (e *environment) isolated(t testing.TB, rabbitURL string) *environment {
 	return iso
 }
 
-// startMonitor runs `monitor serve` on the environment's result queue and returns its API URL.
-func (e *environment) startMonitor(t *testing.T) string {
+// startMonitor runs `monitor serve` on the environment's result queue, with any extra flags, and
+// returns its API URL.
+func (e *environment) startMonitor(t *testing.T, extra ...string) string {
 	t.Helper()
 	api := "http://" + testutil.FreeAddr(t)
 	// Its log queue is the test's own too, never the shared broker's log_queue.
 	t.Cleanup(func() { testutil.DeleteQueues(e.rabbitURL, e.resultQueue+"_logs") })
-	e.startProcess(t, "monitor", "monitor", "serve", "--addr", strings.TrimPrefix(api, "http://"),
+	args := append([]string{"serve", "--addr", strings.TrimPrefix(api, "http://"),
 		"--store", filepath.Join(t.TempDir(), "results.jsonl"), "--rabbitmq-url", e.rabbitURL, "--result-queue", e.resultQueue,
-		"--log-queue", e.logQueue())
+		"--log-queue", e.logQueue()}, extra...)
+	e.startProcess(t, "monitor", "monitor", args...)
 	testutil.WaitFor(t, "monitor serve to answer", 30*time.Second, func() bool {
 		resp, err := http.Get(api + "/healthz")
 		if err == nil {

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/gpujobs/gpujobs/internal/jobclient"
+	"github.com/gpujobs/gpujobs/internal/monitor"
 	"github.com/gpujobs/gpujobs/internal/testutil"
 	"github.com/gpujobs/gpujobs/jobs"
 )
@@ -83,11 +84,13 @@ func TestTheWebUITellsTheJobsStory(t *testing.T) {
 }
 
 // A job waiting for a worker says where it stands: its position in the queue and its predicted
-// start and end, in status, list and the JSON; each result keeps the predictions made when the
-// job was placed.
+// start and end, in status, list, the JSON and the monitor's API (which asks the scheduler
+// worker); each result keeps the predictions made when the job was placed.
 func TestQueuedJobsSayWhenTheyStart(t *testing.T) {
 	e := env
-	e.startWorker(t, "scheduler", "sched-q")
+	health := testutil.FreeAddr(t)
+	e.startWorker(t, "scheduler", "sched-q", "--health-addr", health)
+	api := e.startMonitor(t, "--scheduler-url", "http://"+health)
 	c := e.dial(t)
 	var specs []jobclient.Spec
 	for range 3 {
@@ -119,6 +122,31 @@ func TestQueuedJobsSayWhenTheyStart(t *testing.T) {
 	list, _, _ := e.starter(t, "list", "--status", "running")
 	if !strings.Contains(list, "#3, starts ~") {
 		t.Errorf("list does not show the queue:\n%s", list)
+	}
+	// The monitor's API tells the same: the same job third of three on cpu_queue, each start
+	// after the one before.
+	var view monitor.QueueView
+	if !getJSON(t, api+"/api/queue?queue=cpu_queue", &view) {
+		t.Fatal("the monitor's /api/queue is unreadable")
+	}
+	t.Logf("monitor /api/queue: %+v", view.Jobs)
+	mine := map[string]bool{}
+	for _, r := range reqs {
+		mine[r.JobID] = true
+	}
+	var order []jobs.Prediction
+	for _, p := range view.Jobs {
+		if mine[p.JobID] {
+			order = append(order, p)
+		}
+	}
+	if len(order) != 3 || order[2].JobID != third || order[2].Position != 3 || order[2].Waiting != 3 ||
+		order[1].PredictedStart.Before(order[0].PredictedStart) || order[2].PredictedStart.Before(order[1].PredictedStart) {
+		t.Errorf("the monitor's queue %+v, want the 3 jobs with %s third of 3", order, third)
+	}
+	var one monitor.QueueView
+	if !getJSON(t, api+"/api/queue?job_id="+third, &one) || len(one.Jobs) != 1 || one.Jobs[0].Position != 3 {
+		t.Errorf("/api/queue?job_id=%s: %+v", third, one.Jobs)
 	}
 	e.startWorker(t, "cpu", "cpu-q")
 	for _, r := range awaitAll(t, c, reqs) {

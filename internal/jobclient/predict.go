@@ -14,21 +14,8 @@ import (
 	"github.com/gpujobs/gpujobs/workflows"
 )
 
-// Prediction is where a job waiting for a worker stands in its queue, and when it is expected
-// to start and end: the jobs running on the queue's workers end when their estimates say, the
-// jobs ahead of it (by priority, then by when they were queued) start as slots free up, one slot
-// per polling worker, and the job takes its own estimate.
-type Prediction struct {
-	JobID    string `json:"job_id"`
-	Queue    string `json:"queue"`
-	Position int    `json:"position"` // 1 for the next job to start; 0 when it runs already
-	Waiting  int    `json:"waiting"`  // jobs waiting on the queue
-	Running  int    `json:"running"`
-	Pollers  int    `json:"pollers"`
-	// PredictedStart and PredictedEnd; PredictedStart is zero for a running job.
-	PredictedStart time.Time `json:"predicted_start,omitzero"`
-	PredictedEnd   time.Time `json:"predicted_end"`
-}
+// Prediction is a job's place in its queue and its predicted start and end (jobs.Prediction).
+type Prediction = jobs.Prediction
 
 // queuedJob is a job on a queue, as its workflow describes itself.
 type queuedJob struct {
@@ -37,11 +24,57 @@ type queuedJob struct {
 }
 
 // Predict returns the predictions of the queue's jobs (cpu_queue or gpu_queue), by job ID. It
-// asks visibility for the queue's running jobs (at most 1000) and each of them for its state.
+// asks visibility for the running jobs (at most 1000) and each of them for its state.
 func Predict(ctx context.Context, c client.Client, namespace, queue string, now time.Time) (map[string]Prediction, error) {
-	workerType := map[string]string{jobs.CPUQueue: jobs.WorkerTypeCPU, jobs.GPUQueue: jobs.WorkerTypeGPU}[queue]
-	if workerType == "" {
+	if queue != jobs.CPUQueue && queue != jobs.GPUQueue {
 		return nil, fmt.Errorf("queue %q: want %s or %s", queue, jobs.CPUQueue, jobs.GPUQueue)
+	}
+	byQueue, err := predictQueues(ctx, c, namespace, []string{queue}, now)
+	if err != nil {
+		return nil, err
+	}
+	return byQueue[queue], nil
+}
+
+// Snapshot returns the predictions of every job on the CPU and the GPU queue, the waiting ones
+// by queue and position first, then the running ones: what a scheduler worker serves to the
+// monitor.
+func Snapshot(ctx context.Context, c client.Client, namespace string, now time.Time) (jobs.QueueSnapshot, error) {
+	queues := []string{jobs.CPUQueue, jobs.GPUQueue}
+	byQueue, err := predictQueues(ctx, c, namespace, queues, now)
+	if err != nil {
+		return jobs.QueueSnapshot{}, err
+	}
+	snap := jobs.QueueSnapshot{At: now, Jobs: []Prediction{}}
+	for _, q := range queues {
+		for _, p := range byQueue[q] {
+			snap.Jobs = append(snap.Jobs, p)
+		}
+	}
+	sort.Slice(snap.Jobs, func(a, b int) bool {
+		x, y := snap.Jobs[a], snap.Jobs[b]
+		if (x.Position == 0) != (y.Position == 0) {
+			return x.Position != 0 // waiting ones first
+		}
+		if x.Queue != y.Queue {
+			return x.Queue < y.Queue
+		}
+		if x.Position != y.Position {
+			return x.Position < y.Position
+		}
+		return x.JobID < y.JobID
+	})
+	return snap, nil
+}
+
+// predictQueues lists the running jobs once, asks each for its state, and plays each queue
+// forward with as many slots as it has pollers.
+func predictQueues(ctx context.Context, c client.Client, namespace string, queues []string, now time.Time) (map[string]map[string]Prediction, error) {
+	want := map[string]bool{}
+	types := map[string]bool{}
+	for _, q := range queues {
+		want[q] = true
+		types[map[string]string{jobs.CPUQueue: jobs.WorkerTypeCPU, jobs.GPUQueue: jobs.WorkerTypeGPU}[q]] = true
 	}
 	open, err := List(ctx, c, Filter{State: StateRunning, Limit: 1000})
 	if err != nil {
@@ -49,10 +82,10 @@ func Predict(ctx context.Context, c client.Client, namespace, queue string, now 
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	var found []queuedJob
+	found := map[string][]queuedJob{}
 	sem := make(chan struct{}, 32)
 	for _, s := range open {
-		if s.WorkerType != "" && s.WorkerType != workerType {
+		if s.WorkerType != "" && !types[s.WorkerType] {
 			continue
 		}
 		wg.Add(1)
@@ -61,20 +94,24 @@ func Predict(ctx context.Context, c client.Client, namespace, queue string, now 
 			defer wg.Done()
 			defer func() { <-sem }()
 			st := stage(ctx, c, s.JobID)
-			if st == nil || st.Queue != queue || (st.Stage != workflows.StageExecuting && st.Stage != workflows.StageWaitingMemory) {
+			if st == nil || !want[st.Queue] || (st.Stage != workflows.StageExecuting && st.Stage != workflows.StageWaitingMemory) {
 				return
 			}
 			mu.Lock()
-			found = append(found, queuedJob{id: s.JobID, state: *st})
+			found[st.Queue] = append(found[st.Queue], queuedJob{id: s.JobID, state: *st})
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	qs, err := TemporalInspector{Client: c, Namespace: namespace}.Inspect(ctx, queue)
-	if err != nil {
-		return nil, err
+	out := map[string]map[string]Prediction{}
+	for _, q := range queues {
+		qs, err := TemporalInspector{Client: c, Namespace: namespace}.Inspect(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out[q] = simulate(found[q], max(qs.Pollers, 1), now)
 	}
-	return simulate(found, max(qs.Pollers, 1), now), nil
+	return out, nil
 }
 
 // simulate plays the queue forward: the running jobs hold their slots until their estimated

@@ -43,6 +43,9 @@ type Options struct {
 	InsecureNoAuth bool
 	// Prices turn the usage's device-hours into cost (--price gpu=2.50,cpu=0.04).
 	Prices Prices
+	// SchedulerURL is a scheduler worker's health address, from which /api/queue fetches the
+	// queued jobs' positions and predicted starts ("" : /api/queue says how to set it).
+	SchedulerURL string
 }
 
 // Serve runs the monitor until ctx ends: it loads the store, then consumes the result queue and
@@ -94,6 +97,9 @@ func Serve(ctx context.Context, o Options, logger *zap.Logger) error {
 	var consumer *Consumer
 	srv := NewServer(agg, metrics, func() bool { return consumer.Connected() }, o.StorePath, logger)
 	srv.SetLogs(logStore, logConsumer.Connected)
+	if o.SchedulerURL != "" {
+		srv.SetQueue(&QueueSource{URL: o.SchedulerURL})
+	}
 	agg.SetPrices(o.Prices)
 	consumer = NewConsumer(o.Consumer, store, agg, logger, srv.Notify)
 	handler := srv.Handler()

@@ -37,9 +37,10 @@ type Server struct {
 	mu   sync.Mutex
 	subs map[chan struct{}]struct{}
 
-	logs          *LogStore   // job logs (SetLogs); nil: no log endpoints
-	logsConnected func() bool // the log consumer's state
-	sweeps        sweepIndex  // /api/sweeps (sweeps.go)
+	logs          *LogStore    // job logs (SetLogs); nil: no log endpoints
+	logsConnected func() bool  // the log consumer's state
+	sweeps        sweepIndex   // /api/sweeps (sweeps.go)
+	queue         *QueueSource // /api/queue (queue.go); nil: not configured
 
 	// SummaryEvery is the least time between two summary events of one stream.
 	SummaryEvery time.Duration
@@ -93,6 +94,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/failed", s.failed)
 	mux.HandleFunc("GET /api/sweeps", s.sweepsAPI)
 	mux.HandleFunc("GET /api/usage", s.usage)
+	mux.HandleFunc("GET /api/queue", s.queueAPI)
 	mux.HandleFunc("GET /api/events", s.events)
 	mux.HandleFunc("GET /healthz", s.health)
 	if s.logs != nil {
