@@ -88,8 +88,9 @@ test-e2e: # the tests with a dev server of their own run side by side (-parallel
 	@# the monitor against the real broker (kill/restart, duplicates, dead letters) and in chromium
 	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -timeout 10m -v ./internal/monitor/ 2>&1 \
 		| tee run/e2e-monitor.log | grep --line-buffered -E '^(\s*--- |PASS|FAIL|ok|\s+\S+_test\.go:)'
-	@# the job-log Writer against the real broker, and a private node stopped while a job writes
-	GPUJOBS_E2E=1 $(GO) test -count=1 -timeout 5m -v ./internal/joblogs/ 2>&1 \
+	@# the job-log Writer and the result publisher against the real broker, and a private node
+	@# stopped while a job writes
+	GPUJOBS_E2E=1 $(GO) test -count=1 -timeout 5m -v ./internal/joblogs/ ./internal/rabbit/ 2>&1 \
 		| tee run/e2e-joblogs.log | grep --line-buffered -E '^(\s*--- |PASS|FAIL|ok|\s+\S+_test\.go:)'
 
 # Its own module (compose-go, kustomize, k8s.io), so none of that reaches the binaries.
@@ -129,6 +130,8 @@ bench: setup $(BIN)/temporal-sql-tool ## benchmarks, each against a baseline in 
 	GPUJOBS_E2E=1 GPUJOBS_BIN=$(BIN) $(GO) test -count=1 -tags openblas -run XXX -bench . -benchtime 1x -timeout 30m ./internal/e2e/ | grep -E '^(Benchmark|e2e:)'; \
 	echo "== monitor ingest of 50,000 queued results against a bare consumer with the same prefetch"; \
 	GPUJOBS_E2E=1 $(GO) test -count=1 -run XXX -bench Ingest -benchtime 1x -timeout 20m ./internal/monitor/ | grep -E '^Benchmark'; \
+	echo "== result publishing: confirmed publishes from 64 goroutines against one at a time"; \
+	GPUJOBS_E2E=1 $(GO) test -count=1 -run XXX -bench Publish -benchtime 2000x ./internal/rabbit/ | grep -E '^Benchmark'; \
 	echo "== cluster scale: tiny jobs with 1, 2, 4 worker hosts; Temporal on PostgreSQL against the dev server's SQLite"; \
 	. scripts/lib.sh && apt_install $(CLUSTER_DEPS); \
 	scripts/cluster-run.sh -run XXX -bench ClusterScale -benchtime 1x -timeout 30m 2>&1 | tee run/cluster-bench.log | grep -E '^(Benchmark|cluster: scale|\|)'

@@ -6,7 +6,6 @@ package joblogs
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,14 +17,6 @@ import (
 	"github.com/gpujobs/gpujobs/internal/config"
 	"github.com/gpujobs/gpujobs/internal/testutil"
 )
-
-func brokerURL(t *testing.T) string {
-	t.Helper()
-	if os.Getenv("GPUJOBS_E2E") != "1" {
-		t.Skip("needs RabbitMQ: set GPUJOBS_E2E=1 (make test does, after starting it)")
-	}
-	return config.Env("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-}
 
 func testQueue(t *testing.T, url string) config.RabbitMQ {
 	rc := config.RabbitMQ{URL: url, Queue: "joblogs_test_" + testutil.RandomHex(4), QueueType: "classic"}
@@ -91,7 +82,7 @@ func (c *collector) snapshot() ([]Line, []End, []error) {
 
 // Two attempts written at once, 20,000 lines each, arrive in order, each line once, in batches.
 func TestWriterLinesArriveInOrderOnce(t *testing.T) {
-	rc := testQueue(t, brokerURL(t))
+	rc := testQueue(t, testutil.SharedBroker(t))
 	got := collect(t, rc)
 	p := NewPublisher(rc, "joblogs-test", zaptest.NewLogger(t))
 	defer p.Close()
@@ -151,7 +142,7 @@ func TestWriterLinesArriveInOrderOnce(t *testing.T) {
 // rest, and once the broker is back delivers what it held, one notice of what was lost, and
 // what came after.
 func TestWriterRidesOutABrokerOutage(t *testing.T) {
-	brokerURL(t)
+	testutil.SharedBroker(t)
 	b := testutil.StartBroker(t)
 	rc := config.RabbitMQ{URL: b.URL, Queue: "joblogs_outage", QueueType: "classic"}
 	p := NewPublisher(rc, "joblogs-outage", zaptest.NewLogger(t))

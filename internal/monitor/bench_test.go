@@ -8,6 +8,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/gpujobs/gpujobs/internal/config"
+	"github.com/gpujobs/gpujobs/internal/testutil"
 )
 
 // BenchmarkIngest measures how many results per second the monitor ingests (consume, fsync in
@@ -17,7 +18,7 @@ import (
 // a broker still settling its disk writes early in the run weighs on both sides alike.
 // GPUJOBS_BENCH_RESULTS changes the count per queue (default 50,000); make bench runs it.
 func BenchmarkIngest(b *testing.B) {
-	url := brokerURL(b)
+	url := testutil.SharedBroker(b)
 	n := config.EnvInt("GPUJOBS_BENCH_RESULTS", 50_000)
 	prefetch := DefaultPrefetch
 	bodies := make([][]byte, n)

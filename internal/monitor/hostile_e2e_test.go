@@ -30,7 +30,7 @@ import (
 )
 
 func TestHostileResultsAreDeadLetteredAndTheMonitorKeepsWorking(t *testing.T) {
-	rc := testQueue(t, brokerURL(t))
+	rc := testQueue(t, testutil.SharedBroker(t))
 	bin := monitorBinary(t)
 	chromium := chromiumPath(t)
 	store := filepath.Join(t.TempDir(), "results.jsonl")

@@ -88,7 +88,7 @@ func metricValue(t *testing.T, api, name string) float64 {
 // (the broker keeps their lines), and a monitor restarted on the same store ends up with every
 // line of every job once, in order: lost 0, duplicates stored 0.
 func TestLogsSurviveAMonitorKilledMidway(t *testing.T) {
-	rc := testQueue(t, brokerURL(t))
+	rc := testQueue(t, testutil.SharedBroker(t))
 	bin := monitorBinary(t)
 	store := filepath.Join(t.TempDir(), "results.jsonl")
 	flags := []string{"--log-prefetch", "8"} // batches of 4 messages: many fsync-then-ack steps for the kill to fall between
@@ -149,7 +149,7 @@ func TestLogsSurviveAMonitorKilledMidway(t *testing.T) {
 // TestAJobPrinting1GBIsCutAndBreaksNothing: a Writer fed 1 GiB keeps 64 MiB and one notice;
 // the monitor stores that, stays within its memory, and serves another job's log after it.
 func TestAJobPrinting1GBIsCutAndBreaksNothing(t *testing.T) {
-	rc := testQueue(t, brokerURL(t))
+	rc := testQueue(t, testutil.SharedBroker(t))
 	bin := monitorBinary(t)
 	store := filepath.Join(t.TempDir(), "results.jsonl")
 	mon := startServe(t, bin, rc, store)
@@ -232,7 +232,7 @@ func peakRSS(t *testing.T, pid int) int64 {
 // it or with another, 200 with it; monitor tail takes it; without a token, serve refuses a
 // non-loopback address in one line, unless --insecure-no-auth.
 func TestServeWithATokenAndWithout(t *testing.T) {
-	rc := testQueue(t, brokerURL(t))
+	rc := testQueue(t, testutil.SharedBroker(t))
 	bin := monitorBinary(t)
 	const token = "e2e-token-5f0c2b9d41e8a7c3"
 	tokenFile := filepath.Join(t.TempDir(), "token")

@@ -28,21 +28,6 @@ import (
 	"github.com/gpujobs/gpujobs/jobs"
 )
 
-// brokerURL returns the shared broker's URL, or skips the test when GPUJOBS_E2E is not set.
-func brokerURL(t testing.TB) string {
-	t.Helper()
-	if os.Getenv("GPUJOBS_E2E") != "1" {
-		t.Skip("needs RabbitMQ: set GPUJOBS_E2E=1 (make test does, after starting it)")
-	}
-	url := config.Env("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatalf("GPUJOBS_E2E=1 but RabbitMQ is not reachable at %s: %v", config.Redact(url), err)
-	}
-	conn.Close()
-	return url
-}
-
 // testQueue returns a fresh result-queue config; the queue, its .dlq and .dlx go at cleanup.
 func testQueue(t testing.TB, url string) config.RabbitMQ {
 	t.Helper()
@@ -181,7 +166,7 @@ func storeLines(t testing.TB, path string) []string {
 }
 
 func TestSameResultPublishedTwiceIsCountedOnce(t *testing.T) {
-	rc := testQueue(t, brokerURL(t))
+	rc := testQueue(t, testutil.SharedBroker(t))
 	path := filepath.Join(t.TempDir(), "results.jsonl")
 	m := startInProcess(t, ConsumerOptions{RabbitMQ: rc, Prefetch: 10}, path)
 	rs := fixtureResults(2, 100, t0)
@@ -202,7 +187,7 @@ func TestSameResultPublishedTwiceIsCountedOnce(t *testing.T) {
 }
 
 func TestMalformedMessageIsDeadLetteredAndConsumingGoesOn(t *testing.T) {
-	rc := testQueue(t, brokerURL(t))
+	rc := testQueue(t, testutil.SharedBroker(t))
 	m := startInProcess(t, ConsumerOptions{RabbitMQ: rc, Prefetch: 10}, filepath.Join(t.TempDir(), "results.jsonl"))
 	rs := fixtureResults(2, 101, t0)
 	bad := [][]byte{[]byte("not json {"), []byte(`{"job_type":"matrix_multiply","status":"completed"}`)}
@@ -261,7 +246,7 @@ func drain(t *testing.T, url, queue string) []amqp.Delivery {
 }
 
 func TestQueueDeclaredWithOtherArgumentsStopsTheConsumer(t *testing.T) {
-	rc := testQueue(t, brokerURL(t))
+	rc := testQueue(t, testutil.SharedBroker(t))
 	conn, err := amqp.Dial(rc.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -382,7 +367,7 @@ func (p *serveProcess) health(t *testing.T) Health {
 // restarts it on the same store, and checks the aggregates against a recomputation from the
 // published set.
 func TestMonitorKilledMidwayCountsEveryResultOnce(t *testing.T) {
-	rc := testQueue(t, brokerURL(t))
+	rc := testQueue(t, testutil.SharedBroker(t))
 	bin := monitorBinary(t)
 	store := filepath.Join(t.TempDir(), "results.jsonl")
 	results := fixtureResults(1000, 102, t0)
@@ -521,7 +506,7 @@ func TestMonitorKilledMidwayCountsEveryResultOnce(t *testing.T) {
 }
 
 func TestConsumerReconnectsWhenRabbitMQRestarts(t *testing.T) {
-	brokerURL(t) // the same opt-in as the other broker tests
+	testutil.SharedBroker(t) // the same opt-in as the other broker tests
 	b := testutil.StartBroker(t)
 	rc := testQueue(t, b.URL)
 	path := filepath.Join(t.TempDir(), "results.jsonl")

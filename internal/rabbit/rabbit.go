@@ -91,21 +91,33 @@ func DeclareWith(ch *amqp.Channel, c config.RabbitMQ, extra amqp.Table) error {
 
 // Publisher publishes results as persistent messages and waits for the broker's confirm, so a
 // result counts as published only once RabbitMQ has taken responsibility for it. It reconnects
-// lazily: the first publish after a broken connection dials again.
+// lazily: the first publish after a broken connection dials again. Publishes from many
+// goroutines share one channel and wait for their confirms side by side (the broker confirms
+// the messages of one disk sync together), so a burst of finishing jobs is not published one
+// round trip at a time.
 type Publisher struct {
 	cfg    config.RabbitMQ
 	name   string
 	logger *zap.Logger
 
+	inflight chan struct{} // a slot per publish waiting for its confirm (maxInFlight)
+
 	mu      sync.Mutex
 	conn    *amqp.Connection
 	ch      *amqp.Channel
 	returns chan amqp.Return
+	// returned holds the returns drained from returns, by message ID, until their publisher
+	// looks (messages of one channel; cleared with it).
+	returned map[string]amqp.Return
 	// dialErr and dialedAt remember the last failed connection attempt: while the broker is
 	// away, the results waiting for it fail at once instead of each dialing again.
 	dialErr  error
 	dialedAt time.Time
 }
+
+// maxInFlight bounds the publishes waiting for a confirm at once. The returns channel holds as
+// many, so the client's dispatch of a return never blocks on it.
+const maxInFlight = 256
 
 // redialEvery is the least time between two connection attempts while the broker is away.
 const redialEvery = time.Second
@@ -115,20 +127,28 @@ func NewPublisher(cfg config.RabbitMQ, name string, logger *zap.Logger) *Publish
 	if cfg.Queue == "" {
 		cfg.Queue = DefaultQueue
 	}
-	return &Publisher{cfg: cfg, name: name, logger: logger}
+	return &Publisher{cfg: cfg, name: name, logger: logger, inflight: make(chan struct{}, maxInFlight)}
 }
 
 // ErrNotRouted means the broker accepted the message but no queue took it.
 var ErrNotRouted = errors.New("message not routed to any queue")
 
 // Publish sends body to the result queue with message_id id and waits for the broker's confirm.
+// It is safe for concurrent use.
 func (p *Publisher) Publish(ctx context.Context, id string, body []byte) error {
+	select {
+	case p.inflight <- struct{}{}:
+		defer func() { <-p.inflight }()
+	case <-ctx.Done():
+		return fmt.Errorf("publish %s: %w", id, ctx.Err())
+	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if err := p.connect(); err != nil {
+		p.mu.Unlock()
 		return err
 	}
-	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, "", p.cfg.Queue, true, false, amqp.Publishing{
+	ch := p.ch
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", p.cfg.Queue, true, false, amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		MessageId:    id,
@@ -137,24 +157,64 @@ func (p *Publisher) Publish(ctx context.Context, id string, body []byte) error {
 		Body:         body,
 	})
 	if err != nil {
-		p.reset()
+		p.resetIf(ch)
+		p.mu.Unlock()
 		return fmt.Errorf("publish %s: %w", id, err)
 	}
+	p.mu.Unlock()
+	// A late confirm resolves dc harmlessly: the channel stays, for the other publishes on it.
 	acked, err := dc.WaitContext(ctx)
-	if err != nil {
-		p.reset() // the confirm may still come on this channel; a fresh one keeps tags simple
+	p.mu.Lock()
+	ret, wasReturned := p.takeReturn(ch, id)
+	if err == nil && !acked && ch.IsClosed() {
+		p.resetIf(ch)
+	}
+	p.mu.Unlock()
+	switch {
+	case err != nil:
 		return fmt.Errorf("wait for confirm of %s: %w", id, err)
-	}
-	if !acked {
-		return fmt.Errorf("broker refused %s (nack)", id)
-	}
-	// A mandatory message that no queue took is returned before it is acked.
-	select {
-	case r := <-p.returns:
-		return fmt.Errorf("publish %s: %w (%d %s)", r.MessageId, ErrNotRouted, r.ReplyCode, r.ReplyText)
-	default:
+	case !acked:
+		return fmt.Errorf("broker refused %s (nack, or the channel closed before its confirm)", id)
+	case wasReturned:
+		// A mandatory message that no queue took is returned before it is acked.
+		return fmt.Errorf("publish %s: %w (%d %s)", ret.MessageId, ErrNotRouted, ret.ReplyCode, ret.ReplyText)
 	}
 	return nil
+}
+
+// takeReturn drains the returns that ch's client has dispatched so far and takes id's, if it
+// was returned. The client sends a return to p.returns before it resolves the message's
+// confirm, so after the confirm it is there. Called with p.mu held.
+func (p *Publisher) takeReturn(ch *amqp.Channel, id string) (amqp.Return, bool) {
+	if ch != p.ch {
+		return amqp.Return{}, false // that channel's returns went with it
+	}
+	for drained := false; !drained; {
+		select {
+		case r, ok := <-p.returns:
+			if !ok {
+				drained = true
+				break
+			}
+			if len(p.returned) >= maxInFlight { // returns of publishes that gave up waiting
+				clear(p.returned)
+			}
+			p.returned[r.MessageId] = r
+		default:
+			drained = true
+		}
+	}
+	r, ok := p.returned[id]
+	delete(p.returned, id)
+	return r, ok
+}
+
+// resetIf closes the connection if ch is still the current channel (a publish that failed on
+// an older one must not close the newer). Called with p.mu held.
+func (p *Publisher) resetIf(ch *amqp.Channel) {
+	if ch == p.ch {
+		p.reset()
+	}
 }
 
 func (p *Publisher) connect() error {
@@ -184,7 +244,8 @@ func (p *Publisher) connect() error {
 		return fmt.Errorf("set up publishing channel: %w", err)
 	}
 	p.conn, p.ch = conn, ch
-	p.returns = ch.NotifyReturn(make(chan amqp.Return, 16))
+	p.returns = ch.NotifyReturn(make(chan amqp.Return, maxInFlight))
+	p.returned = map[string]amqp.Return{}
 	p.logger.Info("connected to RabbitMQ", zap.String("url", config.Redact(p.cfg.URL)))
 	return nil
 }
@@ -193,7 +254,7 @@ func (p *Publisher) reset() {
 	if p.conn != nil {
 		p.conn.Close()
 	}
-	p.conn, p.ch, p.returns = nil, nil, nil
+	p.conn, p.ch, p.returns, p.returned = nil, nil, nil, nil
 }
 
 // Close closes the connection.

@@ -103,3 +103,23 @@ func (b *Broker) Ctl(args ...string) error {
 	}
 	return nil
 }
+
+// SharedBroker returns the URL of the RabbitMQ that make test starts (RABBITMQ_URL, else the
+// local default), or skips the test when GPUJOBS_E2E is not 1, so `go test ./...` works on a
+// bare machine. With GPUJOBS_E2E=1 a broker that does not answer fails the test.
+func SharedBroker(t testing.TB) string {
+	t.Helper()
+	if os.Getenv("GPUJOBS_E2E") != "1" {
+		t.Skip("needs RabbitMQ: set GPUJOBS_E2E=1 (make test does, after starting it)")
+	}
+	url := os.Getenv("RABBITMQ_URL")
+	if url == "" {
+		url = "amqp://guest:guest@127.0.0.1:5672/"
+	}
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatalf("GPUJOBS_E2E=1 but RabbitMQ is not reachable: %v", err)
+	}
+	conn.Close()
+	return url
+}
