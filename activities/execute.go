@@ -321,6 +321,10 @@ type heartbeater struct {
 	notifyEvery time.Duration
 	notified    time.Time
 	notifiedAt  int // the step last notified
+	// notifying counts the notices on their way. stop waits for them: a notice (a signal)
+	// that reached the workflow after the activity's completion would fail the workflow task
+	// that publishes the result (UnhandledCommand), and its retry would publish it again.
+	notifying sync.WaitGroup
 
 	mu       sync.Mutex
 	last     jobs.Heartbeat
@@ -376,7 +380,15 @@ func (h *heartbeater) notify(fn func(jobs.Heartbeat), period time.Duration) {
 	h.notifyFn, h.notifyEvery, h.notified, h.notifiedAt = fn, period, time.Now(), h.last.Iteration
 	hb := h.last
 	h.mu.Unlock()
-	go fn(hb)
+	h.send(fn, hb)
+}
+
+func (h *heartbeater) send(fn func(jobs.Heartbeat), hb jobs.Heartbeat) {
+	h.notifying.Add(1)
+	go func() {
+		defer h.notifying.Done()
+		fn(hb)
+	}()
 }
 
 func (h *heartbeater) maybeNotify(now time.Time, hb jobs.Heartbeat) {
@@ -388,7 +400,7 @@ func (h *heartbeater) maybeNotify(now time.Time, hb jobs.Heartbeat) {
 	}
 	h.mu.Unlock()
 	if due {
-		go fn(hb)
+		h.send(fn, hb)
 	}
 }
 
@@ -401,4 +413,5 @@ func (h *heartbeater) lastStep() int {
 func (h *heartbeater) stop() {
 	close(h.done)
 	h.wg.Wait()
+	h.notifying.Wait()
 }

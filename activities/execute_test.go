@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,5 +136,31 @@ func TestWedgedKernelIsAbandonedAndCounted(t *testing.T) {
 	}
 	if e.Wedged() != 0 {
 		t.Error("the wedged count did not fall once the kernel returned")
+	}
+}
+
+// The notices to the workflow (signals) have all been delivered when Execute returns, even for
+// a job that ends at once: a signal arriving after the activity's completion would fail the
+// workflow task that publishes the result, and its retry would publish the result again.
+func TestNoticesAreDeliveredBeforeTheActivityReturns(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	var mu sync.Mutex
+	delivered := 0
+	e := &Executor{Runner: fakeRunner{run: func(context.Context, jobs.Reporter) (jobs.Output, error) {
+		return jobs.Output{}, nil // done before the first notice is on its way
+	}}, Notify: func(string, jobs.Heartbeat) {
+		time.Sleep(100 * time.Millisecond) // a slow signal RPC
+		mu.Lock()
+		delivered++
+		mu.Unlock()
+	}}
+	if _, err := execute(t, e, env); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if delivered != 1 {
+		t.Errorf("%d notices delivered when Execute returned, want the start notice, 1", delivered)
 	}
 }
