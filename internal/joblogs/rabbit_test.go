@@ -35,15 +35,7 @@ type collector struct {
 
 func collect(t *testing.T, rc config.RabbitMQ) *collector {
 	t.Helper()
-	conn, err := amqp.Dial(rc.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := testutil.Channel(t, rc.URL)
 	if err := Declare(ch, rc); err != nil {
 		t.Fatal(err)
 	}

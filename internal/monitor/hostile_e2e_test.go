@@ -118,7 +118,7 @@ func TestHostileResultsAreDeadLetteredAndTheMonitorKeepsWorking(t *testing.T) {
 		byBody[string(c.body)] = i
 	}
 	seen := make([]int, len(cases))
-	for _, d := range drain(t, rc.URL, dlq) {
+	for _, d := range testutil.Drain(t, rc.URL, dlq) {
 		i, ok := byBody[string(d.Body)]
 		if !ok {
 			t.Errorf("dead letter that was not published as hostile: %.200s", d.Body)

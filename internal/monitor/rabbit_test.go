@@ -96,16 +96,7 @@ func publishAll(rc config.RabbitMQ, bodies [][]byte) error {
 // queueDepth returns the ready messages of a queue.
 func queueDepth(t testing.TB, url, queue string) int {
 	t.Helper()
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	q, err := testutil.Channel(t, url).QueueDeclarePassive(queue, true, false, false, false, nil)
 	if err != nil {
 		t.Fatalf("inspect %s: %v", queue, err)
 	}
@@ -202,7 +193,7 @@ func TestMalformedMessageIsDeadLetteredAndConsumingGoesOn(t *testing.T) {
 
 	// The dead letters are the originals, once each (never requeued in a loop), with the reason.
 	reasons := []string{"not a result: invalid character 'o' in literal null", "not a result: job_id is missing"}
-	for i, d := range drain(t, rc.URL, dlq) {
+	for i, d := range testutil.Drain(t, rc.URL, dlq) {
 		if i >= len(bad) {
 			t.Errorf("more dead letters than bad messages: %q", d.Body)
 			continue
@@ -220,39 +211,9 @@ func TestMalformedMessageIsDeadLetteredAndConsumingGoesOn(t *testing.T) {
 	}
 }
 
-// drain gets every message of a queue.
-func drain(t *testing.T, url, queue string) []amqp.Delivery {
-	t.Helper()
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []amqp.Delivery
-	for {
-		d, ok, err := ch.Get(queue, true)
-		if err != nil {
-			t.Fatalf("get from %s: %v", queue, err)
-		}
-		if !ok {
-			return out
-		}
-		out = append(out, d)
-	}
-}
-
 func TestQueueDeclaredWithOtherArgumentsStopsTheConsumer(t *testing.T) {
 	rc := testQueue(t, testutil.SharedBroker(t))
-	conn, err := amqp.Dial(rc.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, _ := conn.Channel()
+	ch := testutil.Channel(t, rc.URL)
 	if _, err := ch.QueueDeclare(rc.Queue, true, false, false, false, nil); err != nil { // no dead-lettering
 		t.Fatal(err)
 	}

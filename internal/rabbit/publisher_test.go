@@ -59,24 +59,8 @@ func TestConcurrentPublishesAreEachConfirmedOnce(t *testing.T) {
 			t.Errorf("%s: %v", id, err)
 		}
 	}
-	conn, err := amqp.Dial(rc.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := map[string]int{}
-	for {
-		d, ok, err := ch.Get(rc.Queue, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			break
-		}
+	for _, d := range testutil.Drain(t, rc.URL, rc.Queue) {
 		seen[d.MessageId]++
 		if d.DeliveryMode != amqp.Persistent {
 			t.Errorf("%s: delivery mode %d, want persistent", d.MessageId, d.DeliveryMode)

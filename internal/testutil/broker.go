@@ -123,3 +123,35 @@ func SharedBroker(t testing.TB) string {
 	conn.Close()
 	return url
 }
+
+// Channel opens a channel on the broker at url; its connection closes when the test ends.
+func Channel(t testing.TB, url string) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// Drain gets (and acknowledges) every message of a queue.
+func Drain(t testing.TB, url, queue string) []amqp.Delivery {
+	t.Helper()
+	ch := Channel(t, url)
+	var out []amqp.Delivery
+	for {
+		d, ok, err := ch.Get(queue, true)
+		if err != nil {
+			t.Fatalf("get from %s: %v", queue, err)
+		}
+		if !ok {
+			return out
+		}
+		out = append(out, d)
+	}
+}
