@@ -54,7 +54,10 @@ vet: ## go vet and gofmt, with and without the openblas tag
 
 # The broker make test (or bench) starts is stopped at its end; one that was running already (make
 # dev's) is left running: scripts/rabbitmq.sh keeps a marker per owner.
-test bench: export GPUJOBS_RABBIT_OWNER = $@
+# (Spelled out: a target-specific $@ would expand to each prerequisite's own name, so the
+# broker that setup starts would be marked "setup" and the trap's stop would leave it running.)
+test: export GPUJOBS_RABBIT_OWNER = test
+bench: export GPUJOBS_RABBIT_OWNER = bench
 # The S3 store's tests run against a real S3 server, SeaweedFS, that make test starts under its own
 # name (run/seaweedfs-test/) with a fresh key pair, and stops at its end; GPUJOBS_S3_REQUIRED makes
 # a missing server a failure rather than a skip.
