@@ -16,6 +16,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gpujobs/gpujobs/jobs"
 	"github.com/gpujobs/gpujobs/workflows"
@@ -150,6 +152,17 @@ func SubmitAll(ctx context.Context, c client.Client, reqs []jobs.Request) []erro
 func Await(ctx context.Context, c client.Client, jobID string) (jobs.Result, error) {
 	var res jobs.Result
 	err := c.GetWorkflow(ctx, jobID, "").Get(ctx, &res)
+	// A long poll the server cuts (a busy frontend resets the stream) is not the end of the
+	// wait: poll again, for as long as such errors last at most (awaitTransientFor).
+	for backoff, since := 100*time.Millisecond, time.Now(); err != nil && ctx.Err() == nil && transient(err) && time.Since(since) < awaitTransientFor; backoff = min(2*backoff, 2*time.Second) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		if ctx.Err() == nil {
+			err = c.GetWorkflow(ctx, jobID, "").Get(ctx, &res)
+		}
+	}
 	if err == nil {
 		return res, nil
 	}
@@ -185,6 +198,31 @@ func Await(ctx context.Context, c client.Client, jobID string) (jobs.Result, err
 		res.JobType, res.Params, res.RequestedDevice = req.JobType, req.Params, req.EffectiveDevice()
 	}
 	return res, nil
+}
+
+// awaitTransientFor bounds how long Await keeps polling through transient errors: a server that
+// stays unreachable is reported, not waited for in silence.
+const awaitTransientFor = time.Minute
+
+// transient tells the errors of a reachable but busy or restarting server (a stream reset, a
+// frontend that is unavailable for a moment) from those that will not change on a retry.
+func transient(err error) bool {
+	var canceled *serviceerror.Canceled
+	var unavailable *serviceerror.Unavailable
+	var exhausted *serviceerror.ResourceExhausted
+	var deadline *serviceerror.DeadlineExceeded
+	if errors.As(err, &canceled) || errors.As(err, &unavailable) || errors.As(err, &exhausted) || errors.As(err, &deadline) {
+		return true
+	}
+	switch status.Code(errors.Unwrap(err)) {
+	case codes.Canceled, codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded:
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Canceled, codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded:
+		return true
+	}
+	return false
 }
 
 // ErrNoVerdict means no scheduler worker decided on a job within the wait.
