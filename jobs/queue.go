@@ -29,6 +29,26 @@ type QueueSnapshot struct {
 	Jobs []Prediction `json:"jobs"`
 }
 
+// QueueWorkerType is the worker type that polls an executing queue (cpu_queue, gpu_queue), ""
+// for any other name.
+func QueueWorkerType(queue string) string {
+	switch queue {
+	case CPUQueue:
+		return WorkerTypeCPU
+	case GPUQueue:
+		return WorkerTypeGPU
+	}
+	return ""
+}
+
+// ValidateQueue checks that queue is one of the executing queues, cpu_queue or gpu_queue.
+func ValidateQueue(queue string) error {
+	if QueueWorkerType(queue) == "" {
+		return fmt.Errorf("queue %q: want %s or %s", queue, CPUQueue, GPUQueue)
+	}
+	return nil
+}
+
 // MaxSnapshotJobs bounds a snapshot: the predictions cover at most this many open jobs.
 const MaxSnapshotJobs = 10000
 
@@ -66,8 +86,8 @@ func (p Prediction) validate(at time.Time) error {
 	if err := ValidateJobID(p.JobID); err != nil {
 		return err
 	}
-	if p.Queue != CPUQueue && p.Queue != GPUQueue {
-		return fmt.Errorf("queue %q: want %s or %s", p.Queue, CPUQueue, GPUQueue)
+	if err := ValidateQueue(p.Queue); err != nil {
+		return err
 	}
 	for _, c := range []struct {
 		name string

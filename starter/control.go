@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -122,21 +123,23 @@ func (a *app) printStatus(w io.Writer, st jobclient.Status) {
 // predictions are the queue predictions of the running jobs listed, by job ID.
 func predictions(cmd *cobra.Command, c client.Client, namespace string, list []jobclient.Summary) map[string]*jobclient.Prediction {
 	out := map[string]*jobclient.Prediction{}
-	for _, q := range []struct{ queue, workerType string }{{jobs.CPUQueue, jobs.WorkerTypeCPU}, {jobs.GPUQueue, jobs.WorkerTypeGPU}} {
-		any := false
-		for _, j := range list {
-			any = any || (j.State == jobclient.StateRunning && (j.WorkerType == q.workerType || j.WorkerType == ""))
+	var queues []string // those with a running job listed: one listing of the jobs serves them all
+	for _, q := range []string{jobs.CPUQueue, jobs.GPUQueue} {
+		if slices.ContainsFunc(list, func(j jobclient.Summary) bool {
+			return j.State == jobclient.StateRunning && (j.WorkerType == jobs.QueueWorkerType(q) || j.WorkerType == "")
+		}) {
+			queues = append(queues, q)
 		}
-		if !any {
-			continue
-		}
-		preds, err := jobclient.Predict(cmd.Context(), c, namespace, q.queue, time.Now())
-		if err != nil {
-			continue
-		}
-		for id, p := range preds {
-			out[id] = &p
-		}
+	}
+	if len(queues) == 0 {
+		return out
+	}
+	preds, err := jobclient.Predict(cmd.Context(), c, namespace, queues, time.Now())
+	if err != nil {
+		return out
+	}
+	for id, p := range preds {
+		out[id] = &p
 	}
 	return out
 }

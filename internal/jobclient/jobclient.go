@@ -214,11 +214,7 @@ func transient(err error) bool {
 	if errors.As(err, &canceled) || errors.As(err, &unavailable) || errors.As(err, &exhausted) || errors.As(err, &deadline) {
 		return true
 	}
-	switch status.Code(errors.Unwrap(err)) {
-	case codes.Canceled, codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded:
-		return true
-	}
-	switch status.Code(err) {
+	switch status.Code(err) { // a gRPC status, wrapped or not
 	case codes.Canceled, codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded:
 		return true
 	}

@@ -3,7 +3,7 @@ package jobclient
 import (
 	"container/heap"
 	"context"
-	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -23,17 +23,24 @@ type queuedJob struct {
 	state workflows.JobState
 }
 
-// Predict returns the predictions of the queue's jobs (cpu_queue or gpu_queue), by job ID. It
-// asks visibility for the running jobs (at most 1000) and each of them for its state.
-func Predict(ctx context.Context, c client.Client, namespace, queue string, now time.Time) (map[string]Prediction, error) {
-	if queue != jobs.CPUQueue && queue != jobs.GPUQueue {
-		return nil, fmt.Errorf("queue %q: want %s or %s", queue, jobs.CPUQueue, jobs.GPUQueue)
+// Predict returns the predictions of the jobs on the given queues (cpu_queue, gpu_queue), by
+// job ID. It asks visibility once for the running jobs (at most 1000) and each of them for its
+// state, whatever the number of queues.
+func Predict(ctx context.Context, c client.Client, namespace string, queues []string, now time.Time) (map[string]Prediction, error) {
+	for _, q := range queues {
+		if err := jobs.ValidateQueue(q); err != nil {
+			return nil, err
+		}
 	}
-	byQueue, err := predictQueues(ctx, c, namespace, []string{queue}, now)
+	byQueue, err := predictQueues(ctx, c, namespace, queues, now)
 	if err != nil {
 		return nil, err
 	}
-	return byQueue[queue], nil
+	out := map[string]Prediction{}
+	for _, preds := range byQueue {
+		maps.Copy(out, preds)
+	}
+	return out, nil
 }
 
 // Snapshot returns the predictions of every job on the CPU and the GPU queue, the waiting ones
@@ -74,7 +81,7 @@ func predictQueues(ctx context.Context, c client.Client, namespace string, queue
 	types := map[string]bool{}
 	for _, q := range queues {
 		want[q] = true
-		types[map[string]string{jobs.CPUQueue: jobs.WorkerTypeCPU, jobs.GPUQueue: jobs.WorkerTypeGPU}[q]] = true
+		types[jobs.QueueWorkerType(q)] = true
 	}
 	open, err := List(ctx, c, Filter{State: StateRunning, Limit: 1000})
 	if err != nil {

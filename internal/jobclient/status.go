@@ -150,7 +150,7 @@ func WithPrediction(ctx context.Context, c client.Client, namespace string, st S
 	if !ok {
 		return st
 	}
-	preds, err := Predict(ctx, c, namespace, queue, time.Now())
+	preds, err := Predict(ctx, c, namespace, []string{queue}, time.Now())
 	if err != nil {
 		return st
 	}

@@ -95,9 +95,11 @@ func (s *Server) queueAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	queue, jobID := q.Get("queue"), q.Get("job_id")
-	if queue != "" && queue != jobs.CPUQueue && queue != jobs.GPUQueue {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("queue %q: want %s or %s", queue, jobs.CPUQueue, jobs.GPUQueue))
-		return
+	if queue != "" {
+		if err := jobs.ValidateQueue(queue); err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
 	}
 	if jobID != "" {
 		if err := jobs.ValidateJobID(jobID); err != nil {

@@ -164,11 +164,9 @@ func (p *Publisher) Publish(ctx context.Context, id string, body []byte) error {
 	p.mu.Unlock()
 	// A late confirm resolves dc harmlessly: the channel stays, for the other publishes on it.
 	acked, err := dc.WaitContext(ctx)
+	// A channel that closed before the confirm is replaced by the next connect.
 	p.mu.Lock()
 	ret, wasReturned := p.takeReturn(ch, id)
-	if err == nil && !acked && ch.IsClosed() {
-		p.resetIf(ch)
-	}
 	p.mu.Unlock()
 	switch {
 	case err != nil:
