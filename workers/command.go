@@ -106,6 +106,11 @@ func start(ctx context.Context, c Config, o Options, tc config.Temporal, logger 
 	defer stopHealth()
 	if o.Role != RoleScheduler && o.Role != RoleBridge {
 		a := &assembly{c: c, o: o, logger: logger}
+		// Before any job: what the jobs of a worker that died here left running is killed.
+		if a.dir, err = command.ClaimWorkDir(o.Commands.Dir, logger.Named("command")); err != nil {
+			return err
+		}
+		defer a.dir.Close()
 		if a.store, err = artifacts.Open(ctx, o.Artifacts); err != nil {
 			return err
 		}

@@ -56,7 +56,7 @@ func splitList(s string) []string {
 func (w *assembly) commandRunner(gpus *command.Devices) (*command.Runner, error) {
 	c := w.o.Commands
 	return command.NewRunner(command.Config{
-		Allow: c.Allow, Dir: c.Dir, Grace: c.Grace, CheckpointEvery: c.CheckpointEvery, GPUs: gpus,
+		Allow: c.Allow, Dir: w.dir.Path, Grace: c.Grace, CheckpointEvery: c.CheckpointEvery, GPUs: gpus,
 		Store: w.store, Logs: w.logs, Logger: w.logger.Named("command"),
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"go.uber.org/zap"
 
@@ -88,19 +87,13 @@ type assembly struct {
 	logger *zap.Logger
 	store  artifacts.Store
 	logs   func(jobID string, attempt int) command.LogWriter
+	dir    *command.WorkDir // this worker's own part of --command-dir
 }
 
 // checkpoints opens jobID's checkpoints in a fresh local directory, restored from the artifact
 // store; done removes the directory, and the saved checkpoint too when the job completed.
 func (a *assembly) checkpoints(ctx context.Context, jobID string) (jobs.Checkpointer, func(completed bool), error) {
-	base := a.o.Commands.Dir
-	if base == "" {
-		base = filepath.Join(os.TempDir(), "gpujobs-jobs")
-	}
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return nil, nil, err
-	}
-	dir, err := os.MkdirTemp(base, "checkpoint-")
+	dir, err := os.MkdirTemp(a.dir.Path, "checkpoint-")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -206,6 +206,10 @@ func (r *Runner) Run(ctx context.Context, p *builtin.Command, report jobs.Report
 		return jobs.Output{}, err
 	}
 	defer lim.release()
+	if lim.cgroup != "" {
+		// For the worker that clears this directory if this one dies with the job running.
+		os.WriteFile(filepath.Join(dirs.root, cgroupFile), []byte(lim.cgroup), 0o644) //nolint:errcheck // the processes' environment finds them too
+	}
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
 	setup := time.Since(t0)

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,6 +101,52 @@ func TestACommandJobResumesOnAnotherWorker(t *testing.T) {
 		t.Errorf("starter logs: exit %d\n%s%s", code, stdout, stderr)
 	}
 	e.assertCountedOnce(t, api)
+}
+
+// A worker SIGKILLed while its command job has a process in the background: the program dies
+// with the worker, what it put in the background does not. The worker restarted on the same
+// --command-dir kills it before it takes a job, then runs the job's retry.
+func TestARestartedWorkerEndsWhatItsKilledJobLeftRunning(t *testing.T) {
+	t.Parallel()
+	e := env.isolated(t, env.rabbitURL)
+	e.startWorker(t, "scheduler", "sched-bg", "--heartbeat-timeout", "3s")
+	flags := []string{"--allow-commands", "sh", "--command-dir", t.TempDir()}
+	doomed := e.startWorker(t, "cpu", "cpu-bg-doomed", flags...)
+	c := e.dial(t)
+
+	job := e.submitted(t, "command", "--cpu", "--", "sh", "-c",
+		`if [ "$GPUJOBS_ATTEMPT" = 1 ]; then setsid sleep 600 </dev/null >/dev/null 2>&1 & sleep 600; fi; echo "attempt $GPUJOBS_ATTEMPT done"`)
+	testutil.WaitFor(t, "the job's program and its two sleeps", 30*time.Second, func() bool { return len(jobProcesses(job)) == 3 })
+	doomed.signal(9)
+	<-doomed.done
+	var left []int
+	testutil.WaitFor(t, "the program to die with its worker", 10*time.Second, func() bool {
+		left = jobProcesses(job)
+		return len(left) == 2 // the sleeps outlive it
+	})
+	t.Cleanup(func() {
+		for _, pid := range left {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+
+	e.startWorker(t, "cpu", "cpu-bg-restarted", flags...)
+	testutil.WaitFor(t, "the restarted worker to kill the sleeps", 30*time.Second, func() bool {
+		now := jobProcesses(job)
+		for _, pid := range left {
+			if slices.Contains(now, pid) {
+				return false
+			}
+		}
+		return true
+	})
+	r, err := jobclient.Await(ctxTimeout(t, 2*time.Minute), c, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != jobs.StatusCompleted || r.WorkerID != "cpu-bg-restarted" || r.Attempt != 2 {
+		t.Fatalf("result %s by %s on attempt %d (%s): want completed by the restarted worker on attempt 2", r.Status, r.WorkerID, r.Attempt, r.Error)
+	}
 }
 
 // The built-in neural_network keeps its weights and Adam state per epoch through the same
