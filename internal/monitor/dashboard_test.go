@@ -58,7 +58,8 @@ func headless(t *testing.T, bin, url string, args ...string) []byte {
 // dashboardServer serves a monitor fed with a realistic day's slice of results on a fixed clock.
 // The first /api/stats request adds more results and wakes the streams, as the consumer does,
 // so the page must update live to show the final numbers.
-func dashboardServer(t *testing.T) (*httptest.Server, *Aggregator) {
+// Each of with sets the server up further before it serves.
+func dashboardServer(t *testing.T, with ...func(*Server)) (*httptest.Server, *Aggregator) {
 	t.Helper()
 	results := fixtureResults(3000, 42, t0)
 	now := results[len(results)-1].EndTime.Add(20 * time.Second)
@@ -72,6 +73,9 @@ func dashboardServer(t *testing.T) (*httptest.Server, *Aggregator) {
 	agg.SetRejectedAtLoad(3)
 	srv := NewServer(agg, agg.metrics, func() bool { return true }, "results/results.jsonl", zap.NewNop())
 	srv.MaxStreamAge = 300 * time.Millisecond
+	for _, f := range with {
+		f(srv)
+	}
 	h := srv.Handler()
 	var once sync.Once
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -213,7 +217,7 @@ func TestDashboardScreenshot(t *testing.T) {
 		t.Skip("set GPUJOBS_SCREENSHOT=/path/dashboard.png to write the dashboard's screenshot")
 	}
 	bin := chromiumPath(t)
-	ts, _ := dashboardServer(t)
+	ts, _ := dashboardServer(t, withQueues(t))
 	abs, _ := filepath.Abs(out)
 	headless(t, bin, ts.URL+"/", "--screenshot="+abs, "--window-size=1400,1000")
 	if st, err := os.Stat(abs); err != nil || st.Size() < 10000 {
@@ -355,4 +359,84 @@ func TestDashboardShowsUsagePerTenant(t *testing.T) {
 			t.Errorf("tenant %q row %q, API %+v", tu.Tenant, text(row), tu.UsageCounts)
 		}
 	}
+}
+
+// withQueues gives a dashboard server a scheduler worker with twelve jobs waiting on cpu_queue
+// behind a running one, one a minute, and one on gpu_queue, which no worker polls.
+func withQueues(t *testing.T) func(*Server) {
+	at := time.Now().UTC().Truncate(time.Second)
+	snap := jobs.QueueSnapshot{At: at}
+	for i := 1; i <= 12; i++ {
+		snap.Jobs = append(snap.Jobs, jobs.Prediction{JobID: "job-cpu-" + strconv.Itoa(i), Queue: jobs.CPUQueue, Position: i, Waiting: 12, Running: 1, Pollers: 1,
+			PredictedStart: at.Add(time.Duration(i) * time.Minute), PredictedEnd: at.Add(time.Duration(i+1) * time.Minute)})
+	}
+	snap.Jobs = append(snap.Jobs,
+		jobs.Prediction{JobID: "job-cpu-running", Queue: jobs.CPUQueue, Waiting: 12, Running: 1, Pollers: 1, PredictedEnd: at.Add(time.Minute)},
+		jobs.Prediction{JobID: "job-gpu-1", Queue: jobs.GPUQueue, Position: 1, Waiting: 1, PredictedStart: at.Add(90 * time.Second), PredictedEnd: at.Add(2 * time.Hour)})
+	sched := httptest.NewServer(serveJSON(snap))
+	t.Cleanup(sched.Close)
+	return func(s *Server) { s.SetQueue(&QueueSource{URL: sched.URL}) }
+}
+
+// The dashboard's queue card shows /api/queue: per queue its counts, the next ten waiting jobs in
+// order with their predicted starts counted from the snapshot's time, how many more wait, and a
+// queue that no worker polls; without --scheduler-url it says how to set it.
+func TestDashboardShowsTheQueues(t *testing.T) {
+	bin := chromiumPath(t)
+	ts, _ := dashboardServer(t, withQueues(t))
+	doc, err := html.Parse(bytes.NewReader(headless(t, bin, ts.URL+"/", "--dump-dom")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if box := byID(doc, "queue"); box == nil || attr(box, "data-state") != "on" {
+		t.Fatalf("queue card not rendered: %q", describe(box))
+	}
+	for q, want := range map[string][3]string{jobs.CPUQueue: {"12", "1", "1"}, jobs.GPUQueue: {"1", "0", "0"}} {
+		sum := find(doc, func(n *html.Node) bool { return hasClass(n, "queue-summary") && attr(n, "data-queue") == q })
+		if sum == nil || [3]string{attr(sum, "data-waiting"), attr(sum, "data-running"), attr(sum, "data-pollers")} != want {
+			t.Errorf("%s summary %q, want waiting, running, pollers %v", q, describe(sum), want)
+			continue
+		}
+		if q == jobs.GPUQueue && !strings.Contains(text(sum), "no worker polls gpu_queue") {
+			t.Errorf("gpu_queue without a poller: %q", text(sum))
+		}
+	}
+	rows := findAll(doc, func(n *html.Node) bool {
+		return n.Data == "tr" && hasClass(n, "queued") && attr(n, "data-queue") == jobs.CPUQueue
+	})
+	if len(rows) != 10 {
+		t.Fatalf("%d cpu_queue rows, want the first 10 of 12", len(rows))
+	}
+	for i, r := range rows {
+		if attr(r, "data-job-id") != "job-cpu-"+strconv.Itoa(i+1) || num(t, attr(r, "data-start-in")) != float64(60*(i+1)) {
+			t.Errorf("row %d: %q data-start-in %s", i, text(r), attr(r, "data-start-in"))
+		}
+	}
+	if got := text(rows[1]); !strings.Contains(got, "in 2 min 0 s") {
+		t.Errorf("second row %q, want its start in 2 min 0 s", got)
+	}
+	if !strings.Contains(text(byID(doc, "queue")), "and 2 more waiting") {
+		t.Errorf("queue card %q does not say 2 more wait", text(byID(doc, "queue")))
+	}
+	gpu := find(doc, func(n *html.Node) bool { return hasClass(n, "queued") && attr(n, "data-queue") == jobs.GPUQueue })
+	if gpu == nil || attr(gpu, "data-job-id") != "job-gpu-1" || !strings.Contains(text(gpu), "in 1 min 30 s") || !strings.Contains(text(gpu), "in 2 h 0 min") {
+		t.Errorf("gpu_queue row %q, want job-gpu-1 starting in 1 min 30 s and ending in 2 h 0 min", describe(gpu))
+	}
+
+	off, _ := dashboardServer(t)
+	doc, err = html.Parse(bytes.NewReader(headless(t, bin, off.URL+"/", "--dump-dom")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if box := byID(doc, "queue"); box == nil || attr(box, "data-state") != "off" || !strings.Contains(text(box), "--scheduler-url") {
+		t.Errorf("without a scheduler the queue card says %q", text(byID(doc, "queue")))
+	}
+}
+
+// describe is n's text for a failure message, or says it is missing.
+func describe(n *html.Node) string {
+	if n == nil {
+		return "(missing)"
+	}
+	return text(n)
 }
