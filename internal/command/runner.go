@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -214,6 +215,12 @@ func (r *Runner) Run(ctx context.Context, p *builtin.Command, report jobs.Report
 	stderr, _ := cmd.StderrPipe()
 	setup := time.Since(t0)
 	start := time.Now()
+	// PR_SET_PDEATHSIG fires when the thread that started the program exits, not only the worker,
+	// and Go ends a thread whose goroutine exits while locked to it (gorgonia's context goroutine
+	// does when it cannot make its context current; any cgo library may). Held by this goroutine
+	// until the program is gone, the thread cannot be taken and ended by another.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := cmd.Start(); err != nil {
 		return jobs.Output{}, jobs.Fail(jobs.ErrCommandFailed, false, "start %s: %v", p.Argv[0], err)
 	}
