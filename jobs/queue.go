@@ -15,7 +15,7 @@ type Prediction struct {
 	Position int    `json:"position"` // 1 for the next job to start; 0 when it runs already
 	Waiting  int    `json:"waiting"`  // jobs waiting on the queue
 	Running  int    `json:"running"`
-	Pollers  int    `json:"pollers"`
+	Pollers  int    `json:"pollers"` // workers polling the queue; 0: none, and the times assume one starts now
 	// PredictedStart and PredictedEnd; PredictedStart is zero for a running job.
 	PredictedStart time.Time `json:"predicted_start,omitzero"`
 	PredictedEnd   time.Time `json:"predicted_end"`

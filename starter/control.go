@@ -86,8 +86,12 @@ func (a *app) printStatus(w io.Writer, st jobclient.Status) {
 		fmt.Fprintln(w)
 	}
 	if p := st.Prediction; p != nil {
-		fmt.Fprintf(w, "  queue:     position %d of %d waiting on %s (%d running, %d worker(s)); predicted start %s, end %s\n",
-			p.Position, p.Waiting, p.Queue, p.Running, p.Pollers, p.PredictedStart.Local().Format("15:04:05"), p.PredictedEnd.Local().Format("15:04:05"))
+		workers := fmt.Sprintf("%d worker(s)", p.Pollers)
+		if p.Pollers == 0 {
+			workers = "no worker polls it: the times assume one starts now"
+		}
+		fmt.Fprintf(w, "  queue:     position %d of %d waiting on %s (%d running, %s); predicted start %s, end %s\n",
+			p.Position, p.Waiting, p.Queue, p.Running, workers, p.PredictedStart.Local().Format("15:04:05"), p.PredictedEnd.Local().Format("15:04:05"))
 	}
 	if p := st.Publish; p != nil {
 		fmt.Fprintf(w, "  publish:   attempt %d, last failure: %s\n", p.Attempt, jobs.Dash(p.LastFailure))
@@ -207,7 +211,7 @@ func (a *app) listCmd() *cobra.Command {
 				}
 				queue := "-"
 				if p := preds[j.JobID]; p != nil && p.Position > 0 {
-					queue = fmt.Sprintf("#%d, starts ~%s", p.Position, p.PredictedStart.Local().Format("15:04:05"))
+					queue = fmt.Sprintf("#%d, %s", p.Position, startsAt(p))
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", j.JobID, j.JobType, j.State, jobs.Dash(j.Device), jobs.Dash(j.WorkerType),
 					j.Priority, jobs.Dash(j.Tenant), j.StartTime.Local().Format("15:04:05"), end.Sub(j.StartTime).Round(time.Millisecond), queue)
@@ -379,4 +383,13 @@ func printComparison(w io.Writer, gpu, cpu jobs.Result, asJSON bool) error {
 		cmp.Speedup, cpu.ProcessingTime, gpu.ProcessingTime, cmp.EndToEndSpeedup)
 	fmt.Fprintf(w, "GPU: %s   CPU: %s\n", gpu.Device, cpu.Device)
 	return nil
+}
+
+// startsAt is a queued job's predicted start, short; without a worker polling its queue there is
+// none to give.
+func startsAt(p *jobs.Prediction) string {
+	if p.Pollers == 0 {
+		return "no worker polls " + p.Queue
+	}
+	return "starts ~" + p.PredictedStart.Local().Format("15:04:05")
 }

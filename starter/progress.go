@@ -87,7 +87,7 @@ func watch(ctx context.Context, c client.Client, namespace string, ids []string,
 				} else if time.Since(predicted) > 3*time.Second {
 					predicted = time.Now()
 					if p := jobclient.WithPrediction(ctx, c, namespace, *st).Prediction; p != nil {
-						queueNote = fmt.Sprintf("waiting: position %d of %d, starts ~%s", p.Position, p.Waiting, p.PredictedStart.Local().Format("15:04:05"))
+						queueNote = fmt.Sprintf("waiting: position %d of %d, %s", p.Position, p.Waiting, startsAt(p))
 					}
 				}
 			}

@@ -116,14 +116,17 @@ func predictQueues(ctx context.Context, c client.Client, namespace string, queue
 		if err != nil {
 			return nil, err
 		}
-		out[q] = simulate(found[q], max(qs.Pollers, 1), now)
+		out[q] = simulate(found[q], qs.Pollers, now)
 	}
 	return out, nil
 }
 
-// simulate plays the queue forward: the running jobs hold their slots until their estimated
-// ends, the waiting ones take the slots as they free up, in dispatch order.
-func simulate(found []queuedJob, slots int, now time.Time) map[string]Prediction {
+// simulate plays the queue forward with a slot per poller: the running jobs hold their slots
+// until their estimated ends, the waiting ones take the slots as they free up, in dispatch
+// order. A queue no worker polls is played with one slot, as if a worker started now, and its
+// predictions say pollers 0.
+func simulate(found []queuedJob, pollers int, now time.Time) map[string]Prediction {
+	slots := max(pollers, 1)
 	var running, waiting []queuedJob
 	for _, j := range found {
 		if j.state.Worker != nil {
@@ -141,7 +144,7 @@ func simulate(found []queuedJob, slots int, now time.Time) map[string]Prediction
 	})
 	free := &timeHeap{}
 	out := map[string]Prediction{}
-	base := Prediction{Waiting: len(waiting), Running: len(running), Pollers: slots}
+	base := Prediction{Waiting: len(waiting), Running: len(running), Pollers: pollers}
 	for _, j := range running {
 		end := j.state.StartedAt.Add(j.state.Total)
 		if end.Before(now) {

@@ -45,3 +45,17 @@ func TestSimulatePlaysTheQueueForward(t *testing.T) {
 		}
 	}
 }
+
+// A queue no worker polls is played as if one started now, and its predictions say so with
+// pollers 0 (the starter and the dashboard flag it) rather than claiming a worker.
+func TestSimulateWithoutAPollerSaysSo(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	st := func(ago time.Duration) workflows.JobState {
+		return workflows.JobState{Stage: workflows.StageExecuting, Queue: jobs.GPUQueue, Total: 10 * time.Second, Since: now.Add(-ago)}
+	}
+	got := simulate([]queuedJob{{id: "first", state: st(2 * time.Second)}, {id: "second", state: st(time.Second)}}, 0, now)
+	f, s := got["first"], got["second"]
+	if f.Pollers != 0 || s.Pollers != 0 || f.Position != 1 || !f.PredictedStart.Equal(now) || s.Position != 2 || !s.PredictedStart.Equal(now.Add(10*time.Second)) {
+		t.Errorf("without a poller: first %+v, second %+v; want pollers 0 and one slot from now", f, s)
+	}
+}
