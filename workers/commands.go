@@ -36,7 +36,7 @@ func (o *CommandOptions) AddFlags(fs *pflag.FlagSet) {
 		func(s string) error { o.Allow = splitList(s); return nil })
 	allow = config.Env("GPUJOBS_ALLOW_COMMANDS", "")
 	o.Allow = splitList(allow)
-	fs.StringVar(&o.Dir, "command-dir", config.Env("GPUJOBS_COMMAND_DIR", ""), "cpu, gpu: where command jobs' working directories are made (env GPUJOBS_COMMAND_DIR; default $TMPDIR/gpujobs-jobs)")
+	fs.StringVar(&o.Dir, "command-dir", config.Env("GPUJOBS_COMMAND_DIR", ""), "cpu, gpu: where command jobs' working directories are made (env GPUJOBS_COMMAND_DIR; default $TMPDIR/gpujobs-jobs-<uid>)")
 	fs.DurationVar(&o.Grace, "command-grace", config.EnvDuration("GPUJOBS_COMMAND_GRACE", 10*time.Second), "cpu, gpu: how long a stopped command has between SIGTERM and SIGKILL (env GPUJOBS_COMMAND_GRACE)")
 	fs.DurationVar(&o.CheckpointEvery, "checkpoint-every", config.EnvDuration("GPUJOBS_CHECKPOINT_EVERY", 30*time.Second), "cpu, gpu: how often a command job's changed checkpoint directory is saved (env GPUJOBS_CHECKPOINT_EVERY)")
 	fs.StringVar(&o.GPUDevices, "gpu-devices", config.Env("GPUJOBS_GPU_DEVICES", ""), "gpu role of bin/worker: serve command jobs on these GPUs, e.g. 0,1 or 0:80GiB,1:80GiB, without gpujobs's CUDA kernels (env GPUJOBS_GPU_DEVICES)")

@@ -41,7 +41,7 @@ type Config struct {
 	// Allow lists the executables jobs may run: names (looked up on the worker's PATH) or
 	// absolute paths. Empty: the worker runs no command (jobs fail with CommandNotAllowed).
 	Allow []string
-	// Dir is where the jobs' directories are made; default $TMPDIR/gpujobs-jobs.
+	// Dir is where the jobs' directories are made; default DefaultDir().
 	Dir string
 	// Grace is how long a stopped program has between SIGTERM and SIGKILL; default 10s.
 	Grace time.Duration
@@ -68,7 +68,7 @@ type Runner struct {
 // NewRunner checks the configuration and returns a runner.
 func NewRunner(c Config) (*Runner, error) {
 	if c.Dir == "" {
-		c.Dir = filepath.Join(os.TempDir(), "gpujobs-jobs")
+		c.Dir = DefaultDir()
 	}
 	if c.Grace <= 0 {
 		c.Grace = 10 * time.Second

@@ -43,7 +43,10 @@ func ClaimWorkDir(base string, logger *zap.Logger) (*WorkDir, error) {
 		logger = zap.NewNop()
 	}
 	if base == "" {
-		base = filepath.Join(os.TempDir(), "gpujobs-jobs")
+		base = DefaultDir()
+		if err := ownDefaultDir(base); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return nil, fmt.Errorf("command jobs' directory: %w", err)
@@ -51,6 +54,9 @@ func ClaimWorkDir(base string, logger *zap.Logger) (*WorkDir, error) {
 	for n := range maxWorkDirs {
 		path := filepath.Join(base, "w"+strconv.Itoa(n))
 		f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("command jobs' directory %s: this worker's user (uid %d) cannot write it; give the worker its own --command-dir (GPUJOBS_COMMAND_DIR): %w", base, os.Geteuid(), err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("command jobs' directory: %w", err)
 		}
@@ -76,6 +82,30 @@ func ClaimWorkDir(base string, logger *zap.Logger) (*WorkDir, error) {
 		return w, nil
 	}
 	return nil, fmt.Errorf("command jobs' directory %s: %d workers use it already; give this one its own --command-dir", base, maxWorkDirs)
+}
+
+// DefaultDir is the command directory of a worker not given one: $TMPDIR/gpujobs-jobs-<uid>, one
+// per user, so workers run by different users on one host (a root worker and an unprivileged
+// one, say) never share, and never trip over, each other's directories.
+func DefaultDir() string {
+	return filepath.Join(os.TempDir(), "gpujobs-jobs-"+strconv.Itoa(os.Geteuid()))
+}
+
+// ownDefaultDir makes the default command directory, private to this user, and refuses one that
+// another user made in its place in the shared temporary directory.
+func ownDefaultDir(base string) error {
+	if err := os.Mkdir(base, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("command jobs' directory: %w", err)
+	}
+	fi, err := os.Lstat(base)
+	if err != nil {
+		return fmt.Errorf("command jobs' directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("command jobs' directory %s is not a directory of this worker's user (uid %d); remove it or give the worker its own --command-dir (GPUJOBS_COMMAND_DIR)", base, os.Geteuid())
+	}
+	return nil
 }
 
 // Close gives the directory up for another worker.

@@ -161,3 +161,86 @@ func TestAKilledWorkersBackgroundProcessesDieWhenItsDirectoryIsTaken(t *testing.
 		t.Errorf("the dead worker's directory still holds %d entries (%v)", len(entries), err)
 	}
 }
+
+// The helper process of TestWorkersOfTwoUsersOnOneHostEachTakeTheirOwnDefault: a worker that
+// takes the default command directory and prints the one it got.
+func TestHelperClaimTheDefault(t *testing.T) {
+	if os.Getenv("GPUJOBS_TEST_CLAIM_DEFAULT") == "" {
+		t.Skip("the helper of TestWorkersOfTwoUsersOnOneHostEachTakeTheirOwnDefault")
+	}
+	w, err := ClaimWorkDir("", zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	t.Logf("claimed=%s", w.Path)
+}
+
+// A root worker and an unprivileged one on one host, neither given a command directory: each
+// takes a directory of its own user's, where they once shared $TMPDIR/gpujobs-jobs and the second
+// could not even open the first one's lock files.
+func TestWorkersOfTwoUsersOnOneHostEachTakeTheirOwnDefault(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run the second worker as another user")
+	}
+	const nobody = 65534
+	shared := t.TempDir() // the host's /tmp
+	for _, d := range []string{filepath.Dir(shared), shared} {
+		if err := os.Chmod(d, 0o1777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("TMPDIR", shared)
+	mine, err := ClaimWorkDir("", zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mine.Close()
+	if want := filepath.Join(shared, "gpujobs-jobs-0", "w0"); mine.Path != want {
+		t.Fatalf("root's worker took %s, want %s", mine.Path, want)
+	}
+
+	bin := filepath.Join(shared, "command.test") // the go tool's build directory is root's alone
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	other := exec.Command(bin, "-test.run=^TestHelperClaimTheDefault$", "-test.v")
+	other.Env = append(os.Environ(), "GPUJOBS_TEST_CLAIM_DEFAULT=1", "HOME="+shared)
+	other.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	out, err := other.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the unprivileged worker could not take a directory: %v\n%s", err, out)
+	}
+	if want := "claimed=" + filepath.Join(shared, "gpujobs-jobs-"+strconv.Itoa(nobody), "w0"); !strings.Contains(string(out), want) {
+		t.Fatalf("the unprivileged worker's output lacks %q:\n%s", want, out)
+	}
+}
+
+// A default command directory that another user made first, in the shared temporary directory,
+// is refused with an error that says what to do, never used.
+func TestADefaultDirectoryOfAnotherUserIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give the directory to another user")
+	}
+	shared := t.TempDir()
+	t.Setenv("TMPDIR", shared)
+	planted := DefaultDir()
+	if err := os.Mkdir(planted, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(planted, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	w, err := ClaimWorkDir("", zaptest.NewLogger(t))
+	if err == nil {
+		w.Close()
+		t.Fatalf("took %s, a directory another user made", w.Path)
+	}
+	if !strings.Contains(err.Error(), planted) || !strings.Contains(err.Error(), "--command-dir") {
+		t.Fatalf("error %q does not name the directory and the way out", err)
+	}
+}
