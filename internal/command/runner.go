@@ -68,7 +68,10 @@ type Runner struct {
 // NewRunner checks the configuration and returns a runner.
 func NewRunner(c Config) (*Runner, error) {
 	if c.Dir == "" {
-		c.Dir = DefaultDir()
+		var err error
+		if c.Dir, err = ownDefaultDir(); err != nil {
+			return nil, err
+		}
 	}
 	if c.Grace <= 0 {
 		c.Grace = 10 * time.Second

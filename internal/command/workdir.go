@@ -43,8 +43,8 @@ func ClaimWorkDir(base string, logger *zap.Logger) (*WorkDir, error) {
 		logger = zap.NewNop()
 	}
 	if base == "" {
-		base = DefaultDir()
-		if err := ownDefaultDir(base); err != nil {
+		var err error
+		if base, err = ownDefaultDir(); err != nil {
 			return nil, err
 		}
 	}
@@ -91,21 +91,22 @@ func DefaultDir() string {
 	return filepath.Join(os.TempDir(), "gpujobs-jobs-"+strconv.Itoa(os.Geteuid()))
 }
 
-// ownDefaultDir makes the default command directory, private to this user, and refuses one that
+// ownDefaultDir makes DefaultDir, private to this user, and returns it; it refuses one that
 // another user made in its place in the shared temporary directory.
-func ownDefaultDir(base string) error {
+func ownDefaultDir() (string, error) {
+	base := DefaultDir()
 	if err := os.Mkdir(base, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("command jobs' directory: %w", err)
+		return "", fmt.Errorf("command jobs' directory: %w", err)
 	}
 	fi, err := os.Lstat(base)
 	if err != nil {
-		return fmt.Errorf("command jobs' directory: %w", err)
+		return "", fmt.Errorf("command jobs' directory: %w", err)
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("command jobs' directory %s is not a directory of this worker's user (uid %d); remove it or give the worker its own --command-dir (GPUJOBS_COMMAND_DIR)", base, os.Geteuid())
+		return "", fmt.Errorf("command jobs' directory %s is not a directory of this worker's user (uid %d); remove it or give the worker its own --command-dir (GPUJOBS_COMMAND_DIR)", base, os.Geteuid())
 	}
-	return nil
+	return base, nil
 }
 
 // Close gives the directory up for another worker.
