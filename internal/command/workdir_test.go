@@ -162,6 +162,9 @@ func TestAKilledWorkersBackgroundProcessesDieWhenItsDirectoryIsTaken(t *testing.
 	}
 }
 
+// nobody is the unprivileged user the tests run a second worker as, or give a directory to.
+const nobody = 65534
+
 // The helper process of TestWorkersOfTwoUsersOnOneHostEachTakeTheirOwnDefault: a worker that
 // takes the default command directory and prints the one it got.
 func TestHelperClaimTheDefault(t *testing.T) {
@@ -183,7 +186,6 @@ func TestWorkersOfTwoUsersOnOneHostEachTakeTheirOwnDefault(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to run the second worker as another user")
 	}
-	const nobody = 65534
 	shared := t.TempDir() // the host's /tmp
 	for _, d := range []string{filepath.Dir(shared), shared} {
 		if err := os.Chmod(d, 0o1777); err != nil {
@@ -232,7 +234,7 @@ func TestADefaultDirectoryOfAnotherUserIsRefused(t *testing.T) {
 	if err := os.Mkdir(planted, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chown(planted, 65534, 65534); err != nil {
+	if err := os.Chown(planted, nobody, nobody); err != nil {
 		t.Fatal(err)
 	}
 	w, err := ClaimWorkDir("", zaptest.NewLogger(t))
