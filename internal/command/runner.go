@@ -67,11 +67,9 @@ type Runner struct {
 
 // NewRunner checks the configuration and returns a runner.
 func NewRunner(c Config) (*Runner, error) {
-	if c.Dir == "" {
-		var err error
-		if c.Dir, err = ownDefaultDir(); err != nil {
-			return nil, err
-		}
+	var err error
+	if c.Dir, err = makeCommandDir(c.Dir); err != nil {
+		return nil, err
 	}
 	if c.Grace <= 0 {
 		c.Grace = 10 * time.Second
@@ -81,9 +79,6 @@ func NewRunner(c Config) (*Runner, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
-	}
-	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("command jobs' directory: %w", err)
 	}
 	r := &Runner{c: c, allowed: map[string]bool{}, limiter: newLimiter(c.Logger)}
 	for _, a := range c.Allow {

@@ -42,14 +42,9 @@ func ClaimWorkDir(base string, logger *zap.Logger) (*WorkDir, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	if base == "" {
-		var err error
-		if base, err = ownDefaultDir(); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return nil, fmt.Errorf("command jobs' directory: %w", err)
+	base, err := makeCommandDir(base)
+	if err != nil {
+		return nil, err
 	}
 	for n := range maxWorkDirs {
 		path := filepath.Join(base, "w"+strconv.Itoa(n))
@@ -82,6 +77,18 @@ func ClaimWorkDir(base string, logger *zap.Logger) (*WorkDir, error) {
 		return w, nil
 	}
 	return nil, fmt.Errorf("command jobs' directory %s: %d workers use it already; give this one its own --command-dir", base, maxWorkDirs)
+}
+
+// makeCommandDir makes the command directory dir, or this user's own default when dir is empty,
+// and returns it.
+func makeCommandDir(dir string) (string, error) {
+	if dir == "" {
+		return ownDefaultDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("command jobs' directory: %w", err)
+	}
+	return dir, nil
 }
 
 // DefaultDir is the command directory of a worker not given one: $TMPDIR/gpujobs-jobs-<uid>, one
