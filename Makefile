@@ -61,19 +61,11 @@ bench: export GPUJOBS_RABBIT_OWNER = bench
 # The S3 store's tests run against a real S3 server, SeaweedFS, that make test starts under its own
 # name (run/seaweedfs-test/) with a fresh key pair, and stops at its end; GPUJOBS_S3_REQUIRED makes
 # a missing server a failure rather than a skip.
-# On a fresh machine SeaweedFS's first build (6-9 min) runs in the background, in a session of its
-# own, while setup and vet run: their module downloads and links leave the CPUs idle enough to take
-# a few minutes off the whole run. Its log is run/seaweedfs-build.log; the trap stops it when an
-# earlier step fails.
 test: export SEAWEEDFS_NAME = seaweedfs-test
-test: ## vet, unit tests, end-to-end tests against a real dev server, RabbitMQ and S3 (SeaweedFS)
-	@mkdir -p run; echo "SeaweedFS: checked, and built if missing, in the background (log: run/seaweedfs-build.log)"; \
-	setsid -w scripts/seaweedfs.sh build > run/seaweedfs-build.log 2>&1 & weed=$$!; \
-	trap '[ -z "$$weed" ] || kill -- -$$weed 2>/dev/null || true; scripts/seaweedfs.sh stop; scripts/rabbitmq.sh stop' EXIT; \
-	$(MAKE) --no-print-directory setup vet; \
-	wait $$weed || { tail -n 40 run/seaweedfs-build.log >&2; echo "building SeaweedFS failed (log: run/seaweedfs-build.log)" >&2; weed=; exit 1; }; weed=; \
+test: setup ## vet, unit tests, end-to-end tests against a real dev server, RabbitMQ and S3 (SeaweedFS)
+	@trap 'scripts/seaweedfs.sh stop; scripts/rabbitmq.sh stop' EXIT; \
 	scripts/seaweedfs.sh start; eval "$$(scripts/seaweedfs.sh env)"; export GPUJOBS_S3_REQUIRED=1; \
-	$(MAKE) --no-print-directory test-unit test-e2e test-deploy test-cluster
+	$(MAKE) --no-print-directory vet test-unit test-e2e test-deploy test-cluster
 
 seaweedfs: ## build the S3 server the tests use (SeaweedFS from the Go module proxy, cached in ~/.cache/gpujobs)
 	@scripts/seaweedfs.sh build
