@@ -35,12 +35,12 @@ build() {
 	[ -x "$WEED" ] && return 0
 	command -v go >/dev/null || die "go is needed to build SeaweedFS"
 	log "building SeaweedFS $VERSION (first time only: a few minutes; cached in $(dirname "$WEED"))"
-	local json src tmp
+	local mod=github.com/seaweedfs/seaweedfs@$VERSION json src tmp
 	# go mod download -json exits non-zero with the reason in its "Error" field, not on stderr
-	json=$(go mod download -json "github.com/seaweedfs/seaweedfs@$VERSION") ||
-		die "go mod download github.com/seaweedfs/seaweedfs@$VERSION failed: $(sed -n 's/^[[:space:]]*"Error": "\(.*\)"$/\1/p' <<<"$json")"
+	json=$(go mod download -json "$mod") ||
+		die "go mod download $mod failed: $(sed -n 's/^[[:space:]]*"Error": "\(.*\)"$/\1/p' <<<"$json")"
 	src=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$json")
-	[ -n "$src" ] && [ -d "$src" ] || die "go mod download github.com/seaweedfs/seaweedfs@$VERSION gave no source directory"
+	[ -n "$src" ] && [ -d "$src" ] || die "go mod download $mod gave no source directory"
 	mkdir -p "$(dirname "$WEED")"
 	tmp=$(mktemp -d "$(dirname "$WEED")/build.XXXXXX")
 	trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
